@@ -1,0 +1,13 @@
+//! Data formats and image algorithms shared by ssc's training and inference sides.
+//!
+//! Everything here is plain Rust (no candle, no ort), so both sides and every tool can use it.
+//! Section numbers (§) refer to the pipeline specification (`shared/spec/pipeline.md`).
+
+pub mod atomic;
+pub mod classes;
+pub mod error;
+pub mod fixtures;
+pub mod rng;
+pub mod tensors;
+
+pub use error::{CoreError, Result};

@@ -1,0 +1,11 @@
+//! Shared plumbing of ssc's command-line tools: logging and progress set-up.
+
+/// Installs the `tracing` subscriber used by every binary (`RUST_LOG` overrides the level).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
