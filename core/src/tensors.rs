@@ -75,7 +75,7 @@ impl TensorFile {
 
     /// Tensor names, sorted.
     pub fn names(&self) -> Vec<String> {
-        let mut n: Vec<String> = self.st().names().into_iter().cloned().collect();
+        let mut n: Vec<String> = self.st().names().into_iter().map(str::to_string).collect();
         n.sort();
         n
     }
