@@ -9,6 +9,7 @@ pub mod error;
 pub mod fixtures;
 pub mod metrics;
 pub mod rng;
+pub mod synth;
 pub mod tensors;
 
 pub use error::{CoreError, Result};
