@@ -8,6 +8,7 @@ pub mod classes;
 pub mod error;
 pub mod fixtures;
 pub mod metrics;
+pub mod mask;
 pub mod rng;
 pub mod synth;
 pub mod tensors;

@@ -22,12 +22,12 @@
 mod mosaic;
 mod render;
 mod scene;
-// mod write;
+mod write;
 
 pub use mosaic::mosaic;
 pub use render::render;
 pub use scene::{Object, Scene, sample_scene};
-// pub use write::{SynthSummary, write_dataset};
+pub use write::{SynthSummary, image_id, write_dataset};
 
 use serde::{Deserialize, Serialize};
 
