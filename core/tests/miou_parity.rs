@@ -27,7 +27,10 @@ fn miou_matches_fixture() {
         let mut one = Confusion::new(n);
         one.add(&gt, &pred).unwrap();
         let expect = &cfg["per_pair"][k];
-        assert!((one.miou() - expect["miou"].as_f64().unwrap()).abs() <= tol, "pair {k}");
+        assert!(
+            (one.miou() - expect["miou"].as_f64().unwrap()).abs() <= tol,
+            "pair {k}"
+        );
         assert!(
             (one.miou_gt_present() - expect["miou_gt_present"].as_f64().unwrap()).abs() <= tol,
             "pair {k}"
@@ -36,7 +39,12 @@ fn miou_matches_fixture() {
     }
     let rows: Vec<Vec<u64>> = serde_json::from_value(cfg["confusion"].clone()).unwrap();
     assert_eq!(total.rows(), rows, "confusion matrix");
-    for (c, (got, want)) in total.iou().iter().zip(cfg["iou"].as_array().unwrap()).enumerate() {
+    for (c, (got, want)) in total
+        .iou()
+        .iter()
+        .zip(cfg["iou"].as_array().unwrap())
+        .enumerate()
+    {
         match (got, want.as_f64()) {
             (None, None) => {}
             (Some(g), Some(w)) => assert!((g - w).abs() <= tol, "class {c}: {g} vs {w}"),

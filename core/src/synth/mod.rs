@@ -105,10 +105,16 @@ impl SynthConfig {
             return bad("max_objects must be at least 1".into());
         }
         if !(0.0..=1.0).contains(&self.context_prob) {
-            return bad(format!("context_prob must be in [0,1], got {}", self.context_prob));
+            return bad(format!(
+                "context_prob must be in [0,1], got {}",
+                self.context_prob
+            ));
         }
         if !(0.02..=0.5).contains(&self.part_fraction) {
-            return bad(format!("part_fraction must be in [0.02,0.5], got {}", self.part_fraction));
+            return bad(format!(
+                "part_fraction must be in [0.02,0.5], got {}",
+                self.part_fraction
+            ));
         }
         if self.num_train + self.num_val == 0 {
             return bad("no images requested".into());
@@ -144,7 +150,10 @@ mod tests {
         assert_ne!(sample_scene(&cfg, 5), sample_scene(&cfg, 6));
         let other = SynthConfig { seed: 1, ..small() };
         assert_ne!(sample_scene(&cfg, 5), sample_scene(&other, 5));
-        assert_eq!(render(&sample_scene(&cfg, 3), true), render(&sample_scene(&cfg, 3), true));
+        assert_eq!(
+            render(&sample_scene(&cfg, 3), true),
+            render(&sample_scene(&cfg, 3), true)
+        );
     }
 
     #[test]
@@ -211,8 +220,16 @@ mod tests {
 
     #[test]
     fn validation_names_the_setting() {
-        let bad = SynthConfig { classes: 11, ..small() };
-        assert!(bad.validate().unwrap_err().to_string().contains("--classes"));
+        let bad = SynthConfig {
+            classes: 11,
+            ..small()
+        };
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--classes")
+        );
         let bad = SynthConfig { size: 8, ..small() };
         assert!(bad.validate().unwrap_err().to_string().contains("--size"));
     }

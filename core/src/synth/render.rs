@@ -76,13 +76,21 @@ fn background(kind: usize, x: f64, y: f64, seed: u64) -> [f64; 3] {
         // Water: horizontal waves.
         1 => {
             let wave = (y * 0.55 + 2.5 * (x * 0.09).sin()).sin() * 22.0;
-            [wave * 0.5 + n * 15.0, wave * 0.8 + n * 20.0, wave + n * 25.0]
+            [
+                wave * 0.5 + n * 15.0,
+                wave * 0.8 + n * 20.0,
+                wave + n * 25.0,
+            ]
         }
         // Sand: diagonal dunes and grain.
         2 => {
             let dune = ((x + 0.6 * y) * 0.08).sin() * 16.0;
             let grain = (hash(x as i64, y as i64, seed ^ 3) - 0.5) * 26.0;
-            [dune + grain + n * 20.0, dune + grain + n * 18.0, dune * 0.7 + grain + n * 15.0]
+            [
+                dune + grain + n * 20.0,
+                dune + grain + n * 18.0,
+                dune * 0.7 + grain + n * 15.0,
+            ]
         }
         // Wall: bricks with dark mortar.
         _ => {
@@ -91,7 +99,11 @@ fn background(kind: usize, x: f64, y: f64, seed: u64) -> [f64; 3] {
             let mortar = y.rem_euclid(10.0) < 1.5 || (x + shift).rem_euclid(20.0) < 1.5;
             let m = if mortar { -45.0 } else { 0.0 };
             let brick = (hash((x + shift).div_euclid(20.0) as i64, row as i64, seed) - 0.5) * 30.0;
-            [m + brick + n * 15.0, m + brick * 0.8 + n * 15.0, m + brick * 0.6 + n * 15.0]
+            [
+                m + brick + n * 15.0,
+                m + brick * 0.8 + n * 15.0,
+                m + brick * 0.6 + n * 15.0,
+            ]
         }
     };
     [base[0] + d[0], base[1] + d[1], base[2] + d[2]]

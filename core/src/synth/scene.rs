@@ -12,16 +12,56 @@ struct Prototype {
 }
 
 const PROTOTYPES: [Prototype; 10] = [
-    Prototype { harmonics: &[(5, 0.32)], aspect: 1.0, part_dir: 0.0 },
-    Prototype { harmonics: &[(1, 0.35), (2, 0.08)], aspect: 1.3, part_dir: 3.1416 },
-    Prototype { harmonics: &[(2, 0.25), (3, 0.12)], aspect: 1.5, part_dir: 1.5708 },
-    Prototype { harmonics: &[(4, 0.38)], aspect: 1.0, part_dir: 0.7854 },
-    Prototype { harmonics: &[(1, 0.2), (3, 0.28)], aspect: 1.2, part_dir: 0.0 },
-    Prototype { harmonics: &[(7, 0.22)], aspect: 1.0, part_dir: 4.7124 },
-    Prototype { harmonics: &[(2, 0.15)], aspect: 2.6, part_dir: 0.0 },
-    Prototype { harmonics: &[(1, 0.3), (2, 0.22)], aspect: 1.1, part_dir: 1.5708 },
-    Prototype { harmonics: &[(3, 0.4)], aspect: 1.0, part_dir: 2.0944 },
-    Prototype { harmonics: &[(1, 0.15), (6, 0.1)], aspect: 1.7, part_dir: 3.1416 },
+    Prototype {
+        harmonics: &[(5, 0.32)],
+        aspect: 1.0,
+        part_dir: 0.0,
+    },
+    Prototype {
+        harmonics: &[(1, 0.35), (2, 0.08)],
+        aspect: 1.3,
+        part_dir: 3.1416,
+    },
+    Prototype {
+        harmonics: &[(2, 0.25), (3, 0.12)],
+        aspect: 1.5,
+        part_dir: 1.5708,
+    },
+    Prototype {
+        harmonics: &[(4, 0.38)],
+        aspect: 1.0,
+        part_dir: 0.7854,
+    },
+    Prototype {
+        harmonics: &[(1, 0.2), (3, 0.28)],
+        aspect: 1.2,
+        part_dir: 0.0,
+    },
+    Prototype {
+        harmonics: &[(7, 0.22)],
+        aspect: 1.0,
+        part_dir: 4.7124,
+    },
+    Prototype {
+        harmonics: &[(2, 0.15)],
+        aspect: 2.6,
+        part_dir: 0.0,
+    },
+    Prototype {
+        harmonics: &[(1, 0.3), (2, 0.22)],
+        aspect: 1.1,
+        part_dir: 1.5708,
+    },
+    Prototype {
+        harmonics: &[(3, 0.4)],
+        aspect: 1.0,
+        part_dir: 2.0944,
+    },
+    Prototype {
+        harmonics: &[(1, 0.15), (6, 0.1)],
+        aspect: 1.7,
+        part_dir: 3.1416,
+    },
 ];
 
 /// Number of body appearances shared by all classes.
@@ -134,7 +174,11 @@ fn sample_object(cfg: &SynthConfig, rng: &mut Rng, class: usize, w: f64, h: f64)
         .collect();
     // Random low-frequency deformation shared by no class.
     for k in 2..=3u32 {
-        harmonics.push((k, rng.uniform(0.0, 0.06), rng.uniform(0.0, std::f64::consts::TAU)));
+        harmonics.push((
+            k,
+            rng.uniform(0.0, 0.06),
+            rng.uniform(0.0, std::f64::consts::TAU),
+        ));
     }
     let r_max = (0..128)
         .map(|i| {
@@ -233,7 +277,11 @@ pub fn sample_scene(cfg: &SynthConfig, index: u64) -> Scene {
             rx: rng.uniform(2.5, 9.0),
             ry: rng.uniform(2.5, 9.0),
             rotation: rng.uniform(0.0, std::f64::consts::PI),
-            offset: Some([g + rng.uniform(-12.0, 12.0), g + rng.uniform(-12.0, 12.0), g]),
+            offset: Some([
+                g + rng.uniform(-12.0, 12.0),
+                g + rng.uniform(-12.0, 12.0),
+                g,
+            ]),
             body: 0,
         });
     }

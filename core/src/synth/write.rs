@@ -98,9 +98,13 @@ pub fn write_dataset(
 
     let sets = root.join("ImageSets").join("Segmentation");
     let list = |ids: &[&(String, Vec<usize>)]| {
-        ids.iter().map(|(id, _)| format!("{id}\n")).collect::<String>()
+        ids.iter()
+            .map(|(id, _)| format!("{id}\n"))
+            .collect::<String>()
     };
-    let (train, val): (Vec<_>, Vec<_>) = per_image.iter().partition(|(id, _)| id.starts_with("train"));
+    let (train, val): (Vec<_>, Vec<_>) = per_image
+        .iter()
+        .partition(|(id, _)| id.starts_with("train"));
     atomic::write(&sets.join("train.txt"), list(&train).as_bytes())?;
     atomic::write(&sets.join("train_aug.txt"), list(&train).as_bytes())?;
     atomic::write(&sets.join("val.txt"), list(&val).as_bytes())?;
@@ -111,7 +115,10 @@ pub fn write_dataset(
         for &c in present {
             instances[c] += 1;
         }
-        let mut names: Vec<&str> = present.iter().map(|&c| classes.names[c + 1].as_str()).collect();
+        let mut names: Vec<&str> = present
+            .iter()
+            .map(|&c| classes.names[c + 1].as_str())
+            .collect();
         names.dedup();
         labels.insert(id.clone(), names.into());
     }
