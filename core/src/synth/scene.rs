@@ -1,5 +1,7 @@
 //! Scene sampling: which objects, where, in what pose, on which background.
 
+use std::f64::consts::{FRAC_PI_2, FRAC_PI_3, FRAC_PI_4, PI};
+
 use super::{BACKGROUNDS, SynthConfig};
 use crate::rng::Rng;
 
@@ -20,17 +22,17 @@ const PROTOTYPES: [Prototype; 10] = [
     Prototype {
         harmonics: &[(1, 0.35), (2, 0.08)],
         aspect: 1.3,
-        part_dir: 3.1416,
+        part_dir: PI,
     },
     Prototype {
         harmonics: &[(2, 0.25), (3, 0.12)],
         aspect: 1.5,
-        part_dir: 1.5708,
+        part_dir: FRAC_PI_2,
     },
     Prototype {
         harmonics: &[(4, 0.38)],
         aspect: 1.0,
-        part_dir: 0.7854,
+        part_dir: FRAC_PI_4,
     },
     Prototype {
         harmonics: &[(1, 0.2), (3, 0.28)],
@@ -40,7 +42,7 @@ const PROTOTYPES: [Prototype; 10] = [
     Prototype {
         harmonics: &[(7, 0.22)],
         aspect: 1.0,
-        part_dir: 4.7124,
+        part_dir: PI + FRAC_PI_2,
     },
     Prototype {
         harmonics: &[(2, 0.15)],
@@ -50,17 +52,17 @@ const PROTOTYPES: [Prototype; 10] = [
     Prototype {
         harmonics: &[(1, 0.3), (2, 0.22)],
         aspect: 1.1,
-        part_dir: 1.5708,
+        part_dir: FRAC_PI_2,
     },
     Prototype {
         harmonics: &[(3, 0.4)],
         aspect: 1.0,
-        part_dir: 2.0944,
+        part_dir: 2.0 * FRAC_PI_3,
     },
     Prototype {
         harmonics: &[(1, 0.15), (6, 0.1)],
         aspect: 1.7,
-        part_dir: 3.1416,
+        part_dir: PI,
     },
 ];
 
