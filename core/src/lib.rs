@@ -7,6 +7,9 @@ pub mod atomic;
 pub mod classes;
 pub mod error;
 pub mod fixtures;
+pub mod imageio;
+pub mod normalize;
+pub mod resize;
 pub mod rng;
 pub mod tensors;
 
