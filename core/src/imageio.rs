@@ -176,16 +176,16 @@ fn decode(bytes: &[u8], path: &Path, opts: &DecodeOptions) -> Result<RgbImage> {
         ));
     }
     let orientation = decoder.orientation().map_err(|e| describe(path, e))?;
-    let is_jpeg = bytes.starts_with(&[0xFF, 0xD8]);
-    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| describe(path, e))?;
     // zune-jpeg decodes a cut-off JPEG without complaint (grey fill), so require the
-    // end-of-image marker after the first scan.
-    if is_jpeg && !jpeg_has_end(bytes) {
+    // end-of-image marker after the first scan. (A complete JPEG that merely lacks EOI is
+    // refused too; such files are rare and usually damaged.)
+    if bytes.starts_with(&[0xFF, 0xD8]) && !jpeg_has_end(bytes) {
         return Err(CoreError::format(
             path,
             "truncated JPEG: no end-of-image marker after the image data",
         ));
     }
+    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| describe(path, e))?;
     img.apply_orientation(orientation);
     Ok(img.into_rgb8())
 }

@@ -182,7 +182,7 @@ fn cam_preprocessing_matches_fixture() {
     let levels = pil_levels(&cfg["tolerance"]["scale_image_u8"]);
     let tol = &cfg["tolerance"]["scale_input"];
     let t = TensorFile::open(dir.join("tensors.safetensors")).unwrap();
-    let img = ssc_core::imageio::read_rgb(&dir.join("image.png")).unwrap();
+    let img = ssc_core::imageio::read_rgb(dir.join("image.png")).unwrap();
     let (h, w) = (img.height() as usize, img.width() as usize);
     assert_eq!(
         (h, w),
