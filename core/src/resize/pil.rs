@@ -338,6 +338,33 @@ mod tests {
     }
 
     #[test]
+    fn rgb_equals_each_channel_resized_alone() {
+        // Channels never mix, so interleaved RGB must equal three grey resizes, in every
+        // pass order (both down, both up, vertical-first, one axis only).
+        let (h, w) = (11, 17);
+        let rgb: Vec<u8> = (0..h * w * 3).map(|i| ((i * 7919) % 251) as u8).collect();
+        for (oh, ow) in [(5, 8), (23, 40), (4, 30), (11, 6), (20, 17)] {
+            let out = pil_bicubic_u8(&rgb, h, w, 3, oh, ow).unwrap();
+            for ch in 0..3 {
+                let plane: Vec<u8> = rgb.iter().skip(ch).step_by(3).copied().collect();
+                let want = pil_bicubic_u8(&plane, h, w, 1, oh, ow).unwrap();
+                let got: Vec<u8> = out.iter().skip(ch).step_by(3).copied().collect();
+                assert_eq!(got, want, "{oh}x{ow} channel {ch}");
+            }
+        }
+    }
+
+    #[test]
+    fn nearest_keeps_wide_ids() {
+        let ids: Vec<u16> = (0..6).map(|v| 60000 + v).collect();
+        assert_eq!(pil_nearest(&ids, 2, 3, 1, 4, 3).unwrap(), {
+            let mut v = vec![60000, 60001, 60002, 60000, 60001, 60002];
+            v.extend([60003, 60004, 60005, 60003, 60004, 60005]);
+            v
+        });
+    }
+
+    #[test]
     fn nearest_picks_centres() {
         let src: Vec<i32> = (0..10).collect();
         assert_eq!(
