@@ -7,6 +7,7 @@ pub mod atomic;
 pub mod classes;
 pub mod error;
 pub mod fixtures;
+pub mod formats;
 pub mod rng;
 pub mod tensors;
 
