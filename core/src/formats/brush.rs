@@ -158,7 +158,7 @@ impl BitWriter {
     /// Appends the low `n` bits of `v`, most significant first.
     fn write(&mut self, v: u64, n: u32) {
         for k in (0..n).rev() {
-            if self.bits % 8 == 0 {
+            if self.bits.is_multiple_of(8) {
                 self.bytes.push(0);
             }
             if (v >> k) & 1 == 1 {
