@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod imageio;
 pub mod normalize;
 pub mod resize;
+pub mod formats;
 pub mod rng;
 pub mod synth;
 pub mod tensors;
