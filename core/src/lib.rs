@@ -5,8 +5,10 @@
 
 pub mod atomic;
 pub mod classes;
+pub mod crf;
 pub mod error;
 pub mod fixtures;
+pub mod irlabel;
 pub mod rng;
 pub mod tensors;
 
