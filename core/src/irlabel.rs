@@ -188,9 +188,9 @@ mod tests {
 
     #[test]
     fn combines_fg_bg_and_ignore_band() {
-        // A 24×24 image: left half strong CAM (confident fg), a middle band weak CAM (fg only
-        // at the low threshold), the rest zero. A flat image and weak kernels keep the
-        // regions apart after the CRF.
+        // A 24×24 image: a left band with a strong CAM (confident fg), a middle band with a
+        // weak CAM (fg only at the low threshold), the rest zero; each band has its own colour.
+        // Without kernels the CRF keeps the CAM labels.
         let (w, h) = (24, 24);
         let cam: Vec<f32> = (0..w * h)
             .map(|p| match p % w {
@@ -199,7 +199,13 @@ mod tests {
                 _ => 0.0,
             })
             .collect();
-        let rgb = vec![100u8; w * h * 3];
+        let rgb: Vec<u8> = (0..w * h)
+            .flat_map(|p| match p % w {
+                0..=9 => [200, 30, 30],
+                10..=15 => [30, 200, 30],
+                _ => [30, 30, 200],
+            })
+            .collect();
         let mut cfg = IrLabelConfig::ssc();
         cfg.crf.gaussian = None;
         cfg.crf.bilateral = None;
@@ -208,7 +214,7 @@ mod tests {
         assert!(row[..10].iter().all(|&v| v == 15));
         assert!(row[10..16].iter().all(|&v| v == IGNORE));
         assert!(row[16..].iter().all(|&v| v == 0));
-        // With the real CRF the structure survives on this clean input.
+        // With the real CRF the structure follows the colour edges.
         let maps = ir_label_maps(&cam, &[14], w, h, &rgb, &IrLabelConfig::ssc()).unwrap();
         assert_eq!(maps.ir_label[12 * w + 2], 15);
         assert_eq!(maps.ir_label[12 * w + 22], 0);

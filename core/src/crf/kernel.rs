@@ -5,9 +5,7 @@
 //! The two diagonal scalings are folded into the splat and slice weights once, so each
 //! mean-field iteration costs one splat, one blur and one slice.
 
-use rayon::prelude::*;
-
-use super::lattice::{CHUNK, Lattice};
+use super::lattice::Lattice;
 use crate::Result;
 
 /// A normalised kernel ready to filter label marginals.
@@ -66,27 +64,24 @@ impl NormalizedKernel {
     pub(crate) fn slice_add(&self, p: usize, values: &[f32], vs: usize, acc: &mut [f32]) {
         self.lattice.slice_point(p, &self.slice_w, values, vs, acc);
     }
-
-    /// `K̃ q` for point-major `q`.
-    #[cfg(test)]
-    pub(crate) fn apply(&self, q: &[f32], vs: usize) -> Vec<f32> {
-        let (mut values, mut scratch) = (Vec::new(), Vec::new());
-        self.prepare(q, vs, &mut values, &mut scratch);
-        let mut out = vec![0f32; q.len()];
-        out.par_chunks_mut(CHUNK * vs)
-            .enumerate()
-            .for_each(|(c, out)| {
-                for (o, acc) in out.chunks_exact_mut(vs).enumerate() {
-                    self.slice_add(c * CHUNK + o, &values, vs, acc);
-                }
-            });
-        out
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl NormalizedKernel {
+        /// `K̃ q` for point-major `q`.
+        fn apply(&self, q: &[f32], vs: usize) -> Vec<f32> {
+            let (mut values, mut scratch) = (Vec::new(), Vec::new());
+            self.prepare(q, vs, &mut values, &mut scratch);
+            let mut out = vec![0f32; q.len()];
+            for (p, acc) in out.chunks_exact_mut(vs).enumerate() {
+                self.slice_add(p, &values, vs, acc);
+            }
+            out
+        }
+    }
 
     /// (x/s, y/s) features of a w×h grid.
     fn grid(w: usize, h: usize, s: f32) -> Vec<f32> {
