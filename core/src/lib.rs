@@ -5,6 +5,7 @@
 
 pub mod atomic;
 pub mod classes;
+pub mod crf;
 pub mod error;
 pub mod fixtures;
 pub mod mask;
@@ -13,6 +14,7 @@ pub mod imageio;
 pub mod normalize;
 pub mod resize;
 pub mod formats;
+pub mod irlabel;
 pub mod rng;
 pub mod synth;
 pub mod tensors;
