@@ -7,6 +7,8 @@ pub mod atomic;
 pub mod classes;
 pub mod error;
 pub mod fixtures;
+pub mod pseudo;
+pub mod randomwalk;
 pub mod rng;
 pub mod tensors;
 
