@@ -15,6 +15,8 @@ pub mod normalize;
 pub mod resize;
 pub mod formats;
 pub mod irlabel;
+pub mod pseudo;
+pub mod randomwalk;
 pub mod rng;
 pub mod synth;
 pub mod tensors;
