@@ -8,6 +8,7 @@ pub mod classes;
 pub mod error;
 pub mod fixtures;
 pub mod rng;
+pub mod superpixels;
 pub mod tensors;
 
 pub use error::{CoreError, Result};
