@@ -19,6 +19,7 @@ pub mod pseudo;
 pub mod randomwalk;
 pub mod rng;
 pub mod synth;
+pub mod superpixels;
 pub mod tensors;
 
 pub use error::{CoreError, Result};
