@@ -62,11 +62,61 @@ impl ResNetConfig {
 
     /// Output channels of layer `l` (0-based).
     pub fn out_channels(&self, l: usize) -> usize {
-        4 * self.base_width << l
+        (4 * self.base_width) << l
     }
 
     /// Total output stride of the network.
     pub fn output_stride(&self) -> usize {
         4 * self.strides.iter().product::<usize>()
+    }
+}
+
+/// The CAM-driven reconstruction decoder (§2.4, Table I).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecoderConfig {
+    /// Input channels C: the class count of the CAM features (20 VOC, 80 COCO).
+    pub in_channels: usize,
+    /// `widths[0]`: head and ResBlock width; up-sample k (1..=4) keeps `widths[k−1]` through
+    /// its transposed conv and ends at `widths[k]`. Reference: 256, 256, 128, 64, 32.
+    pub widths: [usize; 5],
+    /// ResBlocks after the head (the reference has 1).
+    pub res_blocks: usize,
+    /// Output image channels (3).
+    pub out_channels: usize,
+    /// Epsilon added to the std in the MUNIT LayerNorm.
+    pub ln_eps: f64,
+    /// InstanceNorm epsilon.
+    pub in_eps: f64,
+}
+
+impl DecoderConfig {
+    /// The reference decoder for `in_channels` classes.
+    pub fn reference(in_channels: usize) -> Self {
+        DecoderConfig {
+            in_channels,
+            widths: [256, 256, 128, 64, 32],
+            res_blocks: 1,
+            out_channels: 3,
+            ln_eps: 1e-5,
+            in_eps: 1e-5,
+        }
+    }
+
+    /// PASCAL VOC: 20 foreground classes.
+    pub fn voc() -> Self {
+        Self::reference(20)
+    }
+
+    /// COCO-2014: 80 foreground classes.
+    pub fn coco() -> Self {
+        Self::reference(80)
+    }
+
+    /// A narrow decoder for CPU tests and the synthetic preset.
+    pub fn synthetic(in_channels: usize) -> Self {
+        DecoderConfig {
+            widths: [16, 16, 8, 8, 4],
+            ..Self::reference(in_channels)
+        }
     }
 }

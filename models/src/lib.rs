@@ -3,4 +3,6 @@
 //! Section numbers (§) refer to the pipeline specification (`shared/spec/pipeline.md`).
 
 pub mod config;
+pub mod decoder;
+pub mod init;
 pub mod ops;
