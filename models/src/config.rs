@@ -120,3 +120,77 @@ impl DecoderConfig {
         }
     }
 }
+
+/// torchvision VGG `features` (the perceptual-loss network, §2.5): five blocks of 3×3 convs
+/// (padding 1) + ReLU, each block closed by a 2×2/s2 max pool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VggConfig {
+    /// Convs per block (VGG-19: 2, 2, 4, 4, 4).
+    pub convs: [usize; 5],
+    /// Output channels of every conv of each block (VGG-19: 64, 128, 256, 512, 512).
+    pub widths: [usize; 5],
+}
+
+impl VggConfig {
+    /// torchvision `vgg19` (the `vgg19-dcbb9e9d.pth` checkpoint).
+    pub fn vgg19() -> Self {
+        VggConfig {
+            convs: [2, 2, 4, 4, 4],
+            widths: [64, 128, 256, 512, 512],
+        }
+    }
+
+    /// VGG-19 with every width divided by `div` (CPU tests, synthetic preset).
+    pub fn vgg19_narrow(div: usize) -> Self {
+        let mut c = Self::vgg19();
+        c.widths = c.widths.map(|w| (w / div.max(1)).max(1));
+        c
+    }
+
+    /// torchvision `features` index of the ReLU after conv `conv` (1-based) of block `block`
+    /// (1-based), e.g. relu1_1 → 1, relu5_1 → 29, relu5_4 → 35 for VGG-19. `None` when the
+    /// layer does not exist.
+    pub fn relu_index(&self, block: usize, conv: usize) -> Option<usize> {
+        if !(1..=5).contains(&block) || conv == 0 || conv > self.convs[block - 1] {
+            return None;
+        }
+        // every conv is followed by a ReLU (2 entries), every block by a pool (1 entry)
+        let before: usize = self.convs[..block - 1].iter().map(|c| 2 * c + 1).sum();
+        Some(before + 2 * (conv - 1) + 1)
+    }
+}
+
+/// Which layers and weights the perceptual loss uses (§2.5).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PerceptualConfig {
+    /// `features` indices of the compared activations.
+    pub taps: Vec<usize>,
+    /// Weight of each tap's L1 mean.
+    pub weights: Vec<f64>,
+    /// Both images are halved by 2×2 average pooling while their width exceeds this (1024).
+    pub max_width: usize,
+}
+
+impl PerceptualConfig {
+    /// **[code]** (the default, what SSC trains with): relu1_1 … relu5_1, weights 1/32, 1/16,
+    /// 1/8, 1/4, 1.
+    pub fn code(vgg: &VggConfig) -> Self {
+        PerceptualConfig {
+            taps: (1..=5).filter_map(|b| vgg.relu_index(b, 1)).collect(),
+            weights: vec![1.0 / 32.0, 1.0 / 16.0, 1.0 / 8.0, 1.0 / 4.0, 1.0],
+            max_width: 1024,
+        }
+    }
+
+    /// **[paper]** Eq. 5–6: the last ReLU of each block (relu1_2, relu2_2, relu3_4, relu4_4,
+    /// relu5_4), weights 1/32, 1/16, 1/8, 1/4, 1/2.
+    pub fn paper(vgg: &VggConfig) -> Self {
+        PerceptualConfig {
+            taps: (1..=5)
+                .filter_map(|b| vgg.relu_index(b, vgg.convs[b - 1]))
+                .collect(),
+            weights: vec![1.0 / 32.0, 1.0 / 16.0, 1.0 / 8.0, 1.0 / 4.0, 1.0 / 2.0],
+            max_width: 1024,
+        }
+    }
+}

@@ -6,3 +6,4 @@ pub mod config;
 pub mod decoder;
 pub mod init;
 pub mod ops;
+pub mod vgg;

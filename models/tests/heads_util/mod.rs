@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor};
 use ssc_core::tensors::TensorFile;
 
 /// Parsed `config.json` of a fixture case.
@@ -55,50 +55,12 @@ pub fn rand_f64(shape: &[usize], seed: u64) -> Tensor {
     Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
 }
 
-/// Checks ∂f/∂x from candle's backprop against central differences of f (f64), where
-/// `f(x)` must return a scalar. Fails when any component differs by more than
-/// `tol·(1 + |numeric|)`.
+/// Checks the gradient of `f` at the f64 tensor `x` against central differences (through
+/// `ssc_models::ops::gradcheck`, objective Σ f(x)·U with a fixed random U); fails when
+/// `max|analytic − numeric| > tol·(1 + max|numeric|)`.
 pub fn gradcheck(x: &Tensor, f: impl Fn(&Tensor) -> Tensor, tol: f64) {
-    let var = Var::from_tensor(x).unwrap();
-    let y = f(var.as_tensor());
-    let grads = y.backward().unwrap();
-    let analytic: Vec<f64> = grads
-        .get(var.as_tensor())
-        .expect("no gradient reached the input")
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
-    let base: Vec<f64> = x.flatten_all().unwrap().to_vec1().unwrap();
-    let h = 1e-6;
-    let eval = |v: &[f64]| -> f64 {
-        let t = Tensor::from_vec(v.to_vec(), x.dims(), &Device::Cpu).unwrap();
-        f(&t).to_scalar::<f64>().unwrap()
-    };
-    let mut worst = 0f64;
-    for i in 0..base.len() {
-        let mut p = base.clone();
-        p[i] += h;
-        let fp = eval(&p);
-        p[i] -= 2.0 * h;
-        let fm = eval(&p);
-        let numeric = (fp - fm) / (2.0 * h);
-        let err = (numeric - analytic[i]).abs() / (1.0 + numeric.abs());
-        worst = worst.max(err);
-        assert!(
-            err <= tol,
-            "gradient {i}: analytic {} vs numeric {numeric}",
-            analytic[i]
-        );
-    }
-    eprintln!(
-        "gradcheck: {} components, worst rel err {worst:.2e}",
-        base.len()
-    );
-}
-
-/// Σ(y·w) with fixed pseudo-random weights, so every output element matters to the gradient.
-pub fn weighted_sum(y: &Tensor, seed: u64) -> Tensor {
-    let w = rand_f64(y.dims(), seed);
-    (y * w).unwrap().sum_all().unwrap()
+    let r = ssc_models::ops::gradcheck::check(|t| Ok(f(t)), x, 1e-6, 17).unwrap();
+    assert!(r.passes(tol, tol), "gradient check failed: {r:?}");
+    assert!(r.max_abs_grad > 0.0, "gradient is identically zero: {r:?}");
+    eprintln!("gradcheck: {r:?}");
 }
