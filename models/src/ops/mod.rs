@@ -9,3 +9,6 @@ pub mod resize;
 
 pub use pool::max_pool2d;
 pub use resize::bilinear;
+pub mod conv;
+
+pub use conv::{Conv2d, ConvParams, conv2d};
