@@ -11,6 +11,7 @@ use candle_nn::{Init, VarBuilder};
 
 use crate::config::DecoderConfig;
 use crate::init::{PYTORCH_CONV_WEIGHT, pytorch_conv_bias};
+use crate::ops::conv::{ConvParams, conv2d};
 use crate::ops::norm::{instance_norm, layer_norm_munit};
 use crate::ops::pad::reflection_pad2d;
 
@@ -35,7 +36,11 @@ impl Conv3 {
 
     /// `padding` is the zero padding (0 after an explicit reflection pad).
     fn forward(&self, x: &Tensor, padding: usize) -> Result<Tensor> {
-        let y = x.conv2d(&self.weight, padding, 1, 1, 1)?;
+        let p = ConvParams {
+            padding,
+            ..ConvParams::default()
+        };
+        let y = conv2d(x, &self.weight, p, true)?;
         match &self.bias {
             Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
             None => Ok(y),

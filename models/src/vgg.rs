@@ -5,17 +5,18 @@
 //! is; `classifier.*` entries are ignored. The weights are detached at load time: the network
 //! is never trained, but gradients still flow through it to its input (the reconstruction).
 
-use candle_core::{D, Result, Tensor};
+use candle_core::{D, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::config::{PerceptualConfig, VggConfig};
 use crate::init::{PYTORCH_CONV_WEIGHT, pytorch_conv_bias};
+use crate::ops::conv::{Conv2d, ConvParams};
 use crate::ops::pool::max_pool2d;
 
 /// One entry of torchvision's `features` sequence.
 #[derive(Debug, Clone)]
 enum Layer {
-    Conv { weight: Tensor, bias: Tensor },
+    Conv(Conv2d),
     Relu,
     MaxPool,
 }
@@ -47,7 +48,17 @@ impl Vgg {
                 let bias = vb
                     .get_with_hints(w, &format!("{i}.bias"), pytorch_conv_bias(&shape))?
                     .detach();
-                layers.push(Layer::Conv { weight, bias });
+                let params = ConvParams {
+                    padding: 1,
+                    ..ConvParams::default()
+                };
+                // Frozen: the custom conv op then computes only the input gradient.
+                layers.push(Layer::Conv(Conv2d::from_weight(
+                    weight,
+                    Some(bias),
+                    params,
+                    true,
+                )));
                 layers.push(Layer::Relu);
                 cin = w;
             }
@@ -85,9 +96,7 @@ impl Vgg {
         let mut h = x.clone();
         for (i, layer) in self.layers[..=last].iter().enumerate() {
             h = match layer {
-                Layer::Conv { weight, bias } => h
-                    .conv2d(weight, 1, 1, 1, 1)?
-                    .broadcast_add(&bias.reshape((1, (), 1, 1))?)?,
+                Layer::Conv(conv) => conv.forward(&h)?,
                 Layer::Relu => h.relu()?,
                 // candle's own max_pool2d backward is scaled by 1/k² (platform notes).
                 Layer::MaxPool => max_pool2d(&h, 2, 2, 0, false)?,

@@ -152,3 +152,37 @@ fn default_init_follows_pytorch() {
             < 1.0
     );
 }
+
+#[test]
+fn decoder_gradient_reaches_input_and_parameters() {
+    let mut cfg = DecoderConfig::synthetic(2);
+    cfg.widths = [4, 4, 4, 4, 4];
+    let varmap = VarMap::new();
+    let vb = SeededInit::var_builder(&varmap, 11, DType::F64, &Device::Cpu);
+    let dec = Decoder::new(&cfg, vb).unwrap();
+    let x = heads_util::rand_f64(&[1, 2, 2, 3], 12);
+    heads_util::gradcheck(&x, |x| dec.forward(x).unwrap(), 1e-5);
+    // Every parameter is a Var that receives a non-zero gradient.
+    let grads = dec
+        .forward(&x)
+        .unwrap()
+        .sqr()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    for (name, var) in varmap.data().lock().unwrap().iter() {
+        let g = grads
+            .get(var.as_tensor())
+            .unwrap_or_else(|| panic!("no gradient for {name}"));
+        let m = g
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
+        assert!(m > 0.0, "zero gradient for {name}");
+    }
+}
