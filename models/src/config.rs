@@ -194,3 +194,114 @@ impl PerceptualConfig {
         }
     }
 }
+
+/// IRN's class-boundary (edge) branch on a frozen ResNet (§4.2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IrnConfig {
+    /// The frozen backbone (ResNet-50 at output stride 16 in the reference).
+    pub backbone: ResNetConfig,
+    /// Channels of each of e1…e5 (32 in the reference; half the backbone's base width).
+    pub edge_width: usize,
+    /// GroupNorm groups of e1…e5 (4).
+    pub gn_groups: usize,
+    /// GroupNorm epsilon.
+    pub gn_eps: f64,
+}
+
+impl IrnConfig {
+    /// The reference: ResNet-50 OS16, 32-channel edge features, GN(4).
+    pub fn resnet50() -> Self {
+        Self::for_backbone(ResNetConfig::resnet50_os16())
+    }
+
+    /// A tiny network for CPU tests and the synthetic preset.
+    pub fn tiny() -> Self {
+        Self::for_backbone(ResNetConfig::tiny_os16())
+    }
+
+    /// Edge widths scaled with the backbone (base width / 2, at least `gn_groups`).
+    pub fn for_backbone(backbone: ResNetConfig) -> Self {
+        IrnConfig {
+            edge_width: (backbone.base_width / 2).max(4),
+            backbone,
+            gn_groups: 4,
+            gn_eps: 1e-5,
+        }
+    }
+
+    /// Channels of the five backbone features x1 (stem) … x5 (layer4).
+    pub fn feature_channels(&self) -> [usize; 5] {
+        let b = &self.backbone;
+        [
+            b.base_width,
+            b.out_channels(0),
+            b.out_channels(1),
+            b.out_channels(2),
+            b.out_channels(3),
+        ]
+    }
+
+    /// Up-sampling factor of e1…e5 back to the stride of x2 (1, 1, 2, 4, 4 at OS16).
+    pub fn edge_factors(&self) -> [usize; 5] {
+        let s = self.backbone.strides;
+        let mut f = [1; 5];
+        for l in 1..4 {
+            f[l + 1] = s[1..=l].iter().product();
+        }
+        f
+    }
+}
+
+/// DeepLabV2 (§6.1): ResNet backbone + ASPP head of summed dilated 3×3 convs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeepLabConfig {
+    /// Backbone (ResNet-101 OS8 in the reference code, OS16 in the paper).
+    pub backbone: ResNetConfig,
+    /// Output classes, background included (21 VOC, 81 COCO).
+    pub num_classes: usize,
+    /// ASPP dilation (= padding) of each branch: 6, 12, 18, 24.
+    pub rates: Vec<usize>,
+    /// Std of the ASPP weights' normal initialisation (0.01).
+    pub head_init_std: f64,
+}
+
+impl DeepLabConfig {
+    /// The reference code's network: ResNet-101 at output stride 8.
+    pub fn voc() -> Self {
+        DeepLabConfig {
+            backbone: ResNetConfig::resnet101_os8(),
+            num_classes: 21,
+            rates: vec![6, 12, 18, 24],
+            head_init_std: 0.01,
+        }
+    }
+
+    /// COCO-2014: 81 classes.
+    pub fn coco() -> Self {
+        DeepLabConfig {
+            num_classes: 81,
+            ..Self::voc()
+        }
+    }
+
+    /// The paper's output stride 16.
+    pub fn voc_os16() -> Self {
+        DeepLabConfig {
+            backbone: ResNetConfig::resnet101_os16(),
+            ..Self::voc()
+        }
+    }
+
+    /// A tiny network for CPU tests and the synthetic preset.
+    pub fn synthetic(num_classes: usize) -> Self {
+        DeepLabConfig {
+            backbone: ResNetConfig {
+                strides: [1, 2, 1, 1],
+                dilations: [1, 1, 2, 4],
+                ..ResNetConfig::tiny_os16()
+            },
+            num_classes,
+            ..Self::voc()
+        }
+    }
+}

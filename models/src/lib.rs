@@ -4,6 +4,8 @@
 
 pub mod config;
 pub mod decoder;
+pub mod deeplab;
 pub mod init;
+pub mod irn;
 pub mod ops;
 pub mod vgg;
