@@ -38,7 +38,7 @@ impl IrnEdge {
     /// a = √5 convs, GN weight 1 and bias 0).
     pub fn new(cfg: &IrnConfig, vb: VarBuilder) -> Result<Self> {
         let w = cfg.edge_width;
-        if cfg.gn_groups == 0 || w % cfg.gn_groups != 0 {
+        if cfg.gn_groups == 0 || !w.is_multiple_of(cfg.gn_groups) {
             candle_core::bail!(
                 "IRN: edge width {w} is not divisible into {} groups",
                 cfg.gn_groups

@@ -69,7 +69,7 @@ pub fn group_norm(
     eps: f64,
 ) -> Result<Tensor> {
     let (n, c, h, w) = x.dims4()?;
-    if groups == 0 || c % groups != 0 {
+    if groups == 0 || !c.is_multiple_of(groups) {
         candle_core::bail!("group_norm: {c} channels cannot be split into {groups} groups");
     }
     let flat = x.reshape((n, groups, (c / groups) * h * w))?;
