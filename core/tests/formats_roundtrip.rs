@@ -178,6 +178,39 @@ fn cvat_writer_errors_and_abandon() {
     assert!(e.contains("cvat.zip"), "{e}");
 }
 
+#[test]
+fn cvat_keeps_the_largest_254_instances() {
+    // 300 isolated pixels (no two touch, even diagonally) plus one 3x3 block
+    let (w, h) = (40u32, 32u32);
+    let mut l = vec![0u8; (w * h) as usize];
+    for y in (0..30).step_by(2) {
+        for x in (0..40).step_by(2) {
+            l[(y * w + x) as usize] = 12;
+        }
+    }
+    for y in 29..32 {
+        for x in 0..3 {
+            l[(y * w + x) as usize] = 15;
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("many.zip");
+    let voc = ClassMap::voc();
+    let m = MaskSource::new("many", w, h, l.clone()).unwrap();
+    write_all(
+        &mut CvatWriter::begin(&path, &voc, CvatOptions::default()).unwrap(),
+        &[m],
+    );
+    let obj = zip_entry(&path, "SegmentationObject/many.png");
+    let img = image::load_from_memory(&obj).unwrap().to_rgb8();
+    let colors: HashSet<[u8; 3]> = img.pixels().map(|p| p.0).collect();
+    assert_eq!(colors.len(), 255, "black + 254 instance colours");
+    // the 9-pixel person block is the largest instance, so it is kept
+    assert_ne!(img.get_pixel(1, 30).0, [0, 0, 0]);
+    // the class mask is complete regardless
+    assert_eq!(read_cvat(&path, &voc).unwrap()[0].labels, l);
+}
+
 fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }

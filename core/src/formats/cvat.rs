@@ -201,10 +201,13 @@ impl MaskWriter for CvatWriter {
         if self.seen.contains(&m.id) {
             return Err(CoreError::Invalid(format!("{}: id added twice", m.id)));
         }
-        let what = format!("{}: SegmentationClass/{}.png", self.path.display(), m.id);
-        let class_png = png_io::encode_rgb(m.width, m.height, &self.class_rgb(m), &what)?;
+        let what = |dir: &str| format!("{}: {dir}/{}.png", self.path.display(), m.id);
+        let class_rgb = self.class_rgb(m);
+        let class_png =
+            png_io::encode_rgb(m.width, m.height, &class_rgb, &what("SegmentationClass"))?;
+        let object_rgb = self.object_rgb(m, &present)?;
         let object_png =
-            png_io::encode_rgb(m.width, m.height, &self.object_rgb(m, &present)?, &what)?;
+            png_io::encode_rgb(m.width, m.height, &object_rgb, &what("SegmentationObject"))?;
         self.entry(&format!("SegmentationClass/{}.png", m.id), &class_png)?;
         self.entry(&format!("SegmentationObject/{}.png", m.id), &object_png)?;
         self.seen.insert(m.id.clone());
