@@ -3,7 +3,8 @@
 //! Files are decoded by content, never by extension, to 8-bit RGB: grey and grey+alpha are
 //! expanded, alpha is dropped (not composited), palette PNGs are expanded through their
 //! palette, 16-bit samples are scaled to 8 bits with rounding (`round(v·255/65535)`), and
-//! CMYK/YCCK JPEGs are converted to RGB by the decoder (zune-jpeg). EXIF orientation is
+//! CMYK/YCCK JPEGs are converted to RGB by the decoder (zune-jpeg, Adobe inverted-ink
+//! convention). EXIF orientation is
 //! applied, so width and height are those of the image as displayed. Formats: JPEG, PNG,
 //! GIF (first frame), BMP, TIFF and WebP (the workspace's `image` features).
 //!

@@ -25,6 +25,14 @@ pub fn rescale_size(h: usize, w: usize, scale: f64) -> (usize, usize) {
     (r(h), r(w))
 }
 
+/// Pillow-bicubic rescale of an RGB image by `scale` to [`rescale_size`] (IRN/SSC
+/// `pil_rescale`, used by the stage-1 random resize §2.9 and multi-scale CAMs §3.2). A scale
+/// that keeps the size returns the image unchanged; one that rounds a side to 0 is an error.
+pub fn pil_rescale_rgb(img: &image::RgbImage, scale: f64) -> Result<image::RgbImage> {
+    let (oh, ow) = rescale_size(img.height() as usize, img.width() as usize, scale);
+    pil_bicubic_rgb(img, oh, ow)
+}
+
 /// Checks that `len` is `planes·h·w` (with an overflow-safe product) and that no size is 0.
 pub(crate) fn check_len(len: usize, dims: &[usize], what: &str) -> Result<()> {
     let want = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
@@ -56,6 +64,16 @@ mod tests {
         assert_eq!(rescale_size(5, 7, 0.5), (2, 4));
         assert_eq!(rescale_size(5, 7, 0.25), (1, 2));
         assert_eq!(rescale_size(10, 10, -1.0), (0, 0));
+    }
+
+    #[test]
+    fn rescale_image_uses_rounded_size() {
+        let img =
+            image::RgbImage::from_fn(7, 5, |x, y| image::Rgb([x as u8 * 30, y as u8 * 40, 9]));
+        let half = pil_rescale_rgb(&img, 0.5).unwrap();
+        assert_eq!(half.dimensions(), (4, 2));
+        assert_eq!(pil_rescale_rgb(&img, 1.0).unwrap(), img);
+        assert!(pil_rescale_rgb(&img, 0.05).is_err());
     }
 
     #[test]

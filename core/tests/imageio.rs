@@ -5,7 +5,7 @@
 use std::io::Cursor;
 use std::path::Path;
 
-use image::{GrayAlphaImage, GrayImage, ImageBuffer, ImageFormat, Rgb, RgbImage, RgbaImage};
+use image::{GrayAlphaImage, GrayImage, ImageFormat, Rgb, RgbImage, RgbaImage};
 use ssc_core::imageio::{
     DecodeOptions, image_size, is_image_path, read_rgb, read_rgb_bytes, read_rgb_bytes_with,
     read_rgb_with, write_jpeg_rgb, write_png_rgb,
@@ -402,5 +402,107 @@ fn image_paths_by_extension() {
     assert!(is_image_path("a.tiff"));
     assert!(!is_image_path("a.json"));
     assert!(!is_image_path("noext"));
-    let _unused: ImageBuffer<Rgb<u8>, Vec<u8>> = RgbImage::new(1, 1);
+}
+
+/// Appends `n` bits of `v` (MSB first) to a JPEG entropy-coded bit stream.
+struct Bits {
+    bytes: Vec<u8>,
+    acc: u32,
+    n: u32,
+}
+
+impl Bits {
+    fn put(&mut self, v: u32, n: u32) {
+        for i in (0..n).rev() {
+            self.acc = (self.acc << 1) | ((v >> i) & 1);
+            self.n += 1;
+            if self.n == 8 {
+                self.bytes.push(self.acc as u8);
+                if self.acc == 0xFF {
+                    self.bytes.push(0x00); // byte stuffing
+                }
+                (self.acc, self.n) = (0, 0);
+            }
+        }
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        while self.n != 0 {
+            self.put(1, 1); // pad with ones
+        }
+        self.bytes
+    }
+}
+
+/// A hand-made 8×8 baseline JPEG with four components (Adobe APP14, transform 0 = CMYK)
+/// whose stored samples are the flat values `cmyk`. Each block is DC-only, quantiser 1.
+fn cmyk_jpeg(cmyk: [u8; 4]) -> Vec<u8> {
+    fn segment(out: &mut Vec<u8>, marker: u8, body: &[u8]) {
+        out.extend([0xFF, marker]);
+        out.extend(((body.len() + 2) as u16).to_be_bytes());
+        out.extend(body);
+    }
+    let mut out = vec![0xFF, 0xD8];
+    segment(&mut out, 0xEE, b"Adobe\x00\x64\x00\x00\x00\x00\x00");
+    let mut dqt = vec![0x00];
+    dqt.extend([1u8; 64]);
+    segment(&mut out, 0xDB, &dqt);
+    let mut sof = vec![8, 0, 8, 0, 8, 4];
+    for id in 1..=4 {
+        sof.extend([id, 0x11, 0]);
+    }
+    segment(&mut out, 0xC0, &sof);
+    // DC table: categories 0..=11, all 4-bit codes (code = category). AC table: EOB = "0".
+    let mut dht = vec![0x00, 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    dht.extend(0..12u8);
+    dht.extend([0x10, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x00]);
+    segment(&mut out, 0xC4, &dht);
+    let mut sos = vec![4];
+    for id in 1..=4 {
+        sos.extend([id, 0x00]);
+    }
+    sos.extend([0, 63, 0]);
+    segment(&mut out, 0xDA, &sos);
+    let mut bits = Bits {
+        bytes: Vec::new(),
+        acc: 0,
+        n: 0,
+    };
+    for s in cmyk {
+        // Flat block: DC = 8·(s − 128), every AC coefficient 0.
+        let dc = 8 * (s as i32 - 128);
+        let cat = 32 - dc.unsigned_abs().leading_zeros();
+        let extra = if dc >= 0 { dc } else { dc + (1 << cat) - 1 };
+        bits.put(cat, 4);
+        bits.put(extra as u32, cat);
+        bits.put(0, 1); // EOB
+    }
+    out.extend(bits.finish());
+    out.extend([0xFF, 0xD9]);
+    out
+}
+
+#[test]
+fn cmyk_jpeg_is_converted_to_rgb() {
+    // Adobe CMYK JPEGs store inverted ink amounts: (255, 0, 0, 255) = no cyan, full magenta
+    // and yellow, no black = red; all 255 = white.
+    for (cmyk, want) in [
+        ([255, 0, 0, 255], [255, 0, 0]),
+        ([255, 255, 255, 255], [255, 255, 255]),
+        ([255, 255, 0, 255], [255, 255, 0]),
+        ([255, 255, 255, 0], [0, 0, 0]),
+    ] {
+        let got = read_rgb_bytes(&cmyk_jpeg(cmyk), "cmyk.jpg")
+            .unwrap_or_else(|e| panic!("{cmyk:?}: {e}"));
+        assert_eq!(got.dimensions(), (8, 8));
+        for p in got.pixels() {
+            for c in 0..3 {
+                assert!(
+                    p.0[c].abs_diff(want[c]) <= 2,
+                    "{cmyk:?}: {:?} vs {want:?}",
+                    p.0
+                );
+            }
+        }
+    }
 }
