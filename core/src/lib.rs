@@ -5,9 +5,12 @@
 
 pub mod atomic;
 pub mod classes;
+pub mod dataset;
 pub mod error;
 pub mod fixtures;
 pub mod mask;
+pub mod npy;
+pub mod pickle;
 pub mod rng;
 pub mod tensors;
 

@@ -2,7 +2,7 @@
 //! and the error cases, each of which must name the file.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ssc_core::classes::{ClassMap, IGNORE, IGNORE_COLOR, voc_color};
 use ssc_core::mask::{
@@ -68,12 +68,22 @@ fn real_voc_palette_masks_read_as_indices() {
             .collect();
         assert_eq!(present_classes(&m), want, "{id}");
         let labels = foreground_labels(&m, &voc, &path).unwrap();
-        let fg: Vec<u8> = want.iter().copied().filter(|&c| c != 0 && c != 255).collect();
+        let fg: Vec<u8> = want
+            .iter()
+            .copied()
+            .filter(|&c| c != 0 && c != 255)
+            .collect();
         for c in 1..=20u8 {
-            assert_eq!(labels[c as usize - 1] == 1, fg.contains(&c), "{id} class {c}");
+            assert_eq!(
+                labels[c as usize - 1] == 1,
+                fg.contains(&c),
+                "{id} class {c}"
+            );
         }
         // A wrong expected size is reported with the file name.
-        let err = check_size(&m, wh[0] + 1, wh[1], &path).unwrap_err().to_string();
+        let err = check_size(&m, wh[0] + 1, wh[1], &path)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(id), "{err}");
     }
 }
@@ -194,14 +204,28 @@ fn sixteen_bit_grey_accepted_up_to_255_only() {
     let vals: [u16; 6] = [0, 3, 255, 20, 1, 0];
     let be: Vec<u8> = vals.iter().flat_map(|v| v.to_be_bytes()).collect();
     let p = dir.path().join("ok16.png");
-    encode(&p, 3, 2, png::ColorType::Grayscale, png::BitDepth::Sixteen, &be);
+    encode(
+        &p,
+        3,
+        2,
+        png::ColorType::Grayscale,
+        png::BitDepth::Sixteen,
+        &be,
+    );
     let m = read_mask(&p, &ClassMap::voc()).unwrap();
     assert_eq!(m.data, vec![0, 3, 255, 20, 1, 0]);
 
     let mut bad = be.clone();
     bad[8..10].copy_from_slice(&300u16.to_be_bytes()); // pixel 4 = (x=1, y=1)
     let p = dir.path().join("big16.png");
-    encode(&p, 3, 2, png::ColorType::Grayscale, png::BitDepth::Sixteen, &bad);
+    encode(
+        &p,
+        3,
+        2,
+        png::ColorType::Grayscale,
+        png::BitDepth::Sixteen,
+        &bad,
+    );
     let err = read_mask(&p, &ClassMap::voc()).unwrap_err().to_string();
     assert!(
         err.contains("big16.png") && err.contains("300") && err.contains("x=1, y=1"),
@@ -234,10 +258,13 @@ fn low_bit_depth_masks_keep_sample_values() {
         png::BitDepth::Four,
         &[0x3C, 0x70],
     );
-    assert_eq!(read_mask(&p, &ClassMap::voc()).unwrap().data, vec![3, 12, 7]);
+    assert_eq!(
+        read_mask(&p, &ClassMap::voc()).unwrap().data,
+        vec![3, 12, 7]
+    );
 }
 
-fn assert_names(err: ssc_core::CoreError, path: &PathBuf) {
+fn assert_names(err: ssc_core::CoreError, path: &Path) {
     let s = err.to_string();
     let name = path.file_name().unwrap().to_str().unwrap();
     assert!(s.contains(name), "message does not name {name}: {s}");
