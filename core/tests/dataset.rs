@@ -396,6 +396,20 @@ fn coco_label_row_count_mismatch_and_no_masks() {
         err.contains("train_labels.npy") && err.contains("3 label rows"),
         "{err}"
     );
+    // A keyed table matches by integer id, whatever the key spelling.
+    let json = root.join("coco_labels.json");
+    fs::write(
+        &json,
+        r#"{"42": ["dog"], "COCO_train2014_000000000009.jpg": ["cat", "tv"], "100": [], "777": []}"#,
+    )
+    .unwrap();
+    let opts = CocoOptions {
+        labels: LabelSource::File(json),
+        ..Default::default()
+    };
+    let ds = coco(root, "train", &opts).unwrap();
+    let got: Vec<Vec<usize>> = ds.items.iter().map(|i| i.label_classes()).collect();
+    assert_eq!(got, vec![vec![16, 63], vec![17], vec![], vec![]]); // cat 16, tv 63, dog 17
     let err = coco(root, "val", &CocoOptions::default())
         .unwrap_err()
         .to_string();

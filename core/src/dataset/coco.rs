@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::labels::{read_label_rows, read_label_table};
+use super::labels::{label_rows, read_label_table};
 use super::{Dataset, Item, LabelSource, labels_from_gt, read_id_list};
 use crate::classes::ClassMap;
 use crate::{CoreError, Result};
@@ -123,30 +123,29 @@ pub fn coco(root: &Path, split: &str, opts: &CocoOptions) -> Result<Dataset> {
 }
 
 fn attach(items: &mut [Item], path: &Path, classes: &ClassMap) -> Result<()> {
-    let is_plain_npy = path.extension().is_some_and(|e| e == "npy")
-        && matches!(
-            crate::npy::read(path)?.data,
-            crate::npy::NpyData::F32(_)
-                | crate::npy::NpyData::F64(_)
-                | crate::npy::NpyData::Int(_)
-                | crate::npy::NpyData::Bool(_)
-        );
-    if is_plain_npy {
-        let rows = read_label_rows(path, classes)?;
-        if rows.len() != items.len() {
-            return Err(CoreError::format(
-                path,
-                format!(
-                    "{} label rows but {} images; rows must follow the sorted image ids",
-                    rows.len(),
-                    items.len()
-                ),
-            ));
+    let is_npy = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
+    if is_npy {
+        let arr = crate::npy::read(path)?;
+        // A numeric array has no keys: its rows follow the sorted image ids (§1.4).
+        if !matches!(arr.data, crate::npy::NpyData::Object(_)) {
+            let rows = label_rows(&arr, classes, path)?;
+            if rows.len() != items.len() {
+                return Err(CoreError::format(
+                    path,
+                    format!(
+                        "{} label rows but {} images; rows must follow the sorted image ids",
+                        rows.len(),
+                        items.len()
+                    ),
+                ));
+            }
+            for (it, r) in items.iter_mut().zip(rows) {
+                it.labels = Some(r);
+            }
+            return Ok(());
         }
-        for (it, r) in items.iter_mut().zip(rows) {
-            it.labels = Some(r);
-        }
-        return Ok(());
     }
     let t = read_label_table(path, classes)?;
     let norm = |k: &str| {

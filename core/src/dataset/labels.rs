@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::classes::ClassMap;
-use crate::npy::{self, NpyData};
+use crate::npy::{self, NpyArray, NpyData};
 use crate::pickle::PyValue;
 use crate::{CoreError, Result};
 
@@ -99,7 +99,11 @@ pub fn read_label_table(path: &Path, classes: &ClassMap) -> Result<LabelTable> {
 
 /// Reads a plain numeric `[N, K]` `.npy` (COCO `train_labels.npy`) as N multi-hot rows.
 pub fn read_label_rows(path: &Path, classes: &ClassMap) -> Result<Vec<Vec<u8>>> {
-    let a = npy::read(path)?;
+    label_rows(&npy::read(path)?, classes, path)
+}
+
+/// [`read_label_rows`] on an array already read from `path` (used in messages).
+pub fn label_rows(a: &NpyArray, classes: &ClassMap, path: &Path) -> Result<Vec<Vec<u8>>> {
     let k = classes.num_foreground();
     let bad = |m: String| CoreError::format(path, m);
     let vals = a.to_f32().ok_or_else(|| {
