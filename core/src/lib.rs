@@ -6,6 +6,7 @@
 pub mod atomic;
 pub mod classes;
 pub mod crf;
+pub mod dataset;
 pub mod error;
 pub mod fixtures;
 pub mod formats;
@@ -17,6 +18,8 @@ pub mod normalize;
 pub mod pseudo;
 pub mod randomwalk;
 pub mod resize;
+pub mod npy;
+pub mod pickle;
 pub mod rng;
 pub mod superpixels;
 pub mod synth;
