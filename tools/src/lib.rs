@@ -41,28 +41,9 @@ pub fn class_map(spec: &str) -> Result<ClassMap> {
     }
 }
 
-/// Reads a class list file: a JSON list of names, or one name per line (`#` comments and
-/// blank lines skipped).
+/// Reads a class list file (one name per line or a JSON list; background first).
 pub fn read_class_file(path: &Path) -> Result<ClassMap> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read class list {}", path.display()))?;
-    let names: Vec<String> = if text.trim_start().starts_with('[') {
-        serde_json::from_str(&text)
-            .with_context(|| format!("{}: not a JSON list of class names", path.display()))?
-    } else {
-        text.lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(str::to_string)
-            .collect()
-    };
-    anyhow::ensure!(
-        (1..=255).contains(&names.len()),
-        "{}: a class list needs 1…255 names, found {}",
-        path.display(),
-        names.len()
-    );
-    Ok(ClassMap::custom(names))
+    Ok(ssc_core::dataset::load_class_map(path)?)
 }
 
 /// Runs a tool's `main`: logs set up, errors printed as one readable chain (`error: … : …`)
