@@ -165,6 +165,7 @@ fn voc_layout_gt_choice_and_labels() {
         gt: GtSource::Class,
         labels: LabelSource::FromGt,
         list: None,
+        classes: None,
     };
     let ds = voc(root, "val", &opts).unwrap();
     assert_eq!(ds.items[0].labels.as_deref(), Some(&hot(20, &[0, 14])[..]));
@@ -554,4 +555,37 @@ fn class_lists_and_spec_entry_point() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("split"), "{err}");
+}
+
+/// The synthetic benchmark opens as a VOC dataset with its own classes (`classes.txt`) and its
+/// image labels (`cls_labels.json`), which agree with the ground truth.
+#[test]
+fn synthetic_benchmark_opens_as_voc() {
+    use ssc_core::synth::{SynthConfig, write_dataset};
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = SynthConfig {
+        num_train: 6,
+        num_val: 3,
+        size: 40,
+        classes: 4,
+        ..SynthConfig::synthetic()
+    };
+    write_dataset(&cfg, dir.path(), &|| {}).unwrap();
+    let ds = ssc_core::dataset::open(ssc_core::dataset::DatasetKind::Voc, dir.path(), "train_aug")
+        .unwrap();
+    assert_eq!(ds.classes, cfg.class_map());
+    assert_eq!(ds.len(), 6);
+    let from_gt = ssc_core::dataset::voc(
+        dir.path(),
+        "train",
+        &VocOptions {
+            labels: LabelSource::FromGt,
+            ..VocOptions::default()
+        },
+    )
+    .unwrap();
+    for (a, b) in ds.items.iter().zip(&from_gt.items) {
+        assert_eq!(a.labels, b.labels, "{}", a.id);
+        assert_eq!(a.labels.as_ref().unwrap().len(), 4);
+    }
 }

@@ -287,6 +287,11 @@ impl DatasetSpec {
                     gt: self.gt_dir.clone().map_or(GtSource::Auto, GtSource::Dir),
                     labels,
                     list: None,
+                    classes: self
+                        .classes
+                        .is_some()
+                        .then(|| self.class_map())
+                        .transpose()?,
                 };
                 voc(&self.root, split()?, &opts)?
             }
@@ -295,7 +300,7 @@ impl DatasetSpec {
                 return folder(&self.root, self.labels.as_deref(), self.class_map()?);
             }
         };
-        if self.classes.is_some() {
+        if self.classes.is_some() && self.kind != DatasetKind::Voc {
             let classes = self.class_map()?;
             if classes.len() != ds.classes.len() {
                 return Err(CoreError::Invalid(format!(

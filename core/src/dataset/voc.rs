@@ -33,11 +33,15 @@ pub enum GtSource {
 pub struct VocOptions {
     /// Ground-truth masks.
     pub gt: GtSource,
-    /// Image labels; `Auto` = `root/cls_labels.npy` if present, else from the GT masks when
+    /// Image labels; `Auto` = `root/cls_labels.npy` or `root/cls_labels.json` if present, else
+    /// from the GT masks when
     /// every id has one, else none.
     pub labels: LabelSource,
     /// A list file to use instead of `ImageSets/Segmentation/<split>.txt`.
     pub list: Option<PathBuf>,
+    /// Classes; `None` = `root/classes.txt` when present (e.g. the synthetic benchmark), else
+    /// the 21 VOC classes.
+    pub classes: Option<ClassMap>,
 }
 
 /// The list file of `split`, trying the `train_aug`/`trainaug` alias.
@@ -64,7 +68,13 @@ fn split_list(root: &Path, split: &str) -> Result<PathBuf> {
 
 /// Opens split `split` of the VOC devkit at `root`.
 pub fn voc(root: &Path, split: &str, opts: &VocOptions) -> Result<Dataset> {
-    let classes = ClassMap::voc();
+    let classes = match &opts.classes {
+        Some(c) => c.clone(),
+        None if root.join("classes.txt").is_file() => {
+            super::load_class_map(&root.join("classes.txt"))?
+        }
+        None => ClassMap::voc(),
+    };
     let list = match &opts.list {
         Some(p) => p.clone(),
         None => split_list(root, split)?,
@@ -113,8 +123,11 @@ pub fn voc(root: &Path, split: &str, opts: &VocOptions) -> Result<Dataset> {
     let source = match &opts.labels {
         LabelSource::Auto => {
             let npy = root.join("cls_labels.npy");
+            let json = root.join("cls_labels.json");
             if npy.is_file() {
                 LabelSource::File(npy)
+            } else if json.is_file() {
+                LabelSource::File(json)
             } else if items.iter().all(|i| i.gt.is_some()) {
                 LabelSource::FromGt
             } else {
