@@ -303,6 +303,18 @@ mod tests {
     }
 
     #[test]
+    fn operator_can_be_shared_across_threads() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<Transition>();
+        let (h, w) = (5, 7);
+        let (edge, cam) = random_case(h, w, 2, 11);
+        let op = Transition::new(&edge, h, w, &PathIndex::new(5).unwrap(), 10.0).unwrap();
+        let one = op.propagate(&cam, 2, 16).unwrap();
+        let two = std::thread::scope(|s| s.spawn(|| op.propagate(&cam, 2, 16).unwrap()).join());
+        assert_eq!(two.unwrap(), one);
+    }
+
+    #[test]
     fn bad_input_is_an_error() {
         let idx = PathIndex::new(5).unwrap();
         assert!(Transition::new(&[0.5; 5], 2, 3, &idx, 10.0).is_err());
