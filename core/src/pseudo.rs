@@ -8,6 +8,7 @@
 
 use std::path::Path;
 
+use crate::resize;
 use crate::tensors::{self, Array, TensorFile};
 use crate::{CoreError, Result};
 
@@ -37,7 +38,8 @@ pub struct PseudoLabel {
 }
 
 /// Bilinear (align_corners=False) upsampling of `k×h×w` maps by `scale`, keeping only the
-/// top-left `height×width` (the crop of §4.7 step 5). Computed in f64, returned as f32.
+/// top-left `height×width` (the crop of §4.7 step 5), with [`resize::bilinear_chw`] (f64
+/// accumulation, f32 result).
 pub fn upsample_crop(
     maps: &[f32],
     k: usize,
@@ -58,41 +60,18 @@ pub fn upsample_crop(
             "image {height}×{width} is larger than the {h}×{w} grid upsampled ×{scale}"
         )));
     }
-    let ry = taps(h, h * scale, height);
-    let rx = taps(w, w * scale, width);
+    let (full_h, full_w) = (h * scale, w * scale);
+    let full = resize::bilinear_chw(maps, k, h, w, full_h, full_w)?;
+    if (height, width) == (full_h, full_w) {
+        return Ok(full);
+    }
     let mut out = Vec::with_capacity(k * height * width);
-    let mut rows = vec![0.0f64; width * h];
-    for plane in maps.chunks_exact(h * w) {
-        // Horizontal pass into `rows` (h × width), then the vertical pass.
-        for (src, dst) in plane.chunks_exact(w).zip(rows.chunks_exact_mut(width)) {
-            for (d, &(i0, i1, l)) in dst.iter_mut().zip(&rx) {
-                *d = f64::from(src[i0]) * (1.0 - l) + f64::from(src[i1]) * l;
-            }
-        }
-        for &(i0, i1, l) in &ry {
-            let (a, b) = (&rows[i0 * width..][..width], &rows[i1 * width..][..width]);
-            out.extend(
-                a.iter()
-                    .zip(b)
-                    .map(|(&a, &b)| (a * (1.0 - l) + b * l) as f32),
-            );
+    for plane in full.chunks_exact(full_h * full_w) {
+        for row in plane.chunks_exact(full_w).take(height) {
+            out.extend_from_slice(&row[..width]);
         }
     }
     Ok(out)
-}
-
-/// Interpolation taps `(i0, i1, λ)` of the first `keep` outputs when resizing `n_in` to
-/// `n_out` samples, PyTorch's align_corners=False rule (§0.2).
-fn taps(n_in: usize, n_out: usize, keep: usize) -> Vec<(usize, usize, f64)> {
-    let ratio = n_in as f64 / n_out as f64;
-    (0..keep)
-        .map(|o| {
-            let x = ((o as f64 + 0.5) * ratio - 0.5).max(0.0);
-            let i0 = (x.floor() as usize).min(n_in - 1);
-            let i1 = (i0 + 1).min(n_in - 1);
-            (i0, i1, x - i0 as f64)
-        })
-        .collect()
 }
 
 /// §4.7 steps 5–7: from the walk's output `rw` (`k×h×w`) and the classes' `keys`, the score

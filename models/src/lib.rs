@@ -3,4 +3,9 @@
 //! Section numbers (§) refer to the pipeline specification (`shared/spec/pipeline.md`).
 
 pub mod config;
+pub mod decoder;
+pub mod deeplab;
+pub mod init;
+pub mod irn;
 pub mod ops;
+pub mod vgg;
