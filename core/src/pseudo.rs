@@ -6,6 +6,10 @@
 //! the argmax, mapped to dataset ids, is the pseudo-label. The margin between the two best
 //! scores then selects the more reliable half of each label's pixels.
 
+use std::path::Path;
+
+use crate::resize;
+use crate::tensors::{self, Array, TensorFile};
 use crate::{CoreError, Result};
 
 /// Background score of the stacked scores (`sem_seg_bg_thres`, §4.7 step 7).
@@ -34,7 +38,8 @@ pub struct PseudoLabel {
 }
 
 /// Bilinear (align_corners=False) upsampling of `k×h×w` maps by `scale`, keeping only the
-/// top-left `height×width` (the crop of §4.7 step 5). Computed in f64, returned as f32.
+/// top-left `height×width` (the crop of §4.7 step 5), with [`resize::bilinear_chw`] (f64
+/// accumulation, f32 result).
 pub fn upsample_crop(
     maps: &[f32],
     k: usize,
@@ -55,41 +60,18 @@ pub fn upsample_crop(
             "image {height}×{width} is larger than the {h}×{w} grid upsampled ×{scale}"
         )));
     }
-    let ry = taps(h, h * scale, height);
-    let rx = taps(w, w * scale, width);
+    let (full_h, full_w) = (h * scale, w * scale);
+    let full = resize::bilinear_chw(maps, k, h, w, full_h, full_w)?;
+    if (height, width) == (full_h, full_w) {
+        return Ok(full);
+    }
     let mut out = Vec::with_capacity(k * height * width);
-    let mut rows = vec![0.0f64; width * h];
-    for plane in maps.chunks_exact(h * w) {
-        // Horizontal pass into `rows` (h × width), then the vertical pass.
-        for (src, dst) in plane.chunks_exact(w).zip(rows.chunks_exact_mut(width)) {
-            for (d, &(i0, i1, l)) in dst.iter_mut().zip(&rx) {
-                *d = f64::from(src[i0]) * (1.0 - l) + f64::from(src[i1]) * l;
-            }
-        }
-        for &(i0, i1, l) in &ry {
-            let (a, b) = (&rows[i0 * width..][..width], &rows[i1 * width..][..width]);
-            out.extend(
-                a.iter()
-                    .zip(b)
-                    .map(|(&a, &b)| (a * (1.0 - l) + b * l) as f32),
-            );
+    for plane in full.chunks_exact(full_h * full_w) {
+        for row in plane.chunks_exact(full_w).take(height) {
+            out.extend_from_slice(&row[..width]);
         }
     }
     Ok(out)
-}
-
-/// Interpolation taps `(i0, i1, λ)` of the first `keep` outputs when resizing `n_in` to
-/// `n_out` samples, PyTorch's align_corners=False rule (§0.2).
-fn taps(n_in: usize, n_out: usize, keep: usize) -> Vec<(usize, usize, f64)> {
-    let ratio = n_in as f64 / n_out as f64;
-    (0..keep)
-        .map(|o| {
-            let x = ((o as f64 + 0.5) * ratio - 0.5).max(0.0);
-            let i0 = (x.floor() as usize).min(n_in - 1);
-            let i1 = (i0 + 1).min(n_in - 1);
-            (i0, i1, x - i0 as f64)
-        })
-        .collect()
 }
 
 /// §4.7 steps 5–7: from the walk's output `rw` (`k×h×w`) and the classes' `keys`, the score
@@ -108,11 +90,7 @@ pub fn pseudo_label(
     bg_thres: f32,
 ) -> Result<PseudoLabel> {
     let k = keys.len();
-    if let Some(&bad) = keys.iter().find(|&&key| key >= 254) {
-        return Err(CoreError::Invalid(format!(
-            "class key {bad} does not fit an 8-bit label map (keys must be < 254)"
-        )));
-    }
+    check_keys(keys)?;
     if rw.iter().any(|v| !v.is_finite()) {
         return Err(CoreError::Invalid(
             "random-walk scores are not finite".into(),
@@ -128,20 +106,7 @@ pub fn pseudo_label(
     } else {
         score.extend_from_slice(&up);
     }
-    let ids: Vec<u8> = std::iter::once(0)
-        .chain(keys.iter().map(|&key| key as u8 + 1))
-        .collect();
-    let pred = (0..n)
-        .map(|p| {
-            let mut best = 0;
-            for c in 1..=k {
-                if score[c * n + p] > score[best * n + p] {
-                    best = c;
-                }
-            }
-            ids[best]
-        })
-        .collect();
+    let pred = predict(&score, keys, n);
     Ok(PseudoLabel {
         height,
         width,
@@ -149,6 +114,88 @@ pub fn pseudo_label(
         pred,
         keys: keys.to_vec(),
     })
+}
+
+fn check_keys(keys: &[usize]) -> Result<()> {
+    match keys.iter().find(|&&key| key >= 254) {
+        Some(bad) => Err(CoreError::Invalid(format!(
+            "class key {bad} does not fit an 8-bit label map (keys must be < 254)"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Argmax over the channels of a `(K+1)×n` stack (first maximum wins), mapped to ids.
+fn predict(score: &[f32], keys: &[usize], n: usize) -> Vec<u8> {
+    let ids: Vec<u8> = std::iter::once(0)
+        .chain(keys.iter().map(|&key| key as u8 + 1))
+        .collect();
+    (0..n)
+        .map(|p| {
+            let mut best = 0;
+            for c in 1..ids.len() {
+                if score[c * n + p] > score[best * n + p] {
+                    best = c;
+                }
+            }
+            ids[best]
+        })
+        .collect()
+}
+
+impl PseudoLabel {
+    /// Writes the score stack (`score`, f32 `(K+1)×H×W`) and `keys` (i64) as safetensors,
+    /// atomically (§10.6); the input of [`confidence_mask`] in a later run.
+    pub fn save_scores(&self, path: &Path) -> Result<()> {
+        let shape = vec![self.keys.len() + 1, self.height, self.width];
+        let keys = self.keys.iter().map(|&k| k as i64).collect();
+        tensors::write(
+            path,
+            &[
+                ("score", Array::F32(self.score.clone(), shape)),
+                ("keys", Array::I64(keys, vec![self.keys.len()])),
+            ],
+            None,
+        )
+    }
+
+    /// Reads a file written by [`save_scores`](Self::save_scores); `pred` is recomputed from
+    /// the scores with the same argmax rule.
+    pub fn load_scores(path: &Path) -> Result<Self> {
+        let file = TensorFile::open(path)?;
+        let (score, shape) = file.f32("score")?;
+        let (keys, _) = file.i64("keys")?;
+        let bad = |m: String| CoreError::format(path, m);
+        let keys: Vec<usize> = keys
+            .iter()
+            .map(|&k| usize::try_from(k).map_err(|_| bad(format!("negative class key {k}"))))
+            .collect::<Result<_>>()?;
+        check_keys(&keys).map_err(|e| bad(e.to_string()))?;
+        let [c, height, width] = shape[..] else {
+            return Err(bad(format!(
+                "`score` has shape {shape:?}, expected 3 dimensions"
+            )));
+        };
+        if c != keys.len() + 1 {
+            return Err(bad(format!(
+                "`score` has {c} channels but there are {} keys (expected keys + 1)",
+                keys.len()
+            )));
+        }
+        let pred = predict(&score, &keys, height * width);
+        Ok(PseudoLabel {
+            height,
+            width,
+            score,
+            pred,
+            keys,
+        })
+    }
+
+    /// The confidence mask of this label (§4.8), see [`confidence_mask`].
+    pub fn confidence_mask(&self, fraction: f32) -> Result<Vec<u8>> {
+        confidence_mask(&self.score, self.keys.len() + 1, &self.pred, fraction)
+    }
 }
 
 /// Margin `top1 − top2` per pixel of a `channels×height×width` score stack (§4.8 step 1).
@@ -277,5 +324,34 @@ mod tests {
         assert_eq!(mask, vec![0, 255, 255, 0, 0]);
         assert!(confidence_mask(&score, 2, &[0; 4], 0.5).is_err());
         assert!(confidence_mask(&score, 2, &[0; 5], 1.5).is_err());
+    }
+
+    #[test]
+    fn scores_round_trip_through_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("img.safetensors");
+        let l = pseudo_label(&[0.5, 0.1, 0.05, 0.2], 1, 2, 3, 7, &[4, 14], 0.25).unwrap();
+        l.save_scores(&path).unwrap();
+        let back = PseudoLabel::load_scores(&path).unwrap();
+        assert_eq!(back, l);
+        assert_eq!(
+            back.confidence_mask(0.5).unwrap(),
+            l.confidence_mask(0.5).unwrap()
+        );
+        let bad = dir.path().join("bad.safetensors");
+        tensors::write(
+            &bad,
+            &[
+                ("score", Array::F32(vec![0.0; 6], vec![3, 1, 2])),
+                ("keys", Array::I64(vec![1], vec![1])),
+            ],
+            None,
+        )
+        .unwrap();
+        let err = PseudoLabel::load_scores(&bad).unwrap_err().to_string();
+        assert!(
+            err.contains("bad.safetensors") && err.contains("channels"),
+            "{err}"
+        );
     }
 }

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use serde_json::Value;
-use ssc_core::pseudo::{GRID_STRIDE, pseudo_label, upsample_crop};
+use ssc_core::pseudo::{CONFIDENCE_FRACTION, GRID_STRIDE, margins, pseudo_label, upsample_crop};
 use ssc_core::randomwalk::{PathIndex, WalkParams, padded_affinity, random_walk};
 use ssc_core::tensors::TensorFile;
 
@@ -117,6 +117,28 @@ fn random_walk_matches_fixture() {
         assert_eq!(mismatched, 0, "{name}: pred");
         let skipped = n - checked;
         assert_eq!(skipped, num(case, "pixels_with_margin_below_1em4"));
+        // Confidence mask (§4.8): per label, the floor(count/2) pixels of largest margin.
+        let mask = label.confidence_mask(CONFIDENCE_FRACTION).unwrap();
+        let margin = margins(&label.score, k + 1, n).unwrap();
+        for id in 0..=255u8 {
+            let of = |keep: u8| -> Vec<f32> {
+                (0..n)
+                    .filter(|&p| label.pred[p] == id && mask[p] == keep)
+                    .map(|p| margin[p])
+                    .collect()
+            };
+            let (kept, dropped) = (of(255), of(0));
+            let total = (kept.len() + dropped.len()) as f64;
+            let want = (total * f64::from(CONFIDENCE_FRACTION)).floor() as usize;
+            assert_eq!(kept.len(), want, "{name}: mask of {id}");
+            let lowest_kept = kept.iter().copied().fold(f32::INFINITY, f32::min);
+            assert!(
+                dropped.iter().all(|&m| m <= lowest_kept),
+                "{name}: mask of {id}"
+            );
+        }
+        assert!(mask.iter().all(|&v| v == 0 || v == 255));
+
         // Label histogram: ours may differ from the reference only on undecided pixels.
         for (id, count) in case["label_histogram"].as_object().unwrap() {
             let id: u8 = id.parse().unwrap();
@@ -128,4 +150,43 @@ fn random_walk_matches_fixture() {
             );
         }
     }
+}
+
+/// The walk's ×4 upsampling (plus top-left crop) against torch's bilinear of the `resize/`
+/// fixture, for every golden size that is an integer multiple of the input.
+#[test]
+fn upsampling_matches_torch_bilinear() {
+    let Some(dir) = ssc_core::fixtures::case(env!("CARGO_MANIFEST_DIR"), "resize") else {
+        return;
+    };
+    let cfg: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    let t = TensorFile::open(dir.join("tensors.safetensors")).unwrap();
+    let (input, shape) = t.f32("bilinear_input").unwrap();
+    let (c, h, w) = (shape[0] * shape[1], shape[2], shape[3]);
+    let tol = &cfg["tolerance"]["bilinear"];
+    let mut tested = 0;
+    for size in cfg["bilinear"]["sizes"].as_array().unwrap() {
+        let (oh, ow) = (
+            size[0].as_u64().unwrap() as usize,
+            size[1].as_u64().unwrap() as usize,
+        );
+        if oh % h != 0 || ow % w != 0 || oh / h != ow / w {
+            continue;
+        }
+        let scale = oh / h;
+        let (want, _) = t.f32(&format!("bilinear_{oh}x{ow}")).unwrap();
+        let got = upsample_crop(&input, c, h, w, scale, oh, ow).unwrap();
+        assert_close(&format!("×{scale}"), &got, &want, tol);
+        // Cropping keeps exactly the top-left part of the full upsampling.
+        let (ch, cw) = (oh - 1, ow - scale);
+        let crop = upsample_crop(&input, c, h, w, scale, ch, cw).unwrap();
+        let want_crop: Vec<f32> = (0..c * ch)
+            .flat_map(|r| &want[(r / ch * oh + r % ch) * ow..][..cw])
+            .copied()
+            .collect();
+        assert_close(&format!("×{scale} cropped"), &crop, &want_crop, tol);
+        tested += 1;
+    }
+    assert!(tested > 0, "no integer-scale bilinear case in the fixture");
 }
