@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use ssc_core::rng::Rng;
-use ssc_core::superpixels::{self, Params};
+use ssc_core::superpixels::{self, Params, features, merge};
 
 const W: usize = 500;
 const H: usize = 375;
@@ -123,6 +123,11 @@ fn main() {
     let p = Params::icd();
     let (t_fh, n_fh) = time(|| superpixels::fh_only(&img, W, H, &p).unwrap().count);
     let (t_all, n_all) = time(|| superpixels::superpixels(&img, W, H, &p).unwrap().count);
+    let fh = superpixels::fh_only(&img, W, H, &p).unwrap();
+    let (t_feat, _) = time(|| features::colour_texture(&img, &fh).unwrap().len());
+    let feats = features::colour_texture(&img, &fh).unwrap();
+    let dim = features::COLOUR_TEXTURE_DIM;
+    let (t_merge, _) = time(|| merge::merge(&fh, &feats, dim, p.max_regions).unwrap().count);
     println!("superpixels on a {W}×{H} image (median of {RUNS}):");
     println!(
         "  ours FH           {:8.2} ms  ({n_fh} segments)",
@@ -131,6 +136,11 @@ fn main() {
     println!(
         "  ours FH + merge   {:8.2} ms  ({n_all} regions)",
         t_all * 1e3
+    );
+    println!(
+        "    of which features {:.2} ms, merge {:.2} ms",
+        t_feat * 1e3,
+        t_merge * 1e3
     );
     match skimage_time(&img) {
         Some((t_sk, n_sk)) => {

@@ -201,7 +201,7 @@ fn radix_sort(items: &mut Vec<(u32, u32)>) {
     }
     let mut buf = vec![(0u32, 0u32); items.len()];
     for (count, shift) in count.iter_mut().zip(SHIFTS) {
-        if count.iter().any(|&c| c == items.len()) {
+        if count.contains(&items.len()) {
             continue; // every key has the same digit: the pass would not move anything
         }
         let mut pos = 0;
@@ -352,7 +352,7 @@ mod tests {
 
     #[test]
     fn radix_sort_is_stable() {
-        let mut v: Vec<(u32, u32)> = (0..5000u32).map(|i| ((i * 7919) % 13 << 20, i)).collect();
+        let mut v: Vec<(u32, u32)> = (0..5000u32).map(|i| (((i * 7919) % 13) << 20, i)).collect();
         let mut want = v.clone();
         want.sort_by_key(|e| e.0);
         radix_sort(&mut v);
