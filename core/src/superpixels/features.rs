@@ -45,7 +45,10 @@ pub fn colour_texture(rgb: &[u8], seg: &Segmentation) -> Result<Vec<f32>> {
             hist[base + c * COLOUR_BINS + bin] += 1;
         }
     }
-    let dirs: Vec<(f32, f32)> = (0..TEXTURE_ORIENTATIONS)
+    // Orientation k + 4 is the exact opposite of k, so its response is the negative part of
+    // the same directional derivative: 4 products give all 8 responses.
+    let half = TEXTURE_ORIENTATIONS / 2;
+    let dirs: Vec<(f32, f32)> = (0..half)
         .map(|k| {
             let t = k as f32 * std::f32::consts::TAU / TEXTURE_ORIENTATIONS as f32;
             (t.cos(), t.sin())
@@ -72,9 +75,15 @@ pub fn colour_texture(rgb: &[u8], seg: &Segmentation) -> Result<Vec<f32>> {
         for (i, &l) in seg.labels.iter().enumerate() {
             let base = l as usize * dim + off;
             for (k, &(co, si)) in dirs.iter().enumerate() {
-                let r = (gx[i] * co + gy[i] * si).max(0.0);
-                let bin = ((r * inv) as usize).min(TEXTURE_BINS - 1);
-                hist[base + k * TEXTURE_BINS + bin] += 1;
+                let d = gx[i] * co + gy[i] * si;
+                let (pos, neg) = if d >= 0.0 {
+                    (k, k + half)
+                } else {
+                    (k + half, k)
+                };
+                let bin = ((d.abs() * inv) as usize).min(TEXTURE_BINS - 1);
+                hist[base + pos * TEXTURE_BINS + bin] += 1;
+                hist[base + neg * TEXTURE_BINS] += 1; // a zero response lands in bin 0
             }
         }
     }
@@ -102,7 +111,11 @@ pub fn colour_texture(rgb: &[u8], seg: &Segmentation) -> Result<Vec<f32>> {
 
 /// The `q`-quantile of the gradient magnitude `|(gx, gy)|`.
 fn percentile_magnitude(gx: &[f32], gy: &[f32], q: f64) -> f32 {
-    let mut m: Vec<f32> = gx.iter().zip(gy).map(|(a, b)| a.hypot(*b)).collect();
+    let mut m: Vec<f32> = gx
+        .iter()
+        .zip(gy)
+        .map(|(a, b)| (a * a + b * b).sqrt())
+        .collect();
     if m.is_empty() {
         return 0.0;
     }

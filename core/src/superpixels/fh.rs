@@ -38,41 +38,66 @@ pub fn gaussian_mask(sigma: f32) -> Vec<f32> {
     mask
 }
 
-/// One pass of the reference's `convolve_even`: filters each row of `src` (`w` wide, `h`
-/// high) with the symmetric `mask`, clamping at the borders, and writes the result
-/// transposed (`h` wide, `w` high), so two passes give horizontal-then-vertical smoothing.
-fn convolve_even_transpose(src: &[f32], w: usize, h: usize, mask: &[f32], dst: &mut [f32]) {
-    let last = w - 1;
+/// Horizontal pass of the reference's `convolve_even` on one row: `sum = g0·v[x]`, then
+/// `sum += gi·(v[x−i] + v[x+i])` for i = 1… with clamped indices. The row is padded with its
+/// border values so the loop has no branches and vectorises; every output sees exactly the
+/// reference's operations in the reference's order, so results are bit-identical.
+fn smooth_row(row: &[f32], mask: &[f32], pad: &mut Vec<f32>, out: &mut [f32]) {
+    let l = mask.len() - 1;
+    let (first, last) = (row[0], row[row.len() - 1]);
+    pad.clear();
+    pad.extend(std::iter::repeat_n(first, l));
+    pad.extend_from_slice(row);
+    pad.extend(std::iter::repeat_n(last, l));
+    for (o, &v) in out.iter_mut().zip(row) {
+        *o = mask[0] * v;
+    }
+    for (i, &m) in mask.iter().enumerate().skip(1) {
+        let (left, right) = (&pad[l - i..], &pad[l + i..]);
+        for ((o, &a), &b) in out.iter_mut().zip(left).zip(right) {
+            *o += m * (a + b);
+        }
+    }
+}
+
+/// Vertical pass: output row `y` from rows `y±i` (clamped), same operation order as above.
+fn smooth_cols(src: &[f32], w: usize, h: usize, mask: &[f32], dst: &mut [f32]) {
     for y in 0..h {
-        let row = &src[y * w..(y + 1) * w];
-        for x in 0..w {
-            let mut sum = mask[0] * row[x];
-            for (i, &m) in mask.iter().enumerate().skip(1) {
-                let l = row[x.saturating_sub(i)];
-                let r = row[(x + i).min(last)];
-                sum += m * (l + r);
+        let out = &mut dst[y * w..(y + 1) * w];
+        for (o, &v) in out.iter_mut().zip(&src[y * w..(y + 1) * w]) {
+            *o = mask[0] * v;
+        }
+        for (i, &m) in mask.iter().enumerate().skip(1) {
+            let (yu, yd) = (y.saturating_sub(i), (y + i).min(h - 1));
+            let (up, down) = (&src[yu * w..(yu + 1) * w], &src[yd * w..(yd + 1) * w]);
+            for ((o, &a), &b) in out.iter_mut().zip(up).zip(down) {
+                *o += m * (a + b);
             }
-            dst[x * h + y] = sum;
         }
     }
 }
 
 /// Gaussian-smoothed channels of an interleaved RGB image (`height×width×3` bytes), returned
-/// planar `[3][height·width]` in float32, exactly as the reference's `smooth`.
+/// planar `[3][height·width]` in float32, exactly as the reference's `smooth` (horizontal,
+/// then vertical).
 pub fn smooth(rgb: &[u8], width: usize, height: usize, sigma: f32) -> Result<Vec<Vec<f32>>> {
     check_dims(rgb, width, height)?;
     let mask = gaussian_mask(sigma);
     let n = width * height;
+    let mut plane = vec![0f32; width];
+    let mut pad = Vec::with_capacity(width + 2 * mask.len());
     let mut tmp = vec![0f32; n];
     let mut out = Vec::with_capacity(3);
-    let mut plane = vec![0f32; n];
     for c in 0..3 {
-        for (p, px) in plane.iter_mut().zip(rgb.chunks_exact(3)) {
-            *p = f32::from(px[c]);
+        for (y, t) in tmp.chunks_exact_mut(width).enumerate() {
+            let px = &rgb[y * width * 3..(y + 1) * width * 3];
+            for (p, v) in plane.iter_mut().zip(px.chunks_exact(3)) {
+                *p = f32::from(v[c]);
+            }
+            smooth_row(&plane, &mask, &mut pad, t);
         }
-        convolve_even_transpose(&plane, width, height, &mask, &mut tmp);
         let mut dst = vec![0f32; n];
-        convolve_even_transpose(&tmp, height, width, &mask, &mut dst);
+        smooth_cols(&tmp, width, height, &mask, &mut dst);
         out.push(dst);
     }
     Ok(out)
@@ -99,62 +124,84 @@ fn check_dims(rgb: &[u8], width: usize, height: usize) -> Result<()> {
     Ok(())
 }
 
-/// Union-find with union by rank and path compression, as the reference's `universe`
-/// (`find` compresses only the queried node, like the C++).
+/// A union-find node: parent, component size, merge threshold and rank kept together so one
+/// cache line serves a whole lookup.
+#[derive(Clone, Copy)]
+struct Node {
+    parent: u32,
+    size: u32,
+    thr: f32,
+    rank: u32,
+}
+
+/// Union-find with union by rank as the reference's `universe`. Path compression differs
+/// (halving instead of compressing the queried node only), which changes no root: roots are
+/// decided by rank alone, so the partition and the per-root thresholds are the reference's.
 struct Universe {
-    parent: Vec<u32>,
-    rank: Vec<u8>,
-    size: Vec<u32>,
+    nodes: Vec<Node>,
 }
 
 impl Universe {
-    fn new(n: usize) -> Self {
+    fn new(n: usize, thr: f32) -> Self {
         Universe {
-            parent: (0..n as u32).collect(),
-            rank: vec![0; n],
-            size: vec![1; n],
+            nodes: (0..n as u32)
+                .map(|i| Node {
+                    parent: i,
+                    size: 1,
+                    thr,
+                    rank: 0,
+                })
+                .collect(),
         }
     }
 
     #[inline]
-    fn find(&mut self, x: u32) -> u32 {
-        let mut y = x;
-        while self.parent[y as usize] != y {
-            y = self.parent[y as usize];
+    fn find(&mut self, mut x: u32) -> u32 {
+        loop {
+            let p = self.nodes[x as usize].parent;
+            if p == x {
+                return x;
+            }
+            let gp = self.nodes[p as usize].parent;
+            self.nodes[x as usize].parent = gp;
+            x = gp;
         }
-        self.parent[x as usize] = y;
-        y
+    }
+
+    #[inline]
+    fn size(&self, root: u32) -> u32 {
+        self.nodes[root as usize].size
     }
 
     /// Joins roots `x` and `y`; returns the new root.
     #[inline]
     fn join(&mut self, x: u32, y: u32) -> u32 {
         let (xi, yi) = (x as usize, y as usize);
-        if self.rank[xi] > self.rank[yi] {
-            self.parent[yi] = x;
-            self.size[xi] += self.size[yi];
-            x
-        } else {
-            self.parent[xi] = y;
-            self.size[yi] += self.size[xi];
-            if self.rank[xi] == self.rank[yi] {
-                self.rank[yi] += 1;
-            }
-            y
+        let (rx, ry) = (self.nodes[xi].rank, self.nodes[yi].rank);
+        let (child, root) = if rx > ry { (yi, xi) } else { (xi, yi) };
+        self.nodes[child].parent = root as u32;
+        self.nodes[root].size += self.nodes[child].size;
+        if rx == ry {
+            self.nodes[root].rank += 1;
         }
+        root as u32
     }
 }
 
 /// Stable LSD radix sort of `(key, payload)` pairs by `key` (11-bit digits; passes whose digit
 /// is constant are skipped). Non-negative f32 weights sort correctly by their bit patterns.
 fn radix_sort(items: &mut Vec<(u32, u32)>) {
-    let mut buf = vec![(0u32, 0u32); items.len()];
-    for shift in [0u32, 11, 22] {
-        let mut count = [0usize; 2048];
-        for &(k, _) in items.iter() {
-            count[((k >> shift) & 0x7ff) as usize] += 1;
+    const SHIFTS: [u32; 3] = [0, 11, 22];
+    // All three digit histograms in one read pass.
+    let mut count = vec![[0usize; 2048]; 3];
+    for &(k, _) in items.iter() {
+        for (c, s) in count.iter_mut().zip(SHIFTS) {
+            c[((k >> s) & 0x7ff) as usize] += 1;
         }
-        if count.iter().any(|&c| c == items.len()) {
+    }
+    let mut buf = vec![(0u32, 0u32); items.len()];
+    for (count, shift) in count.iter_mut().zip(SHIFTS) {
+        if count.contains(&items.len()) {
             continue; // every key has the same digit: the pass would not move anything
         }
         let mut pos = 0;
@@ -202,26 +249,37 @@ fn segment_smoothed(
 ) -> Segmentation {
     let n = width * height;
     let (r, g, b) = (&sm[0], &sm[1], &sm[2]);
-    // The edge is encoded in the payload as pixel·4 + direction, so no per-edge struct is needed.
-    let mut edges: Vec<(u32, u32)> = Vec::with_capacity(4 * n);
-    for y in 0..height {
-        for x in 0..width {
-            let a = y * width + x;
-            for (d, &(dx, dy)) in DIRS.iter().enumerate() {
-                let (nx, ny) = (x as isize + dx, y as isize + dy);
-                if nx as usize >= width || ny < 0 || ny as usize >= height {
-                    continue;
-                }
-                let bi = ny as usize * width + nx as usize;
-                let dr = r[a] - r[bi];
-                let dg = g[a] - g[bi];
-                let db = b[a] - b[bi];
+    // Slot `pixel·4 + direction` holds that edge, keyed by its weight's bits; the payload is
+    // the slot itself, so the array starts in enumeration order (what the stable sort keeps
+    // among ties) and each direction fills in a branch-free loop. Missing edges (off the
+    // image) keep the key u32::MAX, sort last and are cut off.
+    let mut edges: Vec<(u32, u32)> = (0..4 * n as u32).map(|p| (u32::MAX, p)).collect();
+    let mut valid = 0usize;
+    for (d, &(dx, dy)) in DIRS.iter().enumerate() {
+        let (ys, ye) = (usize::from(dy < 0), height - usize::from(dy > 0));
+        let xe = width - dx as usize;
+        for y in ys..ye {
+            let row = y * width;
+            let nrow = (y as isize + dy) as usize * width + dx as usize;
+            let (ra, ga, ba) = (&r[row..row + xe], &g[row..row + xe], &b[row..row + xe]);
+            let (rb, gb, bb) = (
+                &r[nrow..nrow + xe],
+                &g[nrow..nrow + xe],
+                &b[nrow..nrow + xe],
+            );
+            let slots = &mut edges[row * 4..(row + xe) * 4];
+            for x in 0..xe {
+                let dr = ra[x] - rb[x];
+                let dg = ga[x] - gb[x];
+                let db = ba[x] - bb[x];
                 let w = (dr * dr + dg * dg + db * db).sqrt();
-                edges.push((w.to_bits(), (a * 4 + d) as u32));
+                slots[x * 4 + d].0 = w.to_bits();
             }
+            valid += xe;
         }
     }
     radix_sort(&mut edges);
+    edges.truncate(valid);
     let other = |p: u32| -> (u32, u32) {
         let a = (p >> 2) as usize;
         let (dx, dy) = DIRS[(p & 3) as usize];
@@ -229,27 +287,34 @@ fn segment_smoothed(
         (a as u32, bi)
     };
 
-    let mut u = Universe::new(n);
-    let mut thr = vec![k; n];
+    let mut u = Universe::new(n, k);
     for &(wb, p) in &edges {
         let w = f32::from_bits(wb);
         let (a, b) = other(p);
         let ra = u.find(a);
         let rb = u.find(b);
-        if ra != rb && w <= thr[ra as usize] && w <= thr[rb as usize] {
+        if ra != rb && w <= u.nodes[ra as usize].thr && w <= u.nodes[rb as usize].thr {
             let root = u.join(ra, rb);
-            thr[root as usize] = w + k / u.size[root as usize] as f32;
+            u.nodes[root as usize].thr = w + k / u.size(root) as f32;
         }
     }
+    // Cleanup stops once no component is below min_size: no later edge could join anything.
+    let small = |s: u32| usize::from((s as usize) < min_size);
+    let mut n_small: usize = (0..n as u32)
+        .filter(|&i| u.nodes[i as usize].parent == i)
+        .map(|i| small(u.size(i)))
+        .sum();
     for &(_, p) in &edges {
+        if n_small == 0 {
+            break;
+        }
         let (a, b) = other(p);
         let ra = u.find(a);
         let rb = u.find(b);
-        if ra != rb
-            && ((u.size[ra as usize] as usize) < min_size
-                || (u.size[rb as usize] as usize) < min_size)
-        {
-            u.join(ra, rb);
+        let (sa, sb) = (u.size(ra), u.size(rb));
+        if ra != rb && (small(sa) + small(sb)) > 0 {
+            let root = u.join(ra, rb);
+            n_small = n_small + small(u.size(root)) - small(sa) - small(sb);
         }
     }
 
@@ -287,7 +352,7 @@ mod tests {
 
     #[test]
     fn radix_sort_is_stable() {
-        let mut v: Vec<(u32, u32)> = (0..5000u32).map(|i| ((i * 7919) % 13 << 20, i)).collect();
+        let mut v: Vec<(u32, u32)> = (0..5000u32).map(|i| (((i * 7919) % 13) << 20, i)).collect();
         let mut want = v.clone();
         want.sort_by_key(|e| e.0);
         radix_sort(&mut v);

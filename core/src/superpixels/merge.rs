@@ -16,6 +16,25 @@ use crate::{CoreError, Result};
 /// Dead or absent entries.
 const NONE: f64 = f64::NEG_INFINITY;
 
+/// Dot product with four independent accumulators: breaks the addition dependency chain
+/// (several times faster), while the fixed order keeps results reproducible.
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
+    let tail: f64 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    let mut acc = [0f64; 4];
+    for (x, y) in ca.zip(cb) {
+        for ((a, &xl), &yl) in acc.iter_mut().zip(x).zip(y) {
+            *a += xl * yl;
+        }
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+}
+
 struct State {
     n: usize,
     dim: usize,
@@ -39,7 +58,7 @@ impl State {
         let denom = self.norm[i] * self.norm[j];
         // A zero vector has no direction: count it as orthogonal to everything.
         let cos = if denom > 0.0 {
-            fi.iter().zip(fj).map(|(a, b)| a * b).sum::<f64>() / denom
+            dot(fi, fj) / denom
         } else {
             0.0
         };
@@ -49,10 +68,10 @@ impl State {
     fn rescan(&mut self, i: usize) {
         let row = &self.sim[i * self.n..(i + 1) * self.n];
         let mut best = (NONE, usize::MAX);
-        for j in i + 1..self.n {
+        for (j, (&v, &alive)) in row.iter().zip(&self.alive).enumerate().skip(i + 1) {
             // Strictly greater keeps the first (smallest j) maximum.
-            if self.alive[j] && (best.1 == usize::MAX || row[j] > best.0) {
-                best = (row[j], j);
+            if alive && (best.1 == usize::MAX || v > best.0) {
+                best = (v, j);
             }
         }
         self.best[i] = best;
