@@ -3,9 +3,10 @@
 //! `x2` (bilinear, align_corners=False), cropped to `e2`'s size, concatenated, and a 1×1 conv
 //! with bias to one edge logit at stride 4.
 //!
-//! Parameter names are IRN's: `edge1.0.weight` (conv), `edge1.1.weight`/`.bias` (GN), …,
-//! `edge6.weight`, `edge6.bias`. The displacement branch (instance segmentation only) is not
-//! built.
+//! Parameter names are IRN's own state-dict names (`resnet50_irn.py` calls the modules
+//! `fc_edge1` … `fc_edge6`): `fc_edge1.0.weight` (conv), `fc_edge1.1.weight`/`.bias` (GN), …,
+//! `fc_edge6.weight`, `fc_edge6.bias`, so a trained IRN's edge branch loads as is. The
+//! displacement branch (instance segmentation only) is not built.
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
@@ -49,7 +50,7 @@ impl IrnEdge {
         let p = ConvParams::default();
         let mut heads = Vec::with_capacity(5);
         for k in 0..5 {
-            let v = vb.pp(format!("edge{}", k + 1));
+            let v = vb.pp(format!("fc_edge{}", k + 1));
             heads.push(EdgeHead {
                 conv: Conv2d::new(chans[k], w, 1, p, false, false, v.pp("0"))?,
                 gn_weight: v.pp("1").get_with_hints(w, "weight", Init::Const(1.0))?,
@@ -57,7 +58,7 @@ impl IrnEdge {
                 factor: factors[k],
             });
         }
-        let out = Conv2d::new(5 * w, 1, 1, p, true, false, vb.pp("edge6"))?;
+        let out = Conv2d::new(5 * w, 1, 1, p, true, false, vb.pp("fc_edge6"))?;
         Ok(IrnEdge {
             heads,
             out,

@@ -212,13 +212,13 @@ fn irn_edge_names_and_odd_sizes() {
     names.sort();
     let w = cfg.edge_width;
     let mut want = vec![
-        ("edge6.bias".to_string(), vec![1]),
-        ("edge6.weight".to_string(), vec![1, 5 * w, 1, 1]),
+        ("fc_edge6.bias".to_string(), vec![1]),
+        ("fc_edge6.weight".to_string(), vec![1, 5 * w, 1, 1]),
     ];
     for (k, c) in cfg.feature_channels().iter().enumerate() {
-        want.push((format!("edge{}.0.weight", k + 1), vec![w, *c, 1, 1]));
-        want.push((format!("edge{}.1.bias", k + 1), vec![w]));
-        want.push((format!("edge{}.1.weight", k + 1), vec![w]));
+        want.push((format!("fc_edge{}.0.weight", k + 1), vec![w, *c, 1, 1]));
+        want.push((format!("fc_edge{}.1.bias", k + 1), vec![w]));
+        want.push((format!("fc_edge{}.1.weight", k + 1), vec![w]));
     }
     want.sort();
     assert_eq!(names, want);
