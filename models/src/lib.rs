@@ -2,5 +2,10 @@
 //!
 //! Section numbers (§) refer to the pipeline specification (`shared/spec/pipeline.md`).
 
+pub mod cam;
 pub mod config;
+pub mod drs;
+pub mod error;
+pub mod import;
 pub mod ops;
+pub mod resnet;
