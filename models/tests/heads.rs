@@ -356,3 +356,97 @@ fn logits_resize_to_input_size() {
     );
     assert!(flat(&l).iter().all(|&v| v >= lo - 1e-12 && v <= hi + 1e-12));
 }
+
+// ---------------------------------------------------------------------------------------
+// Full networks on the ResNet backbone
+
+use ssc_models::deeplab::DeepLabV2;
+use ssc_models::irn::Irn;
+
+fn var_names(vm: &VarMap) -> Vec<String> {
+    let mut n: Vec<String> = vm.data().lock().unwrap().keys().cloned().collect();
+    n.sort();
+    n
+}
+
+#[test]
+fn irn_network_sizes_and_frozen_backbone() {
+    let cfg = small_irn();
+    let (bb, head) = (VarMap::new(), VarMap::new());
+    let dev = Device::Cpu;
+    let irn = Irn::from_parts(
+        &cfg,
+        SeededInit::var_builder(&bb, 1, DType::F32, &dev),
+        SeededInit::var_builder(&head, 2, DType::F32, &dev),
+    )
+    .unwrap();
+    assert!(var_names(&head).iter().all(|n| n.starts_with("fc_edge")));
+    assert!(var_names(&bb).contains(&"layer4.0.downsample.1.running_var".to_string()));
+    for (h, w) in [(65, 47), (32, 32), (17, 9)] {
+        let x = rand_f64(&[2, 3, h, w], 20).to_dtype(DType::F32).unwrap();
+        let y = irn.forward(&x).unwrap();
+        let (h4, w4) = os16_sizes(h, w)[1];
+        assert_eq!(y.dims(), &[2, 1, h4, w4], "input {h}×{w}");
+    }
+    let x = rand_f64(&[1, 3, 40, 36], 21).to_dtype(DType::F32).unwrap();
+    let grads = irn
+        .forward(&x)
+        .unwrap()
+        .sqr()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    for (name, var) in head.data().lock().unwrap().iter() {
+        assert!(
+            grads.get(var.as_tensor()).is_some(),
+            "no gradient for {name}"
+        );
+    }
+    for (name, var) in bb.data().lock().unwrap().iter() {
+        assert!(
+            grads.get(var.as_tensor()).is_none(),
+            "backbone {name} got a gradient"
+        );
+    }
+}
+
+#[test]
+fn deeplab_names_and_output_sizes() {
+    let dev = Device::Cpu;
+    for (cfg, os) in [
+        (DeepLabConfig::synthetic(5), 8),
+        (
+            DeepLabConfig {
+                backbone: ResNetConfig::tiny_os16(),
+                ..DeepLabConfig::synthetic(5)
+            },
+            16,
+        ),
+    ] {
+        assert_eq!(cfg.backbone.output_stride(), os);
+        let vm = VarMap::new();
+        let net = DeepLabV2::new(&cfg, SeededInit::var_builder(&vm, 3, DType::F32, &dev)).unwrap();
+        let names = var_names(&vm);
+        for want in [
+            "backbone.conv1.weight",
+            "backbone.layer4.0.downsample.1.running_var",
+            "classifier.0.weight",
+            "classifier.3.bias",
+        ] {
+            assert!(names.contains(&want.to_string()), "missing {want}");
+        }
+        for (h, w) in [(65, 47), (33, 40)] {
+            let x = rand_f64(&[2, 3, h, w], 22).to_dtype(DType::F32).unwrap();
+            for train in [true, false] {
+                let out = net.forward_both(&x, train).unwrap();
+                assert_eq!(
+                    out.pre_logits.dims(),
+                    &[2, 5, h.div_ceil(os), w.div_ceil(os)]
+                );
+                assert_eq!(out.logits.dims(), &[2, 5, h, w]);
+            }
+        }
+    }
+}
