@@ -450,3 +450,85 @@ fn deeplab_names_and_output_sizes() {
         }
     }
 }
+
+/// The `resnet/` fixture's torchvision-named weights load straight into the IRN and DeepLab
+/// backbones, and their stage outputs are the fixture's (OS16 for IRN, OS8 for DeepLab).
+#[test]
+fn backbones_load_torchvision_names_from_fixture() {
+    use ssc_core::tensors::TensorFile;
+    let Some(case) = ssc_core::fixtures::case(env!("CARGO_MANIFEST_DIR"), "resnet") else {
+        return;
+    };
+    let cfg = heads_util::config(&case);
+    let (atol, rtol) = (
+        cfg["tolerance"]["atol"].as_f64().unwrap(),
+        cfg["tolerance"]["rtol"].as_f64().unwrap(),
+    );
+    let dev = Device::Cpu;
+    let weights = || {
+        let bytes = std::fs::read(case.join("weights.safetensors")).unwrap();
+        candle_nn::VarBuilder::from_buffered_safetensors(bytes, DType::F32, &dev).unwrap()
+    };
+    let input = heads_util::load(
+        &TensorFile::open(case.join("input.safetensors")).unwrap(),
+        "input",
+    );
+    let backbone = ResNetConfig {
+        base_width: cfg["base_width"].as_u64().unwrap() as usize,
+        bn_eps: cfg["bn_eps"].as_f64().unwrap(),
+        ..ResNetConfig::tiny_os16()
+    };
+
+    let irn_cfg = IrnConfig::for_backbone(backbone.clone());
+    let head = VarMap::new();
+    let irn = Irn::from_parts(
+        &irn_cfg,
+        weights(),
+        SeededInit::var_builder(&head, 1, DType::F32, &dev),
+    )
+    .unwrap();
+    let os16 = TensorFile::open(case.join("os16.safetensors")).unwrap();
+    let feats = irn.features(&input).unwrap();
+    for (name, f) in ["stem", "layer1", "layer2", "layer3", "layer4"]
+        .iter()
+        .zip(&feats)
+    {
+        heads_util::assert_close(
+            &format!("irn {name}"),
+            f,
+            &heads_util::load(&os16, name),
+            atol,
+            rtol,
+        );
+    }
+
+    let dl_cfg = DeepLabConfig {
+        backbone: ResNetConfig {
+            strides: [1, 2, 1, 1],
+            dilations: [1, 1, 2, 4],
+            ..backbone
+        },
+        ..DeepLabConfig::synthetic(3)
+    };
+    let head = VarMap::new();
+    let net = DeepLabV2::from_parts(
+        &dl_cfg,
+        weights(),
+        SeededInit::var_builder(&head, 2, DType::F32, &dev),
+    )
+    .unwrap();
+    // The same head applied to the fixture's OS8 layer4 gives the network's pre_logits.
+    let aspp = Aspp::new(
+        dl_cfg.backbone.out_channels(3),
+        dl_cfg.num_classes,
+        &dl_cfg.rates,
+        dl_cfg.head_init_std,
+        SeededInit::var_builder(&head, 2, DType::F32, &dev),
+    )
+    .unwrap();
+    let os8 = TensorFile::open(case.join("os8.safetensors")).unwrap();
+    let want = aspp.forward(&heads_util::load(&os8, "layer4")).unwrap();
+    let got = net.forward_both(&input, false).unwrap();
+    heads_util::assert_close("deeplab pre_logits", &got.pre_logits, &want, atol, rtol);
+    assert_eq!(got.logits.dims()[2..], input.dims()[2..]);
+}
