@@ -6,11 +6,13 @@
 //! Parameter names: `classifier.{i}.weight`/`.bias` for branch i (as the DeepLabV2 heads of
 //! the BECO/ST++ family name their `nn.ModuleList`).
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::{Module, ModuleT, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
+use crate::config::{DeepLabConfig, ResNetOptions};
 use crate::ops::conv::{Conv2d, ConvParams};
 use crate::ops::resize::bilinear;
+use crate::resnet::ResNet;
 
 /// The ASPP head.
 #[derive(Debug, Clone)]
@@ -69,4 +71,71 @@ impl Module for Aspp {
 /// N×K×h'×w' → N×K×h×w.
 pub fn logits_from_pre(pre_logits: &Tensor, h: usize, w: usize) -> Result<Tensor> {
     bilinear(pre_logits, h, w)
+}
+
+/// Both outputs of a DeepLabV2 pass.
+#[derive(Debug, Clone)]
+pub struct DeepLabOutput {
+    /// ASPP output at the backbone's output stride: N×K×⌈H/os⌉×⌈W/os⌉.
+    pub pre_logits: Tensor,
+    /// `pre_logits` resized to the input size: N×K×H×W.
+    pub logits: Tensor,
+}
+
+/// DeepLabV2 (§6.1): ResNet (trainable BN with batch statistics in training) + ASPP.
+///
+/// Names: the backbone under `backbone.` with torchvision's names (`backbone.conv1.weight`,
+/// `backbone.layer3.22.bn2.running_var`, …) and the head under `classifier.{i}`. A
+/// torchvision `resnet101` checkpoint therefore loads through
+/// [`DeepLabV2::from_parts`] with the checkpoint's root as `backbone_vb`
+/// (`num_batches_tracked` and `fc.*` are simply never asked for).
+#[derive(Debug, Clone)]
+pub struct DeepLabV2 {
+    backbone: ResNet,
+    aspp: Aspp,
+}
+
+impl DeepLabV2 {
+    /// Backbone from `backbone_vb` (torchvision names at its root), head from `head_vb`
+    /// (`{i}.weight`, `{i}.bias`).
+    pub fn from_parts(
+        cfg: &DeepLabConfig,
+        backbone_vb: VarBuilder,
+        head_vb: VarBuilder,
+    ) -> Result<Self> {
+        let backbone = ResNet::with_options(&cfg.backbone, &ResNetOptions::deeplab(), backbone_vb)?;
+        let aspp = Aspp::new(
+            cfg.backbone.out_channels(3),
+            cfg.num_classes,
+            &cfg.rates,
+            cfg.head_init_std,
+            head_vb,
+        )?;
+        Ok(DeepLabV2 { backbone, aspp })
+    }
+
+    /// Everything from one `vb`: `backbone.*` and `classifier.*`.
+    pub fn new(cfg: &DeepLabConfig, vb: VarBuilder) -> Result<Self> {
+        Self::from_parts(cfg, vb.pp("backbone"), vb.pp("classifier"))
+    }
+
+    /// `pre_logits` and `logits`; `train` selects batch statistics in the BNs.
+    ///
+    /// # Shapes
+    /// N×3×H×W → see [`DeepLabOutput`].
+    pub fn forward_both(&self, x: &Tensor, train: bool) -> Result<DeepLabOutput> {
+        let (_, _, h, w) = x.dims4()?;
+        let feats = self.backbone.forward_t(x, train)?;
+        let pre_logits = self.aspp.forward(&feats)?;
+        let logits = logits_from_pre(&pre_logits, h, w)?;
+        Ok(DeepLabOutput { pre_logits, logits })
+    }
+}
+
+impl ModuleT for DeepLabV2 {
+    /// # Shapes
+    /// N×3×H×W → N×K×H×W logits.
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        Ok(self.forward_both(x, train)?.logits)
+    }
 }

@@ -3,17 +3,19 @@
 //! `x2` (bilinear, align_corners=False), cropped to `e2`'s size, concatenated, and a 1×1 conv
 //! with bias to one edge logit at stride 4.
 //!
-//! Parameter names are IRN's: `edge1.0.weight` (conv), `edge1.1.weight`/`.bias` (GN), …,
-//! `edge6.weight`, `edge6.bias`. The displacement branch (instance segmentation only) is not
-//! built.
+//! Parameter names are IRN's own state-dict names (`resnet50_irn.py` calls the modules
+//! `fc_edge1` … `fc_edge6`): `fc_edge1.0.weight` (conv), `fc_edge1.1.weight`/`.bias` (GN), …,
+//! `fc_edge6.weight`, `fc_edge6.bias`, so a trained IRN's edge branch loads as is. The
+//! displacement branch (instance segmentation only) is not built.
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
-use crate::config::IrnConfig;
+use crate::config::{IrnConfig, ResNetOptions};
 use crate::ops::conv::{Conv2d, ConvParams};
 use crate::ops::norm::group_norm;
 use crate::ops::resize::bilinear;
+use crate::resnet::ResNet;
 
 /// One of e1…e5: conv 1×1 (no bias) → GN → up×factor → ReLU.
 #[derive(Debug, Clone)]
@@ -49,7 +51,7 @@ impl IrnEdge {
         let p = ConvParams::default();
         let mut heads = Vec::with_capacity(5);
         for k in 0..5 {
-            let v = vb.pp(format!("edge{}", k + 1));
+            let v = vb.pp(format!("fc_edge{}", k + 1));
             heads.push(EdgeHead {
                 conv: Conv2d::new(chans[k], w, 1, p, false, false, v.pp("0"))?,
                 gn_weight: v.pp("1").get_with_hints(w, "weight", Init::Const(1.0))?,
@@ -57,7 +59,7 @@ impl IrnEdge {
                 factor: factors[k],
             });
         }
-        let out = Conv2d::new(5 * w, 1, 1, p, true, false, vb.pp("edge6"))?;
+        let out = Conv2d::new(5 * w, 1, 1, p, true, false, vb.pp("fc_edge6"))?;
         Ok(IrnEdge {
             heads,
             out,
@@ -93,5 +95,62 @@ impl IrnEdge {
             maps.push(y.narrow(2, 0, h2)?.narrow(3, 0, w2)?.relu()?);
         }
         self.out.forward(&Tensor::cat(&maps, 1)?)
+    }
+}
+
+/// The IRN edge network (§4.2): a completely frozen ResNet (fixed BN, detached outputs) and
+/// the trainable [`IrnEdge`] branch.
+#[derive(Debug, Clone)]
+pub struct Irn {
+    backbone: ResNet,
+    edge: IrnEdge,
+}
+
+impl Irn {
+    /// Backbone from `backbone_vb` (torchvision names at its root, e.g. an ImageNet
+    /// `resnet50` state dict), edge branch from `edge_vb` (`fc_edge*` names). Keeping them
+    /// apart lets the backbone come from a checkpoint while the branch is trained in a
+    /// `VarMap` that then holds only trainable parameters.
+    pub fn from_parts(
+        cfg: &IrnConfig,
+        backbone_vb: VarBuilder,
+        edge_vb: VarBuilder,
+    ) -> Result<Self> {
+        Ok(Irn {
+            backbone: ResNet::with_options(&cfg.backbone, &ResNetOptions::irn(), backbone_vb)?,
+            edge: IrnEdge::new(cfg, edge_vb)?,
+        })
+    }
+
+    /// Everything from one `vb`: the backbone under `backbone.`, the branch at the root.
+    pub fn new(cfg: &IrnConfig, vb: VarBuilder) -> Result<Self> {
+        Self::from_parts(cfg, vb.pp("backbone"), vb)
+    }
+
+    /// The trainable branch.
+    pub fn edge(&self) -> &IrnEdge {
+        &self.edge
+    }
+
+    /// The detached backbone features `[x1, x2, x3, x4, x5]` (stem after the max pool,
+    /// layer1 … layer4), always with the stored BN statistics.
+    ///
+    /// # Shapes
+    /// N×3×H×W → x1, x2 at ⌈H/4⌉×⌈W/4⌉, x3 at stride 8, x4 and x5 at stride 16 (OS16).
+    pub fn features(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        let s = self.backbone.forward_stages_t(x, false)?;
+        let [l1, l2, l3, l4] = s.layers;
+        Ok([s.stem, l1, l2, l3, l4]
+            .iter()
+            .map(Tensor::detach)
+            .collect())
+    }
+}
+
+impl Module for Irn {
+    /// # Shapes
+    /// N×3×H×W image → N×1×⌈H/4⌉×⌈W/4⌉ edge logits (class-boundary map before the sigmoid).
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.edge.forward(&self.features(x)?)
     }
 }

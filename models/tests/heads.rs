@@ -212,13 +212,13 @@ fn irn_edge_names_and_odd_sizes() {
     names.sort();
     let w = cfg.edge_width;
     let mut want = vec![
-        ("edge6.bias".to_string(), vec![1]),
-        ("edge6.weight".to_string(), vec![1, 5 * w, 1, 1]),
+        ("fc_edge6.bias".to_string(), vec![1]),
+        ("fc_edge6.weight".to_string(), vec![1, 5 * w, 1, 1]),
     ];
     for (k, c) in cfg.feature_channels().iter().enumerate() {
-        want.push((format!("edge{}.0.weight", k + 1), vec![w, *c, 1, 1]));
-        want.push((format!("edge{}.1.bias", k + 1), vec![w]));
-        want.push((format!("edge{}.1.weight", k + 1), vec![w]));
+        want.push((format!("fc_edge{}.0.weight", k + 1), vec![w, *c, 1, 1]));
+        want.push((format!("fc_edge{}.1.bias", k + 1), vec![w]));
+        want.push((format!("fc_edge{}.1.weight", k + 1), vec![w]));
     }
     want.sort();
     assert_eq!(names, want);
@@ -355,4 +355,180 @@ fn logits_resize_to_input_size() {
         flat(&pre).into_iter().fold(f64::MIN, f64::max),
     );
     assert!(flat(&l).iter().all(|&v| v >= lo - 1e-12 && v <= hi + 1e-12));
+}
+
+// ---------------------------------------------------------------------------------------
+// Full networks on the ResNet backbone
+
+use ssc_models::deeplab::DeepLabV2;
+use ssc_models::irn::Irn;
+
+fn var_names(vm: &VarMap) -> Vec<String> {
+    let mut n: Vec<String> = vm.data().lock().unwrap().keys().cloned().collect();
+    n.sort();
+    n
+}
+
+#[test]
+fn irn_network_sizes_and_frozen_backbone() {
+    let cfg = small_irn();
+    let (bb, head) = (VarMap::new(), VarMap::new());
+    let dev = Device::Cpu;
+    let irn = Irn::from_parts(
+        &cfg,
+        SeededInit::var_builder(&bb, 1, DType::F32, &dev),
+        SeededInit::var_builder(&head, 2, DType::F32, &dev),
+    )
+    .unwrap();
+    assert!(var_names(&head).iter().all(|n| n.starts_with("fc_edge")));
+    assert!(var_names(&bb).contains(&"layer4.0.downsample.1.running_var".to_string()));
+    for (h, w) in [(65, 47), (32, 32), (17, 9)] {
+        let x = rand_f64(&[2, 3, h, w], 20).to_dtype(DType::F32).unwrap();
+        let y = irn.forward(&x).unwrap();
+        let (h4, w4) = os16_sizes(h, w)[1];
+        assert_eq!(y.dims(), &[2, 1, h4, w4], "input {h}×{w}");
+    }
+    let x = rand_f64(&[1, 3, 40, 36], 21).to_dtype(DType::F32).unwrap();
+    let grads = irn
+        .forward(&x)
+        .unwrap()
+        .sqr()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    for (name, var) in head.data().lock().unwrap().iter() {
+        assert!(
+            grads.get(var.as_tensor()).is_some(),
+            "no gradient for {name}"
+        );
+    }
+    for (name, var) in bb.data().lock().unwrap().iter() {
+        assert!(
+            grads.get(var.as_tensor()).is_none(),
+            "backbone {name} got a gradient"
+        );
+    }
+}
+
+#[test]
+fn deeplab_names_and_output_sizes() {
+    let dev = Device::Cpu;
+    for (cfg, os) in [
+        (DeepLabConfig::synthetic(5), 8),
+        (
+            DeepLabConfig {
+                backbone: ResNetConfig::tiny_os16(),
+                ..DeepLabConfig::synthetic(5)
+            },
+            16,
+        ),
+    ] {
+        assert_eq!(cfg.backbone.output_stride(), os);
+        let vm = VarMap::new();
+        let net = DeepLabV2::new(&cfg, SeededInit::var_builder(&vm, 3, DType::F32, &dev)).unwrap();
+        let names = var_names(&vm);
+        for want in [
+            "backbone.conv1.weight",
+            "backbone.layer4.0.downsample.1.running_var",
+            "classifier.0.weight",
+            "classifier.3.bias",
+        ] {
+            assert!(names.contains(&want.to_string()), "missing {want}");
+        }
+        for (h, w) in [(65, 47), (33, 40)] {
+            let x = rand_f64(&[2, 3, h, w], 22).to_dtype(DType::F32).unwrap();
+            for train in [true, false] {
+                let out = net.forward_both(&x, train).unwrap();
+                assert_eq!(
+                    out.pre_logits.dims(),
+                    &[2, 5, h.div_ceil(os), w.div_ceil(os)]
+                );
+                assert_eq!(out.logits.dims(), &[2, 5, h, w]);
+            }
+        }
+    }
+}
+
+/// The `resnet/` fixture's torchvision-named weights load straight into the IRN and DeepLab
+/// backbones, and their stage outputs are the fixture's (OS16 for IRN, OS8 for DeepLab).
+#[test]
+fn backbones_load_torchvision_names_from_fixture() {
+    use ssc_core::tensors::TensorFile;
+    let Some(case) = ssc_core::fixtures::case(env!("CARGO_MANIFEST_DIR"), "resnet") else {
+        return;
+    };
+    let cfg = heads_util::config(&case);
+    let (atol, rtol) = (
+        cfg["tolerance"]["atol"].as_f64().unwrap(),
+        cfg["tolerance"]["rtol"].as_f64().unwrap(),
+    );
+    let dev = Device::Cpu;
+    let weights = || {
+        let bytes = std::fs::read(case.join("weights.safetensors")).unwrap();
+        candle_nn::VarBuilder::from_buffered_safetensors(bytes, DType::F32, &dev).unwrap()
+    };
+    let input = heads_util::load(
+        &TensorFile::open(case.join("input.safetensors")).unwrap(),
+        "input",
+    );
+    let backbone = ResNetConfig {
+        base_width: cfg["base_width"].as_u64().unwrap() as usize,
+        bn_eps: cfg["bn_eps"].as_f64().unwrap(),
+        ..ResNetConfig::tiny_os16()
+    };
+
+    let irn_cfg = IrnConfig::for_backbone(backbone.clone());
+    let head = VarMap::new();
+    let irn = Irn::from_parts(
+        &irn_cfg,
+        weights(),
+        SeededInit::var_builder(&head, 1, DType::F32, &dev),
+    )
+    .unwrap();
+    let os16 = TensorFile::open(case.join("os16.safetensors")).unwrap();
+    let feats = irn.features(&input).unwrap();
+    for (name, f) in ["stem", "layer1", "layer2", "layer3", "layer4"]
+        .iter()
+        .zip(&feats)
+    {
+        heads_util::assert_close(
+            &format!("irn {name}"),
+            f,
+            &heads_util::load(&os16, name),
+            atol,
+            rtol,
+        );
+    }
+
+    let dl_cfg = DeepLabConfig {
+        backbone: ResNetConfig {
+            strides: [1, 2, 1, 1],
+            dilations: [1, 1, 2, 4],
+            ..backbone
+        },
+        ..DeepLabConfig::synthetic(3)
+    };
+    let head = VarMap::new();
+    let net = DeepLabV2::from_parts(
+        &dl_cfg,
+        weights(),
+        SeededInit::var_builder(&head, 2, DType::F32, &dev),
+    )
+    .unwrap();
+    // The same head applied to the fixture's OS8 layer4 gives the network's pre_logits.
+    let aspp = Aspp::new(
+        dl_cfg.backbone.out_channels(3),
+        dl_cfg.num_classes,
+        &dl_cfg.rates,
+        dl_cfg.head_init_std,
+        SeededInit::var_builder(&head, 2, DType::F32, &dev),
+    )
+    .unwrap();
+    let os8 = TensorFile::open(case.join("os8.safetensors")).unwrap();
+    let want = aspp.forward(&heads_util::load(&os8, "layer4")).unwrap();
+    let got = net.forward_both(&input, false).unwrap();
+    heads_util::assert_close("deeplab pre_logits", &got.pre_logits, &want, atol, rtol);
+    assert_eq!(got.logits.dims()[2..], input.dims()[2..]);
 }

@@ -122,6 +122,10 @@ fn perceptual_loss_and_gradient_match_reference() {
             (got - want).abs() <= rtol_l * want.abs(),
             "{key}: {got} vs {want}"
         );
+        eprintln!(
+            "{key}: {got} (golden {want}, rel err {:.2e})",
+            (got - want).abs() / want
+        );
     }
 
     let (_, pc) = variant(&c.cfg, "taps_code", "weights_code");
