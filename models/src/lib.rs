@@ -7,5 +7,6 @@ pub mod decoder;
 pub mod deeplab;
 pub mod init;
 pub mod irn;
+pub mod onnx;
 pub mod ops;
 pub mod vgg;
