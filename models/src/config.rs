@@ -62,7 +62,7 @@ impl ResNetConfig {
 
     /// Output channels of layer `l` (0-based).
     pub fn out_channels(&self, l: usize) -> usize {
-        4 * self.base_width << l
+        (4 * self.base_width) << l
     }
 
     /// Total output stride of the network.

@@ -115,3 +115,31 @@ fn resnet_stages_match_fixture_for_every_weight_format() {
         }
     }
 }
+
+/// The whole tiny ResNet (fixed BN and batch BN in training mode, DRS in layer4) has the
+/// input gradient of its finite differences (f64, random weights).
+#[test]
+fn tiny_resnet_input_gradient_matches_finite_differences() {
+    use ssc_models::config::BnMode;
+    use ssc_models::ops::gradcheck::{check, random_f64};
+    let dev = Device::Cpu;
+    let cfg = ResNetConfig {
+        base_width: 4,
+        ..ResNetConfig::tiny_os16()
+    };
+    for bn in [BnMode::Frozen, BnMode::Batch] {
+        let vm = candle_nn::VarMap::new();
+        let vb = VarBuilder::from_varmap(&vm, DType::F64, &dev);
+        let opts = ResNetOptions {
+            bn,
+            ..ResNetOptions::cam(0.55)
+        };
+        let net = ResNet::with_options(&cfg, &opts, vb).unwrap();
+        let x = random_f64(&[2, 3, 13, 10], 11, &dev).unwrap();
+        let train = bn == BnMode::Batch;
+        let f = |t: &Tensor| net.forward_stages_t(t, train).map(|s| s.layers[3].clone());
+        let r = check(f, &x, 1e-6, 5).unwrap();
+        assert!(r.passes(1e-6, 1e-5), "{bn:?}: {r:?}");
+        assert!(r.max_abs_grad > 1e-3, "{bn:?}: {r:?}");
+    }
+}
