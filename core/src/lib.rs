@@ -5,9 +5,24 @@
 
 pub mod atomic;
 pub mod classes;
+pub mod crf;
+pub mod dataset;
 pub mod error;
 pub mod fixtures;
+pub mod formats;
+pub mod imageio;
+pub mod irlabel;
+pub mod mask;
+pub mod metrics;
+pub mod normalize;
+pub mod npy;
+pub mod pickle;
+pub mod pseudo;
+pub mod randomwalk;
+pub mod resize;
 pub mod rng;
+pub mod superpixels;
+pub mod synth;
 pub mod tensors;
 
 pub use error::{CoreError, Result};

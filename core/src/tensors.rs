@@ -101,7 +101,10 @@ impl TensorFile {
         if !want.contains(&t.dtype()) {
             return Err(CoreError::format(
                 &self.path,
-                format!("tensor `{name}` has dtype {:?}, expected {want:?}", t.dtype()),
+                format!(
+                    "tensor `{name}` has dtype {:?}, expected {want:?}",
+                    t.dtype()
+                ),
             ));
         }
         Ok((t.data().to_vec(), t.shape().to_vec(), t.dtype()))
@@ -199,7 +202,10 @@ mod tests {
         assert_eq!(f.u8("c").unwrap().0, vec![0, 255]);
         assert_eq!(f.metadata()["k"], "v");
         let err = f.f32("b").unwrap_err().to_string();
-        assert!(err.contains("t.safetensors") && err.contains("dtype"), "{err}");
+        assert!(
+            err.contains("t.safetensors") && err.contains("dtype"),
+            "{err}"
+        );
         assert!(f.f32("zzz").unwrap_err().to_string().contains("zzz"));
     }
 

@@ -71,6 +71,241 @@ impl ResNetConfig {
     }
 }
 
+/// The CAM-driven reconstruction decoder (§2.4, Table I).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecoderConfig {
+    /// Input channels C: the class count of the CAM features (20 VOC, 80 COCO).
+    pub in_channels: usize,
+    /// `widths[0]`: head and ResBlock width; up-sample k (1..=4) keeps `widths[k−1]` through
+    /// its transposed conv and ends at `widths[k]`. Reference: 256, 256, 128, 64, 32.
+    pub widths: [usize; 5],
+    /// ResBlocks after the head (the reference has 1).
+    pub res_blocks: usize,
+    /// Output image channels (3).
+    pub out_channels: usize,
+    /// Epsilon added to the std in the MUNIT LayerNorm.
+    pub ln_eps: f64,
+    /// InstanceNorm epsilon.
+    pub in_eps: f64,
+}
+
+impl DecoderConfig {
+    /// The reference decoder for `in_channels` classes.
+    pub fn reference(in_channels: usize) -> Self {
+        DecoderConfig {
+            in_channels,
+            widths: [256, 256, 128, 64, 32],
+            res_blocks: 1,
+            out_channels: 3,
+            ln_eps: 1e-5,
+            in_eps: 1e-5,
+        }
+    }
+
+    /// PASCAL VOC: 20 foreground classes.
+    pub fn voc() -> Self {
+        Self::reference(20)
+    }
+
+    /// COCO-2014: 80 foreground classes.
+    pub fn coco() -> Self {
+        Self::reference(80)
+    }
+
+    /// A narrow decoder for CPU tests and the synthetic preset.
+    pub fn synthetic(in_channels: usize) -> Self {
+        DecoderConfig {
+            widths: [16, 16, 8, 8, 4],
+            ..Self::reference(in_channels)
+        }
+    }
+}
+
+/// torchvision VGG `features` (the perceptual-loss network, §2.5): five blocks of 3×3 convs
+/// (padding 1) + ReLU, each block closed by a 2×2/s2 max pool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VggConfig {
+    /// Convs per block (VGG-19: 2, 2, 4, 4, 4).
+    pub convs: [usize; 5],
+    /// Output channels of every conv of each block (VGG-19: 64, 128, 256, 512, 512).
+    pub widths: [usize; 5],
+}
+
+impl VggConfig {
+    /// torchvision `vgg19` (the `vgg19-dcbb9e9d.pth` checkpoint).
+    pub fn vgg19() -> Self {
+        VggConfig {
+            convs: [2, 2, 4, 4, 4],
+            widths: [64, 128, 256, 512, 512],
+        }
+    }
+
+    /// VGG-19 with every width divided by `div` (CPU tests, synthetic preset).
+    pub fn vgg19_narrow(div: usize) -> Self {
+        let mut c = Self::vgg19();
+        c.widths = c.widths.map(|w| (w / div.max(1)).max(1));
+        c
+    }
+
+    /// torchvision `features` index of the ReLU after conv `conv` (1-based) of block `block`
+    /// (1-based), e.g. relu1_1 → 1, relu5_1 → 29, relu5_4 → 35 for VGG-19. `None` when the
+    /// layer does not exist.
+    pub fn relu_index(&self, block: usize, conv: usize) -> Option<usize> {
+        if !(1..=5).contains(&block) || conv == 0 || conv > self.convs[block - 1] {
+            return None;
+        }
+        // every conv is followed by a ReLU (2 entries), every block by a pool (1 entry)
+        let before: usize = self.convs[..block - 1].iter().map(|c| 2 * c + 1).sum();
+        Some(before + 2 * (conv - 1) + 1)
+    }
+}
+
+/// Which layers and weights the perceptual loss uses (§2.5).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PerceptualConfig {
+    /// `features` indices of the compared activations.
+    pub taps: Vec<usize>,
+    /// Weight of each tap's L1 mean.
+    pub weights: Vec<f64>,
+    /// Both images are halved by 2×2 average pooling while their width exceeds this (1024).
+    pub max_width: usize,
+}
+
+impl PerceptualConfig {
+    /// **[code]** (the default, what SSC trains with): relu1_1 … relu5_1, weights 1/32, 1/16,
+    /// 1/8, 1/4, 1.
+    pub fn code(vgg: &VggConfig) -> Self {
+        PerceptualConfig {
+            taps: (1..=5).filter_map(|b| vgg.relu_index(b, 1)).collect(),
+            weights: vec![1.0 / 32.0, 1.0 / 16.0, 1.0 / 8.0, 1.0 / 4.0, 1.0],
+            max_width: 1024,
+        }
+    }
+
+    /// **[paper]** Eq. 5–6: the last ReLU of each block (relu1_2, relu2_2, relu3_4, relu4_4,
+    /// relu5_4), weights 1/32, 1/16, 1/8, 1/4, 1/2.
+    pub fn paper(vgg: &VggConfig) -> Self {
+        PerceptualConfig {
+            taps: (1..=5)
+                .filter_map(|b| vgg.relu_index(b, vgg.convs[b - 1]))
+                .collect(),
+            weights: vec![1.0 / 32.0, 1.0 / 16.0, 1.0 / 8.0, 1.0 / 4.0, 1.0 / 2.0],
+            max_width: 1024,
+        }
+    }
+}
+
+/// IRN's class-boundary (edge) branch on a frozen ResNet (§4.2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IrnConfig {
+    /// The frozen backbone (ResNet-50 at output stride 16 in the reference).
+    pub backbone: ResNetConfig,
+    /// Channels of each of e1…e5 (32 in the reference; half the backbone's base width).
+    pub edge_width: usize,
+    /// GroupNorm groups of e1…e5 (4).
+    pub gn_groups: usize,
+    /// GroupNorm epsilon.
+    pub gn_eps: f64,
+}
+
+impl IrnConfig {
+    /// The reference: ResNet-50 OS16, 32-channel edge features, GN(4).
+    pub fn resnet50() -> Self {
+        Self::for_backbone(ResNetConfig::resnet50_os16())
+    }
+
+    /// A tiny network for CPU tests and the synthetic preset.
+    pub fn tiny() -> Self {
+        Self::for_backbone(ResNetConfig::tiny_os16())
+    }
+
+    /// Edge widths scaled with the backbone (base width / 2, at least `gn_groups`).
+    pub fn for_backbone(backbone: ResNetConfig) -> Self {
+        IrnConfig {
+            edge_width: (backbone.base_width / 2).max(4),
+            backbone,
+            gn_groups: 4,
+            gn_eps: 1e-5,
+        }
+    }
+
+    /// Channels of the five backbone features x1 (stem) … x5 (layer4).
+    pub fn feature_channels(&self) -> [usize; 5] {
+        let b = &self.backbone;
+        [
+            b.base_width,
+            b.out_channels(0),
+            b.out_channels(1),
+            b.out_channels(2),
+            b.out_channels(3),
+        ]
+    }
+
+    /// Up-sampling factor of e1…e5 back to the stride of x2 (1, 1, 2, 4, 4 at OS16).
+    pub fn edge_factors(&self) -> [usize; 5] {
+        let s = self.backbone.strides;
+        let mut f = [1; 5];
+        for l in 1..4 {
+            f[l + 1] = s[1..=l].iter().product();
+        }
+        f
+    }
+}
+
+/// DeepLabV2 (§6.1): ResNet backbone + ASPP head of summed dilated 3×3 convs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeepLabConfig {
+    /// Backbone (ResNet-101 OS8 in the reference code, OS16 in the paper).
+    pub backbone: ResNetConfig,
+    /// Output classes, background included (21 VOC, 81 COCO).
+    pub num_classes: usize,
+    /// ASPP dilation (= padding) of each branch: 6, 12, 18, 24.
+    pub rates: Vec<usize>,
+    /// Std of the ASPP weights' normal initialisation (0.01).
+    pub head_init_std: f64,
+}
+
+impl DeepLabConfig {
+    /// The reference code's network: ResNet-101 at output stride 8.
+    pub fn voc() -> Self {
+        DeepLabConfig {
+            backbone: ResNetConfig::resnet101_os8(),
+            num_classes: 21,
+            rates: vec![6, 12, 18, 24],
+            head_init_std: 0.01,
+        }
+    }
+
+    /// COCO-2014: 81 classes.
+    pub fn coco() -> Self {
+        DeepLabConfig {
+            num_classes: 81,
+            ..Self::voc()
+        }
+    }
+
+    /// The paper's output stride 16.
+    pub fn voc_os16() -> Self {
+        DeepLabConfig {
+            backbone: ResNetConfig::resnet101_os16(),
+            ..Self::voc()
+        }
+    }
+
+    /// A tiny network for CPU tests and the synthetic preset.
+    pub fn synthetic(num_classes: usize) -> Self {
+        DeepLabConfig {
+            backbone: ResNetConfig {
+                strides: [1, 2, 1, 1],
+                dilations: [1, 1, 2, 4],
+                ..ResNetConfig::tiny_os16()
+            },
+            num_classes,
+            ..Self::voc()
+        }
+    }
+}
+
 /// How a ResNet's BatchNorms normalise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -177,11 +412,11 @@ impl CamNetConfig {
         }
     }
 
-    /// Tiny network for CPU tests and the synthetic preset (width-8 ResNet, 4 classes).
-    pub fn synthetic() -> Self {
+    /// Tiny network for CPU tests and the synthetic preset (width-8 ResNet).
+    pub fn synthetic(num_classes: usize) -> Self {
         CamNetConfig {
             backbone: ResNetConfig::tiny_os16(),
-            num_classes: 4,
+            num_classes,
             drs_delta: 0.55,
         }
     }

@@ -1,4 +1,10 @@
-//! Shared plumbing of ssc's command-line tools: logging and progress set-up.
+//! Shared plumbing of ssc's command-line tools: logging, progress bars, class maps.
+
+use std::path::Path;
+
+use anyhow::Result;
+use indicatif::{ProgressBar, ProgressStyle};
+use ssc_core::classes::ClassMap;
 
 /// Installs the `tracing` subscriber used by every binary (`RUST_LOG` overrides the level).
 pub fn init_logging() {
@@ -7,5 +13,48 @@ pub fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
+}
+
+/// A progress bar with rate and ETA; hidden when stderr is not a terminal.
+pub fn progress(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{msg} [{bar:30}] {pos}/{len} ({per_sec}, ETA {eta}) {elapsed_precise}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
+/// Resolves a class map from a CLI value: `voc`, `coco`, or a file (one name per line, or a
+/// JSON list of names), background first.
+pub fn class_map(spec: &str) -> Result<ClassMap> {
+    match spec {
+        "voc" => Ok(ClassMap::voc()),
+        "coco" => Ok(ClassMap::coco()),
+        path => read_class_file(Path::new(path)),
+    }
+}
+
+/// Reads a class list file (one name per line or a JSON list; background first).
+pub fn read_class_file(path: &Path) -> Result<ClassMap> {
+    Ok(ssc_core::dataset::load_class_map(path)?)
+}
+
+/// Runs a tool's `main`: logs set up, errors printed as one readable chain (`error: … : …`)
+/// without a backtrace, exit code 1 on failure.
+pub fn run_main(run: impl FnOnce() -> Result<()>) -> std::process::ExitCode {
+    init_logging();
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

@@ -1,1 +1,6 @@
-//! placeholder
+//! ssc's trainers in candle: losses, optimisers and training loops for the SSC classifier
+//! (§2), IRN (§4) and DeepLabV2 (§6).
+//!
+//! Section numbers (§) refer to the pipeline specification (`shared/spec/pipeline.md`).
+
+pub mod losses;

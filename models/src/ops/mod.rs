@@ -2,6 +2,8 @@
 //! each written once and checked against finite differences in the tests.
 
 pub mod gradcheck;
+pub mod norm;
+pub mod pad;
 pub mod pool;
 pub mod resize;
 
