@@ -298,7 +298,7 @@ impl Graph {
         eps: f64,
     ) -> Result<String> {
         let c = gamma.len();
-        if groups == 0 || c % groups != 0 || beta.len() != c {
+        if groups == 0 || !c.is_multiple_of(groups) || beta.len() != c {
             return Err(OnnxError::Invalid(format!(
                 "group norm: {c} channels (bias {}) do not split into {groups} groups",
                 beta.len()
