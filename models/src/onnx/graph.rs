@@ -298,7 +298,7 @@ impl Graph {
         eps: f64,
     ) -> Result<String> {
         let c = gamma.len();
-        if groups == 0 || c % groups != 0 || beta.len() != c {
+        if groups == 0 || !c.is_multiple_of(groups) || beta.len() != c {
             return Err(OnnxError::Invalid(format!(
                 "group norm: {c} channels (bias {}) do not split into {groups} groups",
                 beta.len()
@@ -338,5 +338,57 @@ impl Graph {
             metadata_props: metadata.to_vec(),
         }
         .to_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_bad_arguments_are_errors() {
+        let mut g = Graph::new("t");
+        let x = g.input("x", &[Dim::Param("N".into()), Dim::Fixed(4)]);
+        let a = g.relu(&x);
+        let b = g.relu(&x);
+        assert_ne!(a, b);
+        assert!(matches!(
+            g.initializer("w", &[2, 3], &[0.0; 5]),
+            Err(OnnxError::Invalid(_))
+        ));
+        // 6 channels do not split into 4 groups; bias length must match
+        assert!(g.group_norm(&a, 4, &[1.0; 6], &[0.0; 6], 1e-5).is_err());
+        assert!(g.group_norm(&a, 3, &[1.0; 6], &[0.0; 5], 1e-5).is_err());
+        assert!(g.group_norm(&a, 3, &[1.0; 6], &[0.0; 6], 1e-5).is_ok());
+        let names: Vec<&String> = g.proto().node.iter().flat_map(|n| &n.output).collect();
+        let mut dedup = names.clone();
+        dedup.sort();
+        dedup.dedup();
+        assert_eq!(dedup.len(), names.len(), "every value is defined once");
+    }
+
+    #[test]
+    fn resize_uses_half_pixel_linear_and_in_graph_sizes() {
+        let mut g = Graph::new("t");
+        let x = g.input("x", &[]);
+        let r = g.input("r", &[]);
+        let hw = g.spatial_size(&r);
+        let y = g.resize_to(&x, &hw);
+        let node = g.proto().node.last().unwrap();
+        assert_eq!((node.op_type.as_str(), &node.output[0]), ("Resize", &y));
+        // X, roi (omitted), scales (omitted), sizes = Concat(Shape(x)[0:2], hw)
+        assert_eq!(node.input.len(), 4);
+        assert_eq!((node.input[1].as_str(), node.input[2].as_str()), ("", ""));
+        let mode = |name: &str| {
+            node.attribute
+                .iter()
+                .find(|a| a.name == name)
+                .map(|a| a.value.clone())
+        };
+        assert_eq!(mode("mode"), Some(AttrValue::String("linear".into())));
+        assert_eq!(
+            mode("coordinate_transformation_mode"),
+            Some(AttrValue::String("half_pixel".into()))
+        );
     }
 }

@@ -15,7 +15,8 @@ pub use export::{
     ExportMeta, export_backbone, export_cam, export_cam_with, export_deeplab, export_deeplab_with,
     export_irn_edge, export_irn_edge_with,
 };
-pub use graph::Graph;
+pub use graph::{ConvSpec, Graph};
+pub use proto::Dim;
 pub use weights::Weights;
 
 use std::path::PathBuf;

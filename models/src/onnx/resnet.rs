@@ -109,7 +109,7 @@ pub(crate) fn backbone(
     let mut h = stem.clone();
     let mut in_c = base;
     let mut layers: [String; 4] = Default::default();
-    for l in 0..4 {
+    for (l, layer_out) in layers.iter_mut().enumerate() {
         let planes = base << l;
         let out_c = cfg.out_channels(l);
         let d = cfg.dilations[l];
@@ -147,7 +147,7 @@ pub(crate) fn backbone(
             };
             in_c = out_c;
         }
-        layers[l] = h.clone();
+        *layer_out = h.clone();
     }
     Ok(Stages {
         conv1_relu,
