@@ -63,12 +63,12 @@ fn irn_edge_runs_on_odd_sizes_and_matches_candle() {
     let ew = cfg.edge_width;
     let mut params = Vec::new();
     for (k, c) in cfg.feature_channels().into_iter().enumerate() {
-        params.push((format!("edge{}.0.weight", k + 1), vec![ew, c, 1, 1]));
-        params.push((format!("edge{}.1.weight", k + 1), vec![ew]));
-        params.push((format!("edge{}.1.bias", k + 1), vec![ew]));
+        params.push((format!("fc_edge{}.0.weight", k + 1), vec![ew, c, 1, 1]));
+        params.push((format!("fc_edge{}.1.weight", k + 1), vec![ew]));
+        params.push((format!("fc_edge{}.1.bias", k + 1), vec![ew]));
     }
-    params.push(("edge6.weight".into(), vec![1, 5 * ew, 1, 1]));
-    params.push(("edge6.bias".into(), vec![1]));
+    params.push(("fc_edge6.weight".into(), vec![1, 5 * ew, 1, 1]));
+    params.push(("fc_edge6.bias".into(), vec![1]));
     for (name, shape) in &params {
         let n = shape.iter().product();
         // GN weights around 1, everything else small and random

@@ -13,9 +13,9 @@
 //! * backbone, every network: torchvision names at the root (`conv1.weight`, `bn1.*`,
 //!   `layer1.0.conv1.weight`, `layer1.0.downsample.0.weight`, …); BN folded into the convs;
 //! * CAM: `classifier.weight` `[C, 2048, 1, 1]` (no bias);
-//! * IRN edge: `edge{k}.0.weight` `[W, C_k, 1, 1]` (1×1 conv, no bias) and
-//!   `edge{k}.1.weight`/`.bias` `[W]` (GroupNorm) for k = 1…5, `edge6.weight` `[1, 5W, 1, 1]`
-//!   and `edge6.bias` `[1]` — IRN's `fc_edge{k}` with the `fc_` dropped;
+//! * IRN edge: `fc_edge{k}.0.weight` `[W, C_k, 1, 1]` (1×1 conv, no bias) and
+//!   `fc_edge{k}.1.weight`/`.bias` `[W]` (GroupNorm) for k = 1…5, `fc_edge6.weight`
+//!   `[1, 5W, 1, 1]` and `fc_edge6.bias` `[1]` — IRN's own names, as `ssc_models::irn` uses;
 //! * DeepLab: `classifier.{i}.weight` `[K, 2048, 3, 3]` and `classifier.{i}.bias` `[K]` for
 //!   ASPP branch i (rate `rates[i]`).
 //!
@@ -219,10 +219,10 @@ pub fn export_irn_edge_with(w: &Weights, cfg: &IrnConfig, meta: &ExportMeta) -> 
         .enumerate()
     {
         let n = k + 1;
-        let cw = w.get(&format!("edge{n}.0.weight"), &[ew, cin, 1, 1], IRN)?;
-        let gamma = w.get(&format!("edge{n}.1.weight"), &[ew], IRN)?;
-        let beta = w.get(&format!("edge{n}.1.bias"), &[ew], IRN)?;
-        let cw = g.initializer(&format!("edge{n}.0.weight"), &[ew, cin, 1, 1], cw)?;
+        let cw = w.get(&format!("fc_edge{n}.0.weight"), &[ew, cin, 1, 1], IRN)?;
+        let gamma = w.get(&format!("fc_edge{n}.1.weight"), &[ew], IRN)?;
+        let beta = w.get(&format!("fc_edge{n}.1.bias"), &[ew], IRN)?;
+        let cw = g.initializer(&format!("fc_edge{n}.0.weight"), &[ew, cin, 1, 1], cw)?;
         let y = g.conv(feat, &cw, None, ConvSpec::k(1));
         let mut y = g.group_norm(&y, cfg.gn_groups, gamma, beta, cfg.gn_eps)?;
         if factor > 1 {
@@ -233,10 +233,10 @@ pub fn export_irn_edge_with(w: &Weights, cfg: &IrnConfig, meta: &ExportMeta) -> 
     }
     let refs: Vec<&str> = maps.iter().map(String::as_str).collect();
     let cat = g.concat(&refs, 1);
-    let w6 = w.get("edge6.weight", &[1, 5 * ew, 1, 1], IRN)?;
-    let b6 = w.get("edge6.bias", &[1], IRN)?;
-    let w6 = g.initializer("edge6.weight", &[1, 5 * ew, 1, 1], w6)?;
-    let b6 = g.initializer("edge6.bias", &[1], b6)?;
+    let w6 = w.get("fc_edge6.weight", &[1, 5 * ew, 1, 1], IRN)?;
+    let b6 = w.get("fc_edge6.bias", &[1], IRN)?;
+    let w6 = g.initializer("fc_edge6.weight", &[1, 5 * ew, 1, 1], w6)?;
+    let b6 = g.initializer("fc_edge6.bias", &[1], b6)?;
     let edge = g.conv(&cat, &w6, Some(&b6), ConvSpec::k(1));
     g.output(
         &edge,
