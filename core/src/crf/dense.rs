@@ -329,6 +329,38 @@ mod tests {
         assert_eq!(crf.map(5), vec![0u8; w * h]);
     }
 
+    /// A 40×30 CRF with 11 labels (two channel groups) on a random image and unary.
+    fn random_crf() -> DenseCrf {
+        let (w, h, l) = (40, 30, 11);
+        let mut rng = crate::rng::Rng::new(3);
+        let rgb: Vec<u8> = (0..w * h * 3).map(|_| rng.below(256) as u8).collect();
+        let unary: Vec<f32> = (0..w * h * l).map(|_| rng.f32() * 3.0).collect();
+        let mut crf = DenseCrf::new(w, h, l).unwrap();
+        crf.set_unary_energy(&unary).unwrap();
+        crf.add_pairwise_gaussian(3.0, 3.0).unwrap();
+        crf.add_pairwise_bilateral(20.0, 13.0, &rgb, 10.0).unwrap();
+        crf
+    }
+
+    #[test]
+    fn results_do_not_depend_on_the_thread_count() {
+        let run = |threads| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| random_crf().inference(5))
+        };
+        let one = run(1);
+        assert_eq!(one, run(3));
+        // Marginals are distributions over the 11 labels.
+        let n = 40 * 30;
+        for p in (0..n).step_by(97) {
+            let s: f32 = (0..11).map(|k| one[k * n + p]).sum();
+            assert!((s - 1.0).abs() < 1e-5);
+        }
+    }
+
     #[test]
     fn fast_exp_is_accurate() {
         let mut x = 0.0f32;

@@ -461,6 +461,30 @@ mod tests {
     }
 
     #[test]
+    fn channels_are_filtered_independently() {
+        // Ten channels (two groups) of scaled copies of one signal give scaled copies of its
+        // filtered signal.
+        let (w, h) = (13, 11);
+        let lat = Lattice::new(&grid_features(w, h, 2.0), 2).unwrap();
+        let sig: Vec<f32> = (0..w * h).map(|i| ((i * 31) % 7) as f32).collect();
+        let one = lat.filter(&sig, 1).unwrap();
+        let many: Vec<f32> = sig
+            .iter()
+            .flat_map(|&v| (1..=10).map(move |c| v * c as f32))
+            .collect();
+        let out = lat.filter(&many, 10).unwrap();
+        for (p, row) in out.chunks_exact(10).enumerate() {
+            for (c, v) in row.iter().enumerate() {
+                let want = one[p] * (c + 1) as f32;
+                assert!(
+                    (v - want).abs() <= 1e-5 * want.abs().max(1.0),
+                    "{v} vs {want}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn rejects_bad_input() {
         assert!(Lattice::new(&[1.0, 2.0, 3.0], 2).is_err());
         assert!(Lattice::new(&[f32::NAN, 0.0], 2).is_err());
