@@ -170,6 +170,10 @@ impl DenseCrf {
 
     /// Marginals, pixel-major with `padded(n_labels)` entries per pixel (padding is 0).
     fn inference_padded(&self, n_iter: usize) -> Vec<f32> {
+        self.inference_padded_with(n_iter, true)
+    }
+
+    fn inference_padded_with(&self, n_iter: usize, allow_avx2: bool) -> Vec<f32> {
         let l = self.n_labels;
         let lp = padded(l);
         let n = self.n_pixels();
@@ -203,23 +207,67 @@ impl DenseCrf {
             q.par_chunks_mut(CHUNK * lp)
                 .zip(unary.par_chunks(CHUNK * lp))
                 .enumerate()
-                .for_each(|(c, (q, u))| {
-                    let mut acc: Vec<Row> = vec![[0.0; LANES]; lp / LANES];
-                    for (o, (q, u)) in q.chunks_exact_mut(lp).zip(u.chunks_exact(lp)).enumerate() {
-                        // −U + Σ w·K̃Q (the weights are folded into the kernels).
-                        for (a, u) in acc.iter_mut().zip(u.chunks_exact(LANES)) {
-                            for k in 0..LANES {
-                                a[k] = -u[k];
-                            }
-                        }
-                        for (kernel, groups) in self.pairwise.iter().zip(&buffers) {
-                            kernel.slice_add(c * CHUNK + o, groups, &mut acc);
-                        }
-                        softmax_rows(&mut acc, l, &mut q[..l]);
-                    }
-                });
+                .for_each(|(c, (q, u))| self.update_chunk(c * CHUNK, q, u, &buffers, allow_avx2));
         }
         q
+    }
+
+    /// One mean-field update of the pixels from `first` on (`q`, `u`: their rows): with AVX2
+    /// when allowed and the CPU has it (about 10 % faster overall; the same operations in the
+    /// same order, so the same results).
+    fn update_chunk(
+        &self,
+        first: usize,
+        q: &mut [f32],
+        u: &[f32],
+        buffers: &[Vec<GroupBuffers>],
+        allow_avx2: bool,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if allow_avx2 && std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, the only requirement of `update_chunk_avx2`.
+            unsafe { self.update_chunk_avx2(first, q, u, buffers) };
+            return;
+        }
+        self.update_chunk_generic(first, q, u, buffers);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn update_chunk_avx2(
+        &self,
+        first: usize,
+        q: &mut [f32],
+        u: &[f32],
+        buffers: &[Vec<GroupBuffers>],
+    ) {
+        self.update_chunk_generic(first, q, u, buffers);
+    }
+
+    /// `q ← softmax(−U + Σ_m w_m·K̃_m Q)` for each pixel of the chunk (the weights are folded
+    /// into the kernels).
+    #[inline(always)]
+    fn update_chunk_generic(
+        &self,
+        first: usize,
+        q: &mut [f32],
+        u: &[f32],
+        buffers: &[Vec<GroupBuffers>],
+    ) {
+        let l = self.n_labels;
+        let lp = padded(l);
+        let mut acc: Vec<Row> = vec![[0.0; LANES]; lp / LANES];
+        for (o, (q, u)) in q.chunks_exact_mut(lp).zip(u.chunks_exact(lp)).enumerate() {
+            for (a, u) in acc.iter_mut().zip(u.chunks_exact(LANES)) {
+                for k in 0..LANES {
+                    a[k] = -u[k];
+                }
+            }
+            for (kernel, groups) in self.pairwise.iter().zip(buffers) {
+                kernel.slice_add(first + o, groups, &mut acc);
+            }
+            softmax_rows(&mut acc, l, &mut q[..l]);
+        }
     }
 }
 
@@ -244,7 +292,7 @@ fn exp_normalize(x: &mut [f32]) {
 
 /// `out ← softmax` of the first `out.len()` values of `rows` (which it overwrites); the
 /// exponentials run on whole fixed-width rows so that they vectorise.
-#[inline]
+#[inline(always)]
 fn softmax_rows(rows: &mut [Row], l: usize, out: &mut [f32]) {
     let m = rows.as_flattened()[..l]
         .iter()
@@ -359,6 +407,15 @@ mod tests {
             let s: f32 = (0..11).map(|k| one[k * n + p]).sum();
             assert!((s - 1.0).abs() < 1e-5);
         }
+    }
+
+    #[test]
+    fn simd_paths_agree_exactly() {
+        let crf = random_crf();
+        assert_eq!(
+            crf.inference_padded_with(4, true),
+            crf.inference_padded_with(4, false)
+        );
     }
 
     #[test]

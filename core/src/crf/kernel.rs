@@ -54,7 +54,7 @@ impl NormalizedKernel {
     }
 
     /// Adds `weight · (K̃ q)_p` (from prepared `groups`) to `acc`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn slice_add(&self, p: usize, groups: &[GroupBuffers], acc: &mut [Row]) {
         self.lattice.slice_point(p, &self.slice_w, groups, acc);
     }

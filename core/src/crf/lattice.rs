@@ -388,7 +388,7 @@ impl Lattice {
 
     /// Adds point `p`'s slice of every group, with per-(point, vertex) `weights`, to `acc`
     /// (one row per group).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn slice_point(
         &self,
         p: usize,
