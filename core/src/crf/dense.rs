@@ -9,7 +9,7 @@
 use rayon::prelude::*;
 
 use super::kernel::NormalizedKernel;
-use super::lattice::{CHUNK, GroupBuffers, LANES, Row, padded};
+use super::lattice::{CHUNK, LANES, Row, ValueBuffers, padded};
 use crate::{CoreError, Result};
 
 /// A dense CRF over a `width × height` image with `n_labels` labels.
@@ -195,10 +195,10 @@ impl DenseCrf {
                 }
             });
 
-        let mut buffers: Vec<Vec<GroupBuffers>> = self
+        let mut buffers: Vec<ValueBuffers> = self
             .pairwise
             .iter()
-            .map(|_| (0..lp / LANES).map(|_| GroupBuffers::default()).collect())
+            .map(|_| ValueBuffers::new(lp))
             .collect();
         for _ in 0..n_iter {
             for (kernel, groups) in self.pairwise.iter().zip(&mut buffers) {
@@ -220,7 +220,7 @@ impl DenseCrf {
         first: usize,
         q: &mut [f32],
         u: &[f32],
-        buffers: &[Vec<GroupBuffers>],
+        buffers: &[ValueBuffers],
         allow_avx2: bool,
     ) {
         #[cfg(target_arch = "x86_64")]
@@ -234,13 +234,7 @@ impl DenseCrf {
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    fn update_chunk_avx2(
-        &self,
-        first: usize,
-        q: &mut [f32],
-        u: &[f32],
-        buffers: &[Vec<GroupBuffers>],
-    ) {
+    fn update_chunk_avx2(&self, first: usize, q: &mut [f32], u: &[f32], buffers: &[ValueBuffers]) {
         self.update_chunk_generic(first, q, u, buffers);
     }
 
@@ -252,7 +246,7 @@ impl DenseCrf {
         first: usize,
         q: &mut [f32],
         u: &[f32],
-        buffers: &[Vec<GroupBuffers>],
+        buffers: &[ValueBuffers],
     ) {
         let l = self.n_labels;
         let lp = padded(l);

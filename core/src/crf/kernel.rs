@@ -5,7 +5,7 @@
 //! The two diagonal scalings (and the term's Potts weight) are folded into the splat and slice
 //! weights once, so each mean-field iteration costs one splat, one blur and one slice.
 
-use super::lattice::{GroupBuffers, Lattice, Row};
+use super::lattice::{Lattice, Row, ValueBuffers};
 use crate::Result;
 
 /// A weighted, normalised kernel ready to filter label marginals.
@@ -49,14 +49,14 @@ impl NormalizedKernel {
 
     /// Splats and blurs point-major `q` (`vp` values per point, a multiple of the group
     /// width) into `groups`; call [`Self::slice_add`] afterwards per point.
-    pub(crate) fn prepare(&self, q: &[f32], vp: usize, groups: &mut [GroupBuffers]) {
-        self.lattice.splat_blur(&self.splat_w, q, vp, groups);
+    pub(crate) fn prepare(&self, q: &[f32], vp: usize, buffers: &mut ValueBuffers) {
+        self.lattice.splat_blur(&self.splat_w, q, vp, buffers);
     }
 
     /// Adds `weight · (K̃ q)_p` (from prepared `groups`) to `acc`.
     #[inline(always)]
-    pub(crate) fn slice_add(&self, p: usize, groups: &[GroupBuffers], acc: &mut [Row]) {
-        self.lattice.slice_point(p, &self.slice_w, groups, acc);
+    pub(crate) fn slice_add(&self, p: usize, buffers: &ValueBuffers, acc: &mut [Row]) {
+        self.lattice.slice_point(p, &self.slice_w, buffers, acc);
     }
 }
 
@@ -73,8 +73,7 @@ mod tests {
                 .iter()
                 .flat_map(|&v| std::iter::once(v).chain(std::iter::repeat_n(0.0, vp - 1)))
                 .collect();
-            let mut groups: Vec<GroupBuffers> =
-                (0..vp / LANES).map(|_| Default::default()).collect();
+            let mut groups = ValueBuffers::new(vp);
             self.prepare(&padded_q, vp, &mut groups);
             (0..q.len())
                 .map(|p| {

@@ -302,9 +302,8 @@ impl Lattice {
         for (dst, src) in q.chunks_exact_mut(vp).zip(input.chunks_exact(value_size)) {
             dst[..value_size].copy_from_slice(src);
         }
-        let mut groups: Vec<GroupBuffers> =
-            (0..vp / LANES).map(|_| GroupBuffers::default()).collect();
-        self.splat_blur(&self.bary, &q, vp, &mut groups);
+        let mut buffers = ValueBuffers::new(vp);
+        self.splat_blur(&self.bary, &q, vp, &mut buffers);
         let alpha = self.alpha();
         let weights: Vec<f32> = self.bary.iter().map(|b| b * alpha).collect();
         let mut out = vec![0f32; input.len()];
@@ -314,7 +313,7 @@ impl Lattice {
                 let mut acc = vec![[0f32; LANES]; vp / LANES];
                 for (o, out) in out.chunks_exact_mut(value_size).enumerate() {
                     acc.iter_mut().for_each(|a| *a = [0.0; LANES]);
-                    self.slice_point(c * CHUNK + o, &weights, &groups, &mut acc);
+                    self.slice_point(c * CHUNK + o, &weights, &buffers, &mut acc);
                     out.copy_from_slice(&acc.as_flattened()[..value_size]);
                 }
             });
@@ -327,23 +326,43 @@ impl Lattice {
     }
 
     /// Splats point-major `q` (`vp` = a multiple of [`LANES`] values per point) with
-    /// per-(point, vertex) `weights` into one buffer per channel group, and blurs each. Groups
-    /// run in parallel.
+    /// per-(point, vertex) `weights` into one buffer per channel group and blurs each (groups
+    /// run in parallel), then interleaves the groups for slicing.
     pub(crate) fn splat_blur(
         &self,
         weights: &[f32],
         q: &[f32],
         vp: usize,
-        groups: &mut [GroupBuffers],
+        buffers: &mut ValueBuffers,
     ) {
-        debug_assert_eq!(groups.len() * LANES, vp);
-        groups.par_iter_mut().enumerate().for_each(|(g, buf)| {
-            buf.values.clear();
-            buf.values.resize(self.m + 1, [0.0; LANES]);
-            buf.scratch.resize(self.m + 1, [0.0; LANES]);
-            self.splat_group(weights, q, vp, g, &mut buf.values);
-            self.blur_group(&mut buf.values, &mut buf.scratch);
-        });
+        let n_groups = vp / LANES;
+        buffers.groups.resize_with(n_groups, Default::default);
+        buffers
+            .groups
+            .par_iter_mut()
+            .enumerate()
+            .for_each(|(g, buf)| {
+                buf.values.clear();
+                buf.values.resize(self.m + 1, [0.0; LANES]);
+                buf.scratch.resize(self.m + 1, [0.0; LANES]);
+                self.splat_group(weights, q, vp, g, &mut buf.values);
+                self.blur_group(&mut buf.values, &mut buf.scratch);
+            });
+        // Vertex-major copy: slicing a point then reads each vertex's channels from one
+        // contiguous span instead of one cache line per group buffer.
+        let groups = &buffers.groups;
+        buffers.sliced.resize((self.m + 1) * n_groups, [0.0; LANES]);
+        buffers
+            .sliced
+            .par_chunks_mut(CHUNK * n_groups)
+            .enumerate()
+            .for_each(|(c, rows)| {
+                for (r, vertex) in rows.chunks_exact_mut(n_groups).enumerate() {
+                    for (dst, buf) in vertex.iter_mut().zip(groups) {
+                        *dst = buf.values[c * CHUNK + r];
+                    }
+                }
+            });
     }
 
     /// Splats channels `g·LANES..(g+1)·LANES` of every point, in point order.
@@ -386,32 +405,52 @@ impl Lattice {
         }
     }
 
-    /// Adds point `p`'s slice of every group, with per-(point, vertex) `weights`, to `acc`
-    /// (one row per group).
+    /// Adds point `p`'s slice of the prepared `buffers`, with per-(point, vertex) `weights`,
+    /// to `acc` (one row per channel group).
     #[inline(always)]
     pub(crate) fn slice_point(
         &self,
         p: usize,
         weights: &[f32],
-        groups: &[GroupBuffers],
+        buffers: &ValueBuffers,
         acc: &mut [Row],
     ) {
         let d1 = self.d + 1;
+        let g = acc.len();
         let slots = p * d1..(p + 1) * d1;
         for (&o, &w) in self.offsets[slots.clone()].iter().zip(&weights[slots]) {
-            for (a, buf) in acc.iter_mut().zip(groups) {
-                axpy(a, w, &buf.values[o as usize]);
+            let o = o as usize * g;
+            for (a, v) in acc.iter_mut().zip(&buffers.sliced[o..o + g]) {
+                axpy(a, w, v);
             }
         }
     }
 }
 
 /// Vertex values of one channel group (row 0 is the zero "missing vertex" row) and a blur
-/// buffer; reused across mean-field iterations.
+/// buffer.
 #[derive(Default)]
-pub(crate) struct GroupBuffers {
+struct GroupBuffers {
     values: Vec<Row>,
     scratch: Vec<Row>,
+}
+
+/// Working memory of one filtering, reused across mean-field iterations.
+#[derive(Default)]
+pub(crate) struct ValueBuffers {
+    groups: Vec<GroupBuffers>,
+    /// The blurred values, vertex-major: (m + 1) vertices × groups rows.
+    sliced: Vec<Row>,
+}
+
+impl ValueBuffers {
+    /// Buffers for `vp` channels (a multiple of [`LANES`]).
+    pub(crate) fn new(vp: usize) -> Self {
+        ValueBuffers {
+            groups: (0..vp / LANES).map(|_| GroupBuffers::default()).collect(),
+            sliced: Vec::new(),
+        }
+    }
 }
 
 #[cfg(test)]
