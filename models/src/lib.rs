@@ -2,10 +2,15 @@
 //!
 //! Section numbers (§) refer to the pipeline specification (`shared/spec/pipeline.md`).
 
+pub mod cam;
 pub mod config;
 pub mod decoder;
 pub mod deeplab;
+pub mod drs;
+pub mod error;
+pub mod import;
 pub mod init;
 pub mod irn;
 pub mod ops;
+pub mod resnet;
 pub mod vgg;
