@@ -7,6 +7,7 @@
 //!   16-bit grey is accepted while every value fits in a byte;
 //! * RGB/RGBA colour PNGs (exported by annotation tools): each exact colour is looked up in the
 //!   class map's colours, the VOC void colour (224,224,192) meaning ignore (255).
+//!   Alpha is ignored: the colour alone decides the class.
 //!
 //! Writes go through [`crate::atomic`], so an interrupted run never leaves a truncated mask.
 
@@ -287,7 +288,7 @@ fn write_png(
     color: png::ColorType,
     palette: Option<Vec<u8>>,
 ) -> Result<()> {
-    if map.width * map.height != map.data.len() || map.width == 0 || map.height == 0 {
+    if map.width.checked_mul(map.height) != Some(map.data.len()) || map.data.is_empty() {
         return Err(CoreError::Invalid(format!(
             "{}: cannot write a {}x{} label map holding {} values",
             path.display(),

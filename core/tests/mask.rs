@@ -2,7 +2,7 @@
 //! and the error cases, each of which must name the file.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ssc_core::classes::{ClassMap, IGNORE, IGNORE_COLOR, voc_color};
 use ssc_core::mask::{
@@ -264,7 +264,7 @@ fn low_bit_depth_masks_keep_sample_values() {
     );
 }
 
-fn assert_names(err: ssc_core::CoreError, path: &PathBuf) {
+fn assert_names(err: ssc_core::CoreError, path: &Path) {
     let s = err.to_string();
     let name = path.file_name().unwrap().to_str().unwrap();
     assert!(s.contains(name), "message does not name {name}: {s}");
