@@ -3,6 +3,7 @@
 //!
 //! Section numbers (§) refer to the pipeline specification (`shared/spec/pipeline.md`).
 
+pub mod cam;
 pub mod error;
 pub mod losses;
 pub mod optim;
