@@ -3,5 +3,8 @@
 
 pub mod config;
 pub mod data;
+pub mod generate;
+pub mod trainer;
 
 pub use config::{CamTrainConfig, DataConfig, Variant};
+pub use trainer::{TrainOptions, TrainReport, train};
