@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=${SSC_RUN:-runs/main}
+bash scripts/setup-ort.sh
 cargo build --release --locked -p ssc-tools
 BIN=target/release
 mkdir -p "$RUN"
