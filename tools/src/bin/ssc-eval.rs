@@ -121,10 +121,9 @@ fn ids(cli: &Cli, gt_dir: &Path, root: Option<&Path>) -> Result<Vec<String>> {
         if path
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("png"))
+            && let Some(stem) = path.file_stem()
         {
-            if let Some(stem) = path.file_stem() {
-                ids.insert(stem.to_string_lossy().into_owned());
-            }
+            ids.insert(stem.to_string_lossy().into_owned());
         }
     }
     Ok(ids.into_iter().collect())
