@@ -71,127 +71,6 @@ impl ResNetConfig {
     }
 }
 
-/// How a ResNet's BatchNorms normalise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BnMode {
-    /// Always the stored running statistics, never updated (§2.1, §4.2); the affine γ/β stay
-    /// trainable unless their layer is frozen.
-    Frozen,
-    /// PyTorch `BatchNorm2d`: batch statistics in training (running statistics updated with
-    /// momentum 0.1), running statistics at evaluation (§6.1).
-    Batch,
-}
-
-/// The activation that ends each layer4 bottleneck (after the residual addition).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Activation {
-    /// Plain ReLU (IRN backbone §4.2, DeepLab §6.1).
-    Relu,
-    /// Discriminative region suppression with a fixed δ (§2.2, the SSC classifier).
-    Drs {
-        /// The suppression ratio δ (0.55 in SSC).
-        delta: f64,
-    },
-}
-
-/// Run-time choices of a ResNet that do not change its weights.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct ResNetOptions {
-    /// BatchNorm behaviour.
-    pub bn: BnMode,
-    /// Number of leading stages whose parameters are frozen (no gradient, not variables):
-    /// 0 none, 1 the stem (conv1 + bn1), 2 also layer1, … 5 everything.
-    pub frozen_stages: usize,
-    /// The last activation of every layer4 block.
-    pub layer4_act: Activation,
-}
-
-impl ResNetOptions {
-    /// The SSC classifier backbone (§2.1–2.2): fixed BN, frozen stem, DRS(δ) in layer4.
-    pub fn cam(delta: f64) -> Self {
-        ResNetOptions {
-            bn: BnMode::Frozen,
-            frozen_stages: 1,
-            layer4_act: Activation::Drs { delta },
-        }
-    }
-
-    /// The IRN backbone (§4.2): fixed BN, everything frozen, ReLU.
-    pub fn irn() -> Self {
-        ResNetOptions {
-            bn: BnMode::Frozen,
-            frozen_stages: 5,
-            layer4_act: Activation::Relu,
-        }
-    }
-
-    /// The DeepLabV2 backbone (§6.1): trainable BN with batch statistics, nothing frozen.
-    pub fn deeplab() -> Self {
-        ResNetOptions {
-            bn: BnMode::Batch,
-            frozen_stages: 0,
-            layer4_act: Activation::Relu,
-        }
-    }
-}
-
-impl Default for ResNetOptions {
-    /// Fixed BN, nothing frozen, ReLU: a plain eval-style torchvision ResNet.
-    fn default() -> Self {
-        ResNetOptions {
-            bn: BnMode::Frozen,
-            frozen_stages: 0,
-            layer4_act: Activation::Relu,
-        }
-    }
-}
-
-/// The SSC classification / CAM network (§2.1–2.3, §3.1).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CamNetConfig {
-    /// Backbone layout (output stride 16 in SSC).
-    pub backbone: ResNetConfig,
-    /// Number of foreground classes C (the classifier has C outputs, no background).
-    pub num_classes: usize,
-    /// DRS suppression ratio δ (§2.2).
-    pub drs_delta: f64,
-}
-
-impl CamNetConfig {
-    /// PASCAL VOC: ResNet-50 OS16, 20 classes, δ = 0.55.
-    pub fn voc() -> Self {
-        CamNetConfig {
-            backbone: ResNetConfig::resnet50_os16(),
-            num_classes: 20,
-            drs_delta: 0.55,
-        }
-    }
-
-    /// COCO-2014: ResNet-50 OS16, 80 classes, δ = 0.55.
-    pub fn coco() -> Self {
-        CamNetConfig {
-            num_classes: 80,
-            ..Self::voc()
-        }
-    }
-
-    /// Tiny network for CPU tests and the synthetic preset (width-8 ResNet, 4 classes).
-    pub fn synthetic() -> Self {
-        CamNetConfig {
-            backbone: ResNetConfig::tiny_os16(),
-            num_classes: 4,
-            drs_delta: 0.55,
-        }
-    }
-
-    /// Channels of the classifier input (layer4 output).
-    pub fn feature_channels(&self) -> usize {
-        self.backbone.out_channels(3)
-    }
-}
-
 /// The CAM-driven reconstruction decoder (§2.4, Table I).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DecoderConfig {
@@ -424,5 +303,126 @@ impl DeepLabConfig {
             num_classes,
             ..Self::voc()
         }
+    }
+}
+
+/// How a ResNet's BatchNorms normalise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BnMode {
+    /// Always the stored running statistics, never updated (§2.1, §4.2); the affine γ/β stay
+    /// trainable unless their layer is frozen.
+    Frozen,
+    /// PyTorch `BatchNorm2d`: batch statistics in training (running statistics updated with
+    /// momentum 0.1), running statistics at evaluation (§6.1).
+    Batch,
+}
+
+/// The activation that ends each layer4 bottleneck (after the residual addition).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// Plain ReLU (IRN backbone §4.2, DeepLab §6.1).
+    Relu,
+    /// Discriminative region suppression with a fixed δ (§2.2, the SSC classifier).
+    Drs {
+        /// The suppression ratio δ (0.55 in SSC).
+        delta: f64,
+    },
+}
+
+/// Run-time choices of a ResNet that do not change its weights.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ResNetOptions {
+    /// BatchNorm behaviour.
+    pub bn: BnMode,
+    /// Number of leading stages whose parameters are frozen (no gradient, not variables):
+    /// 0 none, 1 the stem (conv1 + bn1), 2 also layer1, … 5 everything.
+    pub frozen_stages: usize,
+    /// The last activation of every layer4 block.
+    pub layer4_act: Activation,
+}
+
+impl ResNetOptions {
+    /// The SSC classifier backbone (§2.1–2.2): fixed BN, frozen stem, DRS(δ) in layer4.
+    pub fn cam(delta: f64) -> Self {
+        ResNetOptions {
+            bn: BnMode::Frozen,
+            frozen_stages: 1,
+            layer4_act: Activation::Drs { delta },
+        }
+    }
+
+    /// The IRN backbone (§4.2): fixed BN, everything frozen, ReLU.
+    pub fn irn() -> Self {
+        ResNetOptions {
+            bn: BnMode::Frozen,
+            frozen_stages: 5,
+            layer4_act: Activation::Relu,
+        }
+    }
+
+    /// The DeepLabV2 backbone (§6.1): trainable BN with batch statistics, nothing frozen.
+    pub fn deeplab() -> Self {
+        ResNetOptions {
+            bn: BnMode::Batch,
+            frozen_stages: 0,
+            layer4_act: Activation::Relu,
+        }
+    }
+}
+
+impl Default for ResNetOptions {
+    /// Fixed BN, nothing frozen, ReLU: a plain eval-style torchvision ResNet.
+    fn default() -> Self {
+        ResNetOptions {
+            bn: BnMode::Frozen,
+            frozen_stages: 0,
+            layer4_act: Activation::Relu,
+        }
+    }
+}
+
+/// The SSC classification / CAM network (§2.1–2.3, §3.1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CamNetConfig {
+    /// Backbone layout (output stride 16 in SSC).
+    pub backbone: ResNetConfig,
+    /// Number of foreground classes C (the classifier has C outputs, no background).
+    pub num_classes: usize,
+    /// DRS suppression ratio δ (§2.2).
+    pub drs_delta: f64,
+}
+
+impl CamNetConfig {
+    /// PASCAL VOC: ResNet-50 OS16, 20 classes, δ = 0.55.
+    pub fn voc() -> Self {
+        CamNetConfig {
+            backbone: ResNetConfig::resnet50_os16(),
+            num_classes: 20,
+            drs_delta: 0.55,
+        }
+    }
+
+    /// COCO-2014: ResNet-50 OS16, 80 classes, δ = 0.55.
+    pub fn coco() -> Self {
+        CamNetConfig {
+            num_classes: 80,
+            ..Self::voc()
+        }
+    }
+
+    /// Tiny network for CPU tests and the synthetic preset (width-8 ResNet).
+    pub fn synthetic(num_classes: usize) -> Self {
+        CamNetConfig {
+            backbone: ResNetConfig::tiny_os16(),
+            num_classes,
+            drs_delta: 0.55,
+        }
+    }
+
+    /// Channels of the classifier input (layer4 output).
+    pub fn feature_channels(&self) -> usize {
+        self.backbone.out_channels(3)
     }
 }

@@ -292,6 +292,28 @@ fn materialise(t: &TensorRef, bytes: &[u8]) -> std::result::Result<Tensor, Strin
     }
     let available = bytes.len() / elem;
     let numel: usize = t.size.iter().product();
+    if numel == 0 {
+        return Tensor::from_raw_buffer(&[], dtype, &t.size, &Device::Cpu)
+            .map_err(|e| e.to_string());
+    }
+    // Contiguous views (every state-dict tensor in practice): one slice copy.
+    let mut expect = 1;
+    let contiguous = t.size.iter().zip(&t.stride).rev().all(|(&n, &s)| {
+        let ok = n == 1 || s == expect;
+        expect *= n;
+        ok
+    });
+    if contiguous {
+        let end = t.offset + numel;
+        if end > available {
+            return Err(format!(
+                "view reaches element {end} of a {available}-element storage"
+            ));
+        }
+        let data = &bytes[t.offset * elem..end * elem];
+        return Tensor::from_raw_buffer(data, dtype, &t.size, &Device::Cpu)
+            .map_err(|e| e.to_string());
+    }
     let mut out = Vec::with_capacity(numel * elem);
     let mut idx = vec![0usize; t.size.len()];
     for _ in 0..numel {

@@ -81,7 +81,7 @@ fn cam_pairs_match_fixture() {
 #[test]
 fn training_forward_shapes_scores_and_frozen_parts() {
     use candle_core::Var;
-    let cfg = CamNetConfig::synthetic();
+    let cfg = CamNetConfig::synthetic(4);
     let vm = candle_nn::VarMap::new();
     let vb = candle_nn::VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
     let net = CamNet::new(&cfg, vb).unwrap();

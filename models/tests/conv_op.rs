@@ -7,7 +7,9 @@ use ssc_models::ops::gradcheck::{check, random_f64};
 
 /// (h, w, c_in, c_out, k, stride, padding, dilation): odd/even and H≠W parity, stride 2,
 /// dilation 2, padding, 1×1 pointwise and strided 1×1.
-const CASES: &[(usize, usize, usize, usize, usize, usize, usize, usize)] = &[
+type Case = (usize, usize, usize, usize, usize, usize, usize, usize);
+
+const CASES: &[Case] = &[
     (7, 8, 2, 3, 3, 2, 1, 1),
     (8, 7, 2, 3, 3, 2, 1, 1),
     (6, 9, 3, 2, 3, 1, 2, 2),
@@ -18,7 +20,7 @@ const CASES: &[(usize, usize, usize, usize, usize, usize, usize, usize)] = &[
     (5, 5, 2, 2, 2, 1, 0, 1),
 ];
 
-fn params(c: &(usize, usize, usize, usize, usize, usize, usize, usize)) -> ConvParams {
+fn params(c: &Case) -> ConvParams {
     ConvParams {
         stride: c.5,
         padding: c.6,

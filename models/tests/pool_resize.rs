@@ -16,8 +16,8 @@ fn naive_pool(
     ceil: bool,
 ) -> (Vec<f64>, usize, usize) {
     let (n, c, h, w) = dims;
-    let oh = ssc_models::ops::pool::pool_out_len(h, k, s, p, ceil);
-    let ow = ssc_models::ops::pool::pool_out_len(w, k, s, p, ceil);
+    let oh = ssc_models::ops::pool::pool_out_len(h, k, s, p, ceil).unwrap();
+    let ow = ssc_models::ops::pool::pool_out_len(w, k, s, p, ceil).unwrap();
     let mut out = vec![f64::NEG_INFINITY; n * c * oh * ow];
     for nc in 0..n * c {
         for oy in 0..oh {
@@ -89,6 +89,8 @@ fn max_pool_torch_sizes() {
     );
     assert!(max_pool2d(&x, 2, 2, 2, false).is_err());
     assert!(max_pool2d(&x, 0, 2, 0, false).is_err());
+    assert!(max_pool2d(&x, 9, 2, 1, false).is_err());
+    assert_eq!(ssc_models::ops::pool::pool_out_len(3, 5, 1, 0, false), None);
 }
 
 #[test]

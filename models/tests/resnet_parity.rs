@@ -115,3 +115,58 @@ fn resnet_stages_match_fixture_for_every_weight_format() {
         }
     }
 }
+
+/// Deterministic f64 weights for `cfg` (He-scaled convs, BN statistics near identity).
+fn det_weights(cfg: &ResNetConfig, seed: u64) -> HashMap<String, Tensor> {
+    use ssc_models::ops::gradcheck::random_f64;
+    let params = import::model_params(|vb| ResNet::new(cfg, vb)).unwrap();
+    let mut out = HashMap::new();
+    for (i, (name, shape)) in params.iter().enumerate() {
+        let u = random_f64(shape, seed + i as u64, &Device::Cpu).unwrap();
+        let t = if shape.len() == 4 {
+            let fan_in: usize = shape[1..].iter().product();
+            (u * (6.0 / fan_in as f64).sqrt()).unwrap()
+        } else if name.ends_with("running_var") {
+            u.abs().unwrap().affine(0.5, 1.0).unwrap()
+        } else if name.ends_with(".weight") {
+            u.affine(0.2, 1.0).unwrap()
+        } else {
+            (u * 0.1).unwrap()
+        };
+        out.insert(name.clone(), t);
+    }
+    out
+}
+
+/// The whole tiny ResNet has the input gradient of its finite differences (f64,
+/// deterministic weights): fixed BN with layer4 DRS (the CAM backbone, OS16) and batch BN in
+/// training mode (the DeepLab backbone, OS8).
+#[test]
+fn tiny_resnet_input_gradient_matches_finite_differences() {
+    use ssc_models::config::BnMode;
+    use ssc_models::ops::gradcheck::{check, random_f64};
+    let dev = Device::Cpu;
+    let os16 = ResNetConfig {
+        base_width: 4,
+        ..ResNetConfig::tiny_os16()
+    };
+    let os8 = ResNetConfig {
+        strides: [1, 2, 1, 1],
+        dilations: [1, 1, 2, 4],
+        ..os16.clone()
+    };
+    let cases = [
+        (os16, ResNetOptions::cam(0.55), [2, 3, 13, 10]),
+        (os8, ResNetOptions::deeplab(), [2, 3, 16, 16]),
+    ];
+    for (cfg, opts, shape) in cases {
+        let vb = VarBuilder::from_tensors(det_weights(&cfg, 40), DType::F64, &dev);
+        let net = ResNet::with_options(&cfg, &opts, vb).unwrap();
+        let x = random_f64(&shape, 11, &dev).unwrap();
+        let train = opts.bn == BnMode::Batch;
+        let f = |t: &Tensor| net.forward_stages_t(t, train).map(|s| s.layers[3].clone());
+        let r = check(f, &x, 1e-6, 5).unwrap();
+        assert!(r.passes(1e-6, 1e-5), "{opts:?}: {r:?}");
+        assert!(r.max_abs_grad > 1e-3, "{opts:?}: {r:?}");
+    }
+}

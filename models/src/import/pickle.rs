@@ -290,7 +290,7 @@ fn pop_mark(stack: &mut Vec<Value>) -> Result<Vec<Value>, String> {
 }
 
 fn pairs(items: Vec<Value>) -> Result<Vec<(Value, Value)>, String> {
-    if items.len() % 2 != 0 {
+    if !items.len().is_multiple_of(2) {
         return Err("odd number of dict items".into());
     }
     let mut it = items.into_iter();
@@ -365,5 +365,43 @@ fn reduce(callable: Value, args: Value) -> Result<Value, String> {
         })),
         ("torch._utils._rebuild_parameter", [t @ Value::Tensor(_), ..]) => Ok(t.clone()),
         _ => Ok(Value::Opaque(Box::new(callable), Box::new(args))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_python_protocol2_dict() {
+        // pickle.dumps({'a': 1, 'b': (2, 'x'), 'c': [1.5, None, True]}, protocol=2)
+        let bytes: &[u8] = &[
+            128, 2, 125, 113, 0, 40, 88, 1, 0, 0, 0, 97, 113, 1, 75, 1, 88, 1, 0, 0, 0, 98, 113, 2,
+            75, 2, 88, 1, 0, 0, 0, 120, 113, 3, 134, 113, 4, 88, 1, 0, 0, 0, 99, 113, 5, 93, 113,
+            6, 40, 71, 63, 248, 0, 0, 0, 0, 0, 0, 78, 136, 101, 117, 46,
+        ];
+        let mut pos = 0;
+        let v = parse(bytes, &mut pos).unwrap();
+        assert_eq!(pos, bytes.len());
+        let s = |x: &str| Value::Str(x.into());
+        assert_eq!(
+            v,
+            Value::Dict(vec![
+                (s("a"), Value::Int(1)),
+                (s("b"), Value::Tuple(vec![Value::Int(2), s("x")])),
+                (
+                    s("c"),
+                    Value::List(vec![Value::Float(1.5), Value::None, Value::Bool(true)])
+                ),
+            ])
+        );
+    }
+
+    #[test]
+    fn rejects_truncated_and_unknown_input() {
+        assert!(parse(&[128, 2, 125], &mut 0).is_err());
+        assert!(parse(&[128, 2, 0xff], &mut 0).unwrap_err().contains("0xff"));
+        assert_eq!(long1(&[0xff]), -1);
+        assert_eq!(long1(&[0x10, 0x27]), 10000);
     }
 }

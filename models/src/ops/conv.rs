@@ -35,7 +35,12 @@ impl Default for ConvParams {
 
 impl ConvParams {
     /// Output length for input length `len` and kernel size `k` (PyTorch's rule).
+    /// `None` when the (padded) input is shorter than the dilated kernel, or a parameter
+    /// is 0.
     pub fn out_len(&self, len: usize, k: usize) -> Option<usize> {
+        if k == 0 || self.stride == 0 || self.dilation == 0 {
+            return None;
+        }
         let span = self.dilation * (k - 1) + 1;
         (len + 2 * self.padding)
             .checked_sub(span)

@@ -8,15 +8,19 @@
 
 use candle_core::{D, DType, Result, Tensor};
 
-/// Output length of a pooling window sweep, PyTorch's rule (dilation 1).
+/// Output length of a pooling window sweep, PyTorch's rule (dilation 1); `None` when the
+/// padded input is shorter than the kernel or the stride is 0.
 pub fn pool_out_len(
     len: usize,
     kernel: usize,
     stride: usize,
     padding: usize,
     ceil_mode: bool,
-) -> usize {
-    let span = len + 2 * padding - kernel;
+) -> Option<usize> {
+    if stride == 0 {
+        return None;
+    }
+    let span = (len + 2 * padding).checked_sub(kernel)?;
     let mut out = if ceil_mode {
         span.div_ceil(stride) + 1
     } else {
@@ -26,7 +30,7 @@ pub fn pool_out_len(
     if ceil_mode && (out - 1) * stride >= len + padding {
         out -= 1;
     }
-    out
+    Some(out)
 }
 
 /// 2-D max pooling of an NCHW tensor, equal to `torch.nn.functional.max_pool2d(x, kernel,
@@ -52,13 +56,14 @@ pub fn max_pool2d(
     if 2 * padding > kernel {
         candle_core::bail!("max_pool2d: padding {padding} exceeds half the kernel {kernel}");
     }
-    if h + 2 * padding < kernel || w + 2 * padding < kernel {
+    let (Some(oh), Some(ow)) = (
+        pool_out_len(h, kernel, stride, padding, ceil_mode),
+        pool_out_len(w, kernel, stride, padding, ceil_mode),
+    ) else {
         candle_core::bail!(
             "max_pool2d: input {h}×{w} with padding {padding} is smaller than kernel {kernel}"
         );
-    }
-    let oh = pool_out_len(h, kernel, stride, padding, ceil_mode);
-    let ow = pool_out_len(w, kernel, stride, padding, ceil_mode);
+    };
     let x = pool_axis(x, 3, kernel, stride, padding, ow)?;
     pool_axis(&x, 2, kernel, stride, padding, oh)
 }
