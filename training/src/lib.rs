@@ -6,6 +6,7 @@
 pub mod cam;
 pub mod checkpoint;
 pub mod error;
+pub mod irn;
 pub mod losses;
 pub mod optim;
 pub mod schedule;
