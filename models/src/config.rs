@@ -417,11 +417,6 @@ impl CamNetConfig {
         CamNetConfig {
             backbone: ResNetConfig::tiny_os16(),
             num_classes,
-    /// Tiny network for CPU tests and the synthetic preset (width-8 ResNet, 4 classes).
-    pub fn synthetic() -> Self {
-        CamNetConfig {
-            backbone: ResNetConfig::tiny_os16(),
-            num_classes: 4,
             drs_delta: 0.55,
         }
     }

@@ -160,9 +160,10 @@ pub fn build_networks(cfg: &CamTrainConfig, opts: &TrainOptions) -> Result<Netwo
             ssc_models::import::check_resnet(&sd, &cfg.net.backbone, true)?;
             let vm = sd.var_map(DType::F32, dev)?;
             {
-                let mut d = vm.data().lock().map_err(|_| {
-                    TrainError::State("parameter map lock poisoned".into())
-                })?;
+                let mut d = vm
+                    .data()
+                    .lock()
+                    .map_err(|_| TrainError::State("parameter map lock poisoned".into()))?;
                 d.retain(|k, _| !k.starts_with("fc.") && !k.ends_with("num_batches_tracked"));
             }
             vm
@@ -321,7 +322,10 @@ fn step(
 }
 
 /// Optimiser state of both optimisers in one map.
-fn optim_state(sgd: &Sgd, adam: &Option<Adam>) -> Result<std::collections::HashMap<String, Tensor>> {
+fn optim_state(
+    sgd: &Sgd,
+    adam: &Option<Adam>,
+) -> Result<std::collections::HashMap<String, Tensor>> {
     let mut m = sgd.state();
     if let Some(a) = adam {
         m.extend(a.state()?);
@@ -335,8 +339,7 @@ pub fn saved_config(out: &Path) -> Result<Option<CamTrainConfig>> {
         None => Ok(None),
         Some(dir) => {
             let p = dir.join("config.json");
-            let s = std::fs::read_to_string(&p)
-                .map_err(|e| TrainError::file(&p, e.to_string()))?;
+            let s = std::fs::read_to_string(&p).map_err(|e| TrainError::file(&p, e.to_string()))?;
             Ok(Some(
                 serde_json::from_str(&s).map_err(|e| TrainError::file(&p, e.to_string()))?,
             ))
@@ -386,8 +389,7 @@ pub fn train(
         }
     }
     std::fs::create_dir_all(&opts.out).map_err(|e| TrainError::file(&opts.out, e.to_string()))?;
-    let config_json =
-        serde_json::to_value(cfg).map_err(|e| TrainError::Config(e.to_string()))?;
+    let config_json = serde_json::to_value(cfg).map_err(|e| TrainError::Config(e.to_string()))?;
     ssc_core::atomic::write(
         &opts.out.join("config.json"),
         serde_json::to_string_pretty(&config_json)
@@ -427,7 +429,12 @@ pub fn train(
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
-        pb.set_prefix(format!("{} epoch {}/{}", cfg.variant.name(), epoch + 1, cfg.epochs));
+        pb.set_prefix(format!(
+            "{} epoch {}/{}",
+            cfg.variant.name(),
+            epoch + 1,
+            cfg.epochs
+        ));
         let mut sum = LossTerms::default();
         for batch in load_epoch(set.clone(), cfg.seed, epoch, cfg.batch_size, 0) {
             let batch = batch?;

@@ -170,7 +170,10 @@ impl IrnTrainConfig {
         let idx = ssc_core::randomwalk::paths::PathIndex::new(self.data.radius)?;
         idx.sources(self.grid(), self.grid())?;
         if !(1..=255).contains(&self.num_classes) {
-            return bad(format!("num_classes {} must be in 1..=255", self.num_classes));
+            return bad(format!(
+                "num_classes {} must be in 1..=255",
+                self.num_classes
+            ));
         }
         if !(self.lr > 0.0) || self.weight_decay < 0.0 {
             return bad("lr must be > 0 and weight_decay ≥ 0".into());
@@ -196,7 +199,10 @@ mod tests {
             assert_eq!(back, c);
         }
         let v = IrnTrainConfig::voc();
-        assert_eq!((v.grid(), v.data.radius, v.batch_size, v.epochs), (128, 10, 16, 3));
+        assert_eq!(
+            (v.grid(), v.data.radius, v.batch_size, v.epochs),
+            (128, 10, 16, 3)
+        );
         assert_eq!(IrnTrainConfig::synthetic(3).num_classes, 4);
         assert!(IrnTrainConfig::preset("nope", 1).is_err());
     }

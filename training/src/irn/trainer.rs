@@ -307,7 +307,11 @@ pub fn train(
             return Ok((nets, report));
         }
         let epoch = state.epoch;
-        let pb = bar(opts, per_epoch, format!("irn epoch {}/{}", epoch + 1, cfg.epochs));
+        let pb = bar(
+            opts,
+            per_epoch,
+            format!("irn epoch {}/{}", epoch + 1, cfg.epochs),
+        );
         let mut sum = IrnLossTerms::default();
         for batch in load_epoch(set.clone(), cfg.seed, epoch, cfg.batch_size) {
             let batch = batch?;
