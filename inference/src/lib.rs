@@ -2,6 +2,7 @@
 //! predictions. No candle here: the networks run as exported ONNX graphs through `ort`.
 
 pub mod error;
+pub mod refine;
 pub mod runtime;
 
 pub use error::{InferenceError, Result};
