@@ -1,6 +1,7 @@
 //! Shared plumbing of ssc's command-line tools: logging, progress bars, class maps.
 
 pub mod batch;
+pub mod label_pseudo;
 
 use std::path::Path;
 
