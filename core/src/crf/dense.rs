@@ -304,7 +304,7 @@ fn softmax_rows(rows: &mut [Row], l: usize, out: &mut [f32]) {
 /// `eˣ` for `x ≤ 0` to about 2 ulp (Cephes' `expf` polynomial), in plain arithmetic so that
 /// the softmax loop vectorises; the libm call was a tenth of the CRF's time. Inputs below
 /// −87 (where `eˣ` is below the smallest normal float) give `e⁻⁸⁷`, which is negligible
-/// next to the row's maximum term 1.
+/// next to the row's maximum term 1; positive inputs (only in unused padding lanes) give 1.
 #[inline(always)]
 fn exp_nonpositive(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
@@ -312,7 +312,7 @@ fn exp_nonpositive(x: f32) -> f32 {
     const LN2_LO: f32 = -2.121_944_4e-4;
     // Adding and subtracting 1.5·2²³ rounds to the nearest integer (|t| < 2²²).
     const ROUND: f32 = 12_582_912.0;
-    let x = x.max(-87.0);
+    let x = x.clamp(-87.0, 0.0);
     let n = (x * LOG2E + ROUND) - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
     let p = 1.987_569_1e-4_f32;
