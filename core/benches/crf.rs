@@ -2,9 +2,10 @@
 //! iterations, Gaussian sxy 3 / compat 3 + bilateral sxy 80, srgb 13 / compat 10, timed from
 //! building the kernels to the marginals (what one pydensecrf call costs).
 //!
-//! Prints our time on 1 thread and on all threads, and the ratio to pydensecrf2 run on the
-//! same problem in the same process tree when `python3 -c "import pydensecrf2"` works; else
-//! to the recorded reference time from `shared/notes/platform.md`, labelled as such.
+//! Prints our time on 1 thread and on all threads, and the ratio to pydensecrf2 (PyPI
+//! `pydensecrf2`, imported as `pydensecrf`) run on the same inputs in the same run when
+//! python3 can import it; else to the recorded reference time from
+//! `shared/notes/platform.md`, labelled as such.
 
 use std::process::Command;
 use std::time::Instant;
@@ -100,11 +101,11 @@ fn time_ours(rgb: &[u8], probs: &[f32], reps: usize) -> (f64, f64) {
         })
 }
 
-/// pydensecrf2 on the same inputs (passed through a temporary file), best of `reps`; None
-/// when it is not installed.
+/// pydensecrf2 on the same inputs (passed through temporary files), best of `reps`; None
+/// when it is not installed or fails.
 fn time_pydensecrf(rgb: &[u8], probs: &[f32], reps: usize) -> Option<f64> {
     let ok = Command::new("python3")
-        .args(["-c", "import pydensecrf2, numpy"])
+        .args(["-c", "import pydensecrf.densecrf, numpy"])
         .output()
         .ok()?
         .status
@@ -119,8 +120,8 @@ fn time_pydensecrf(rgb: &[u8], probs: &[f32], reps: usize) -> Option<f64> {
     std::fs::write(dir.join("prob.bin"), bytes).ok()?;
     let script = format!(
         r#"
-import time, numpy as np, pydensecrf2.densecrf as dcrf
-from pydensecrf2.utils import unary_from_softmax
+import time, numpy as np, pydensecrf.densecrf as dcrf
+from pydensecrf.utils import unary_from_softmax
 W, H, L = {W}, {H}, {LABELS}
 img = np.fromfile(r"{d}/rgb.bin", dtype=np.uint8).reshape(H, W, 3)
 prob = np.fromfile(r"{d}/prob.bin", dtype=np.float32).reshape(L, H, W)

@@ -76,7 +76,8 @@ impl DenseCrf {
             )));
         }
         let lp = padded(self.n_labels);
-        let mut pm = vec![0f32; lp * n];
+        // +∞ in the padding lanes makes their −U + messages −∞, out of every softmax.
+        let mut pm = vec![f32::INFINITY; lp * n];
         pm.par_chunks_mut(CHUNK * lp)
             .enumerate()
             .for_each(|(c, rows)| {
@@ -181,7 +182,9 @@ impl DenseCrf {
         let unary = match &self.unary {
             Some(u) => u.as_slice(),
             None => {
-                zeros = vec![0f32; n * lp];
+                zeros = (0..n * lp)
+                    .map(|i| if i % lp < l { 0.0 } else { f32::INFINITY })
+                    .collect::<Vec<f32>>();
                 &zeros
             }
         };
@@ -288,23 +291,40 @@ fn exp_normalize(x: &mut [f32]) {
 /// exponentials run on whole fixed-width rows so that they vectorise.
 #[inline(always)]
 fn softmax_rows(rows: &mut [Row], l: usize, out: &mut [f32]) {
-    let m = rows.as_flattened()[..l]
-        .iter()
-        .fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-    for row in rows.iter_mut() {
-        for v in row.iter_mut() {
-            *v = exp_nonpositive(*v - m);
+    // Padding lanes hold −∞ (the unary padding is +∞), so whole rows can be used: their
+    // exponentials (e⁻⁸⁷) vanish next to the row's largest term, 1.
+    let mut mx = [f32::NEG_INFINITY; LANES];
+    for row in rows.iter() {
+        for k in 0..LANES {
+            if row[k] > mx[k] {
+                mx[k] = row[k];
+            }
         }
     }
-    let e = &rows.as_flattened()[..l];
-    let s: f32 = e.iter().sum();
-    out.iter_mut().zip(e).for_each(|(o, e)| *o = e / s);
+    let m = mx
+        .iter()
+        .fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
+    let mut sums = [0f32; LANES];
+    for row in rows.iter_mut() {
+        for k in 0..LANES {
+            let e = exp_nonpositive(row[k] - m);
+            row[k] = e;
+            sums[k] += e;
+        }
+    }
+    let s: f32 = sums.iter().sum();
+    for row in rows.iter_mut() {
+        for v in row.iter_mut() {
+            *v /= s;
+        }
+    }
+    out.copy_from_slice(&rows.as_flattened()[..l]);
 }
 
 /// `eˣ` for `x ≤ 0` to about 2 ulp (Cephes' `expf` polynomial), in plain arithmetic so that
 /// the softmax loop vectorises; the libm call was a tenth of the CRF's time. Inputs below
 /// −87 (where `eˣ` is below the smallest normal float) give `e⁻⁸⁷`, which is negligible
-/// next to the row's maximum term 1.
+/// next to the row's maximum term 1; positive inputs (only in unused padding lanes) give 1.
 #[inline(always)]
 fn exp_nonpositive(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
@@ -312,8 +332,9 @@ fn exp_nonpositive(x: f32) -> f32 {
     const LN2_LO: f32 = -2.121_944_4e-4;
     // Adding and subtracting 1.5·2²³ rounds to the nearest integer (|t| < 2²²).
     const ROUND: f32 = 12_582_912.0;
-    let x = x.max(-87.0);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    let x = x.clamp(-87.0, 0.0);
+    let t = x * LOG2E + ROUND;
+    let n = t - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
     let p = 1.987_569_1e-4_f32;
     let p = p * r + 1.398_199_9e-3;
@@ -322,7 +343,10 @@ fn exp_nonpositive(x: f32) -> f32 {
     let p = p * r + 1.666_666_5e-1;
     let p = p * r + 0.5;
     let e = p * r * r + r + 1.0;
-    e * f32::from_bits(((n as i32 + 127) << 23) as u32)
+    // 2ⁿ from the bits of `t`, which are those of ROUND plus n (same exponent): integer
+    // operations that vectorise, unlike the saturating `n as i32`.
+    let biased = t.to_bits().wrapping_sub(ROUND.to_bits()).wrapping_add(127);
+    e * f32::from_bits(biased << 23)
 }
 
 /// Index of the first maximum.

@@ -19,7 +19,7 @@
 
 use rayon::prelude::*;
 
-use super::hash::KeyTable;
+use super::hash::{KeyTable, MAX_DIM, coord, pack};
 use crate::{CoreError, Result};
 
 /// Vertices (or pixels) per rayon task: large enough to amortise scheduling, small enough to
@@ -62,6 +62,12 @@ pub struct Lattice {
     neighbours: Vec<[u32; 2]>,
 }
 
+/// Points embedded per block before their keys are inserted.
+const EMBED_BLOCK: usize = 16 * CHUNK;
+
+/// Adding and subtracting this rounds an f32 below 2²² to the nearest integer (ties to even).
+const ROUND: f32 = 12_582_912.0;
+
 /// Per-point embedding: the keys of the d+1 enclosing vertices and their weights.
 struct Embedder {
     d: usize,
@@ -90,9 +96,10 @@ impl Embedder {
         }
     }
 
-    /// Embeds feature `f`, writing d keys per vertex into `keys` and d+1 weights into
-    /// `weights`. Returns false when a coordinate leaves the i16 range (or is NaN).
-    fn embed(&mut self, f: &[f32], keys: &mut [i16], weights: &mut [f32]) -> bool {
+    /// Embeds feature `f`, writing the packed key of each of its d+1 vertices into `keys` and
+    /// their weights into `weights`. Returns false when a coordinate leaves the i16 range (or
+    /// is NaN).
+    fn embed(&mut self, f: &[f32], keys: &mut [u128], weights: &mut [f32]) -> bool {
         let d = self.d;
         let (elevated, rem0, rank, bary) = (
             &mut self.elevated,
@@ -113,7 +120,10 @@ impl Embedder {
         let up = (d + 1) as f32;
         let mut sum = 0.0f32;
         for i in 0..=d {
-            let v = (down * elevated[i]).round_ties_even();
+            // Round half to even, as the library's SSE path (rounding mode "nearest"): adding
+            // and subtracting 1.5·2²³ does it without a libm call for |v| < 2²²; larger or
+            // NaN values fail the key range check below.
+            let v = (down * elevated[i] + ROUND) - ROUND;
             rem0[i] = v * up;
             sum += v;
         }
@@ -152,6 +162,7 @@ impl Embedder {
         }
         bary[0] += 1.0 + bary[d + 1];
         // Vertex `remainder` of the simplex: rem0 plus the canonical simplex's column.
+        let mut key = [0i16; MAX_DIM];
         for remainder in 0..=d {
             for i in 0..d {
                 let canonical = if rank[i] <= (d - remainder) as i32 {
@@ -163,8 +174,9 @@ impl Embedder {
                 if !(-32768.0..=32767.0).contains(&k) {
                     return false;
                 }
-                keys[remainder * d + i] = k as i16;
+                key[i] = k as i16;
             }
+            keys[remainder] = pack(&key[..d]);
             weights[remainder] = bary[remainder];
         }
         true
@@ -176,12 +188,13 @@ impl Lattice {
     /// divided by the kernel's standard deviations.
     ///
     /// # Errors
-    /// `dim` is 0, the length is not a multiple of `dim`, or a feature is not finite or so
-    /// large that lattice coordinates overflow.
+    /// `dim` is 0 or above 8, the length is not a multiple of `dim`, or a feature is not
+    /// finite or so large that lattice coordinates overflow.
     pub fn new(features: &[f32], dim: usize) -> Result<Self> {
-        if dim == 0 || !features.len().is_multiple_of(dim) {
+        if !(1..=MAX_DIM).contains(&dim) || !features.len().is_multiple_of(dim) {
             return Err(CoreError::Invalid(format!(
-                "lattice features: length {} is not a multiple of dimension {dim}",
+                "lattice features: length {} with dimension {dim} (1 to {MAX_DIM}, dividing \
+                 the length)",
                 features.len()
             )));
         }
@@ -194,34 +207,52 @@ impl Lattice {
             )));
         }
 
-        // Embedding is independent per point: do it in parallel, then insert sequentially so
-        // vertex ids (and thus results) do not depend on the thread count.
-        let mut keys = vec![0i16; n * d1 * d];
+        // Embedding is independent per point: do it in parallel, one block at a time, then
+        // insert the block's keys sequentially so that vertex ids (and thus results) do not
+        // depend on the thread count. Blocks keep the key buffer small and in cache.
         let mut bary = vec![0f32; n * d1];
-        let ok = keys
-            .par_chunks_mut(CHUNK * d1 * d)
-            .zip(bary.par_chunks_mut(CHUNK * d1))
-            .zip(features.par_chunks(CHUNK * d))
-            .all(|((keys, bary), feats)| {
-                let mut emb = Embedder::new(d);
-                feats
-                    .chunks_exact(d)
-                    .zip(keys.chunks_exact_mut(d1 * d))
-                    .zip(bary.chunks_exact_mut(d1))
-                    .all(|((f, k), b)| emb.embed(f, k, b))
-            });
-        if !ok {
-            return Err(CoreError::Invalid(
-                "lattice features are not finite or too large (coordinates overflow i16)".into(),
-            ));
+        let mut offsets = vec![0u32; n * d1];
+        let mut keys = vec![0u128; EMBED_BLOCK.min(n) * d1];
+        let mut table = KeyTable::new();
+        // The previous point's vertices: neighbouring points mostly share them.
+        let (mut recent, mut n_recent) = ([(0u128, 0u32); MAX_DIM + 1], 0);
+        for ((feats, bary), offsets) in features
+            .chunks(EMBED_BLOCK * d)
+            .zip(bary.chunks_mut(EMBED_BLOCK * d1))
+            .zip(offsets.chunks_mut(EMBED_BLOCK * d1))
+        {
+            let keys = &mut keys[..bary.len()];
+            let ok = keys
+                .par_chunks_mut(CHUNK * d1)
+                .zip(bary.par_chunks_mut(CHUNK * d1))
+                .zip(feats.par_chunks(CHUNK * d))
+                .all(|((keys, bary), feats)| {
+                    let mut emb = Embedder::new(d);
+                    feats
+                        .chunks_exact(d)
+                        .zip(keys.chunks_exact_mut(d1))
+                        .zip(bary.chunks_exact_mut(d1))
+                        .all(|((f, k), b)| emb.embed(f, k, b))
+                });
+            if !ok {
+                return Err(CoreError::Invalid(
+                    "lattice features are not finite or too large (coordinates overflow i16)"
+                        .into(),
+                ));
+            }
+            for (keys, offsets) in keys.chunks_exact(d1).zip(offsets.chunks_exact_mut(d1)) {
+                let mut next = recent;
+                for (r, (&k, o)) in keys.iter().zip(offsets.iter_mut()).enumerate() {
+                    let id = match recent[..n_recent].iter().find(|(rk, _)| *rk == k) {
+                        Some(&(_, id)) => id,
+                        None => table.find_or_insert(k),
+                    };
+                    *o = id + 1;
+                    next[r] = (k, id);
+                }
+                (recent, n_recent) = (next, d1);
+            }
         }
-
-        let mut table = KeyTable::new(d, n);
-        let offsets: Vec<u32> = keys
-            .chunks_exact(d)
-            .map(|k| table.find_or_insert(k) + 1)
-            .collect();
-        drop(keys);
         let m = table.len();
 
         let neighbours = Self::find_neighbours(&table, d, m);
@@ -243,22 +274,21 @@ impl Lattice {
             .par_chunks_mut(CHUNK)
             .enumerate()
             .for_each(|(c, out)| {
-                let mut n1 = vec![0i16; d];
-                let mut n2 = vec![0i16; d];
+                let (mut n1, mut n2) = ([0i16; MAX_DIM], [0i16; MAX_DIM]);
                 for (o, slot) in out.iter_mut().enumerate() {
                     let idx = c * CHUNK + o;
                     let (j, i) = (idx / m, idx % m);
                     let key = table.key(i);
                     for k in 0..d {
-                        n1[k] = key[k].wrapping_sub(1);
-                        n2[k] = key[k].wrapping_add(1);
+                        n1[k] = coord(key, k).wrapping_sub(1);
+                        n2[k] = coord(key, k).wrapping_add(1);
                     }
                     if j < d {
-                        n1[j] = key[j].wrapping_add(d as i16);
-                        n2[j] = key[j].wrapping_sub(d as i16);
+                        n1[j] = coord(key, j).wrapping_add(d as i16);
+                        n2[j] = coord(key, j).wrapping_sub(d as i16);
                     }
-                    let row = |k: &[i16]| table.find(k).map_or(0, |e| e + 1);
-                    *slot = [row(&n1), row(&n2)];
+                    let row = |k: &[i16]| table.find(pack(k)).map_or(0, |e| e + 1);
+                    *slot = [row(&n1[..d]), row(&n2[..d])];
                 }
             });
         neighbours
@@ -526,6 +556,7 @@ mod tests {
     #[test]
     fn rejects_bad_input() {
         assert!(Lattice::new(&[1.0, 2.0, 3.0], 2).is_err());
+        assert!(Lattice::new(&[0.0; 9], 9).is_err());
         assert!(Lattice::new(&[f32::NAN, 0.0], 2).is_err());
         assert!(Lattice::new(&[1e9, 0.0], 2).is_err());
         let lat = Lattice::new(&grid_features(4, 4, 1.0), 2).unwrap();

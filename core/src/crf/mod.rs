@@ -4,7 +4,12 @@
 //! A port of the dense CRF library that pydensecrf wraps, with the kernel type DIAG_KERNEL,
 //! symmetric normalisation and Potts compatibility: permutohedral-lattice filtering
 //! ([`lattice`]), normalised Gaussian kernels, mean-field inference ([`DenseCrf`]) and
-//! pydensecrf's unary helpers. Parity with pydensecrf2 is tested against the `crf/` fixtures.
+//! pydensecrf's unary helpers. Parity with pydensecrf2 is tested against the `crf/` fixtures
+//! (marginals agree to ~1e-8).
+//!
+//! Speed: labels are processed in groups of eight (fixed-width SIMD rows), splat/blur run per
+//! group and slice + softmax per pixel block on rayon; results are identical for any thread
+//! count. `cargo bench -p ssc-core --bench crf` compares with pydensecrf2.
 //!
 //! ```no_run
 //! # fn main() -> ssc_core::Result<()> {
