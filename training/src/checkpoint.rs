@@ -79,7 +79,11 @@ pub fn load_vars(vm: &VarMap, tensors: &HashMap<String, Tensor>, what: &Path) ->
         if t.dims() != var.dims() {
             return Err(TrainError::file(
                 what,
-                format!("`{name}` has shape {:?}, model has {:?}", t.dims(), var.dims()),
+                format!(
+                    "`{name}` has shape {:?}, model has {:?}",
+                    t.dims(),
+                    var.dims()
+                ),
             ));
         }
         var.set(&t.to_device(var.device())?.to_dtype(var.dtype())?)?;
@@ -115,10 +119,10 @@ pub fn save(out: &Path, data: &CheckpointData) -> Result<PathBuf> {
     save_map(&tmp.join("net.safetensors"), &data.net)?;
     save_map(&tmp.join("decoder.safetensors"), &data.decoder)?;
     save_map(&tmp.join("optim.safetensors"), &data.optim)?;
-    let state = serde_json::to_string_pretty(&data.state)
-        .map_err(|e| TrainError::State(e.to_string()))?;
-    let config = serde_json::to_string_pretty(&data.config)
-        .map_err(|e| TrainError::State(e.to_string()))?;
+    let state =
+        serde_json::to_string_pretty(&data.state).map_err(|e| TrainError::State(e.to_string()))?;
+    let config =
+        serde_json::to_string_pretty(&data.config).map_err(|e| TrainError::State(e.to_string()))?;
     std::fs::write(tmp.join("state.json"), state).map_err(|e| io(&tmp, e))?;
     std::fs::write(tmp.join("config.json"), config).map_err(|e| io(&tmp, e))?;
     let dst = root.join(&name);

@@ -433,9 +433,18 @@ mod tests {
         let w = var(&[1.0, 2.0]);
         let mut adam = Adam::new(vec![w], AdamConfig::decoder());
         let bad = HashMap::from([
-            ("adam.0.m".to_string(), Tensor::zeros(3, DType::F64, &Device::Cpu).unwrap()),
-            ("adam.0.v".to_string(), Tensor::zeros(3, DType::F64, &Device::Cpu).unwrap()),
-            ("adam.0.step".to_string(), Tensor::new(&[1.0f64], &Device::Cpu).unwrap()),
+            (
+                "adam.0.m".to_string(),
+                Tensor::zeros(3, DType::F64, &Device::Cpu).unwrap(),
+            ),
+            (
+                "adam.0.v".to_string(),
+                Tensor::zeros(3, DType::F64, &Device::Cpu).unwrap(),
+            ),
+            (
+                "adam.0.step".to_string(),
+                Tensor::new(&[1.0f64], &Device::Cpu).unwrap(),
+            ),
         ]);
         assert!(matches!(adam.load_state(&bad), Err(TrainError::State(_))));
     }

@@ -40,7 +40,14 @@ fn tiny(classes: usize, variant: Variant) -> CamTrainConfig {
     c
 }
 
-fn weights(out: &Path, classes: usize, cfg: &CamTrainConfig, set: Arc<TrainSet>, stop: Option<usize>, resume: bool) -> Vec<(String, Vec<f32>)> {
+fn weights(
+    out: &Path,
+    classes: usize,
+    cfg: &CamTrainConfig,
+    set: Arc<TrainSet>,
+    stop: Option<usize>,
+    resume: bool,
+) -> Vec<(String, Vec<f32>)> {
     let mut opts = TrainOptions::new(out);
     opts.stop_after_epoch = stop;
     opts.resume = resume;
@@ -52,12 +59,12 @@ fn weights(out: &Path, classes: usize, cfg: &CamTrainConfig, set: Arc<TrainSet>,
         .map(|(k, t)| (k, t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
         .collect();
     if let Some((_, vm)) = &nets.decoder {
-        w.extend(
-            var_tensors(vm)
-                .unwrap()
-                .into_iter()
-                .map(|(k, t)| (format!("dec.{k}"), t.flatten_all().unwrap().to_vec1::<f32>().unwrap())),
-        );
+        w.extend(var_tensors(vm).unwrap().into_iter().map(|(k, t)| {
+            (
+                format!("dec.{k}"),
+                t.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            )
+        }));
     }
     w.sort_by(|a, b| a.0.cmp(&b.0));
     w
@@ -72,7 +79,14 @@ fn resume_after_kill_gives_identical_weights() {
     let cfg = tiny(classes, Variant::Full);
     let set = Arc::new(TrainSet::new(&ds, &data, &cfg.data).unwrap());
 
-    let straight = weights(&tmp.path().join("a"), classes, &cfg, set.clone(), None, false);
+    let straight = weights(
+        &tmp.path().join("a"),
+        classes,
+        &cfg,
+        set.clone(),
+        None,
+        false,
+    );
     // "killed" after epoch 1, then resumed in a fresh trainer
     let b = tmp.path().join("b");
     let after_one = weights(&b, classes, &cfg, set.clone(), Some(1), false);
@@ -112,7 +126,15 @@ fn variants_switch_loss_terms_and_eval_runs() {
         }
         let val = open_split(&data, "val").unwrap();
         let thr = ssc_core::cam::Sweep::range(0.05, 0.6, 0.05);
-        let ev = evaluate_seeds(&nets.net, &val, &cfg.eval_scales, &thr, None, &candle_core::Device::Cpu).unwrap();
+        let ev = evaluate_seeds(
+            &nets.net,
+            &val,
+            &cfg.eval_scales,
+            &thr,
+            None,
+            &candle_core::Device::Cpu,
+        )
+        .unwrap();
         assert_eq!(ev.images, 2);
         assert_eq!(ev.points.len(), thr.len());
         assert!((0.0..=1.0).contains(&ev.best.miou));
@@ -137,6 +159,8 @@ fn missing_superpixels_name_the_file() {
     let ds = open_split(&data, "train").unwrap();
     let mut cfg = tiny(classes, Variant::Full);
     cfg.data.compute_missing_superpixels = false;
-    let err = TrainSet::new(&ds, &data, &cfg.data).unwrap_err().to_string();
+    let err = TrainSet::new(&ds, &data, &cfg.data)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("superpixels") && err.contains(".png"), "{err}");
 }

@@ -123,7 +123,11 @@ pub fn augment(
     }
     let (lo, hi) = cfg.resize_long;
     let long = rng.range_inclusive(lo as i64, hi as i64) as f64;
-    let s = if w < h { long / h as f64 } else { long / w as f64 };
+    let s = if w < h {
+        long / h as f64
+    } else {
+        long / w as f64
+    };
     let (rh, rw) = rescale_size(h, w, s);
     let img = pil_bicubic_rgb(img, rh, rw)?;
     let sp = pil_nearest(sp, h, w, 1, rh, rw)?;
@@ -192,9 +196,10 @@ impl TrainSet {
         let n = cfg.max_images.unwrap_or(usize::MAX).min(ds.len());
         let mut items = Vec::with_capacity(n);
         for it in &ds.items[..n] {
-            let labels = it.labels.as_ref().ok_or_else(|| {
-                TrainError::file(&it.image, "image has no image-level labels")
-            })?;
+            let labels = it
+                .labels
+                .as_ref()
+                .ok_or_else(|| TrainError::file(&it.image, "image has no image-level labels"))?;
             items.push((
                 it.id.clone(),
                 it.image.clone(),
@@ -293,7 +298,14 @@ impl TrainSet {
     }
 
     /// Batch `b` of `epoch` (samples loaded in parallel).
-    pub fn batch(&self, order: &[usize], b: usize, bs: usize, seed: u64, epoch: usize) -> Result<Batch> {
+    pub fn batch(
+        &self,
+        order: &[usize],
+        b: usize,
+        bs: usize,
+        seed: u64,
+        epoch: usize,
+    ) -> Result<Batch> {
         let idx = &order[b * bs..(b + 1) * bs];
         let samples = idx
             .par_iter()

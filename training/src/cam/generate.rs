@@ -35,7 +35,11 @@ pub fn cam_for_image(
         let v = cam.flatten_all()?.to_vec1::<f32>()?;
         let plane = c * oh * ow;
         let flipped = hflip_chw(&v[plane..], c, oh, ow)?;
-        let data = v[..plane].iter().zip(&flipped).map(|(a, b)| a + b).collect();
+        let data = v[..plane]
+            .iter()
+            .zip(&flipped)
+            .map(|(a, b)| a + b)
+            .collect();
         outputs.push(ScaleOutput {
             data,
             channels: c,

@@ -62,6 +62,26 @@ impl TrainOptions {
     }
 }
 
+/// Opens a compute device by name: `cpu` or `cuda` (CUDA device 0, needs the `cuda` feature).
+pub fn device(name: &str) -> Result<Device> {
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => {
+            // cudarc panics when the driver library is missing; turn that into an error.
+            std::panic::catch_unwind(|| Device::new_cuda(0))
+                .map_err(|_| TrainError::Config("CUDA driver library could not be loaded".into()))?
+                .map_err(|e| {
+                    TrainError::Config(format!(
+                        "cannot open CUDA device 0 ({e}); build with --features cuda"
+                    ))
+                })
+        }
+        other => Err(TrainError::Config(format!(
+            "unknown device `{other}` (expected cpu or cuda)"
+        ))),
+    }
+}
+
 /// Loss terms of one iteration (or their epoch means).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct LossTerms {
@@ -150,9 +170,33 @@ fn torchvision_init(cfg: &CamTrainConfig, vm: &VarMap, dev: &Device) -> Result<(
     Ok(())
 }
 
+/// Fails with a clear message when `cfg` needs ImageNet weights that `opts` does not give
+/// (checked before any data is loaded).
+pub fn require_weights(cfg: &CamTrainConfig, opts: &TrainOptions) -> Result<()> {
+    if !cfg.requires_pretrained {
+        return Ok(());
+    }
+    if opts.backbone_weights.is_none() {
+        return Err(TrainError::Config(format!(
+            "the `{}` preset trains from ImageNet weights: pass --backbone-weights \
+             (torchvision resnet50-19c8e357.pth or its safetensors conversion)",
+            cfg.preset
+        )));
+    }
+    if cfg.variant.cdr() && opts.vgg_weights.is_none() {
+        return Err(TrainError::Config(format!(
+            "the `{}` preset needs the ImageNet VGG-19 for its perceptual loss: pass \
+             --vgg-weights (torchvision vgg19-dcbb9e9d.pth)",
+            cfg.preset
+        )));
+    }
+    Ok(())
+}
+
 /// Builds the networks: ImageNet weights when given (required when the preset says so),
 /// otherwise seeded initialisation.
 pub fn build_networks(cfg: &CamTrainConfig, opts: &TrainOptions) -> Result<Networks> {
+    require_weights(cfg, opts)?;
     let dev = &opts.device;
     let net_vars = match &opts.backbone_weights {
         Some(p) => {
@@ -160,19 +204,13 @@ pub fn build_networks(cfg: &CamTrainConfig, opts: &TrainOptions) -> Result<Netwo
             ssc_models::import::check_resnet(&sd, &cfg.net.backbone, true)?;
             let vm = sd.var_map(DType::F32, dev)?;
             {
-                let mut d = vm.data().lock().map_err(|_| {
-                    TrainError::State("parameter map lock poisoned".into())
-                })?;
+                let mut d = vm
+                    .data()
+                    .lock()
+                    .map_err(|_| TrainError::State("parameter map lock poisoned".into()))?;
                 d.retain(|k, _| !k.starts_with("fc.") && !k.ends_with("num_batches_tracked"));
             }
             vm
-        }
-        None if cfg.requires_pretrained => {
-            return Err(TrainError::Config(format!(
-                "the `{}` preset trains from ImageNet weights: pass --backbone-weights \
-                 (torchvision resnet50-19c8e357.pth or its safetensors conversion)",
-                cfg.preset
-            )));
         }
         None => {
             let vm = VarMap::new();
@@ -188,13 +226,6 @@ pub fn build_networks(cfg: &CamTrainConfig, opts: &TrainOptions) -> Result<Netwo
         let dec = Decoder::new(&cfg.decoder, dvb)?;
         let vgg = match &opts.vgg_weights {
             Some(p) => Vgg::new(&cfg.vgg, load_state_dict(p)?.var_builder(DType::F32, dev))?,
-            None if cfg.requires_pretrained => {
-                return Err(TrainError::Config(format!(
-                    "the `{}` preset needs the ImageNet VGG-19 for its perceptual loss: pass \
-                     --vgg-weights (torchvision vgg19-dcbb9e9d.pth)",
-                    cfg.preset
-                )));
-            }
             None => {
                 // Random-feature perceptual loss (see the config docs): seeded, frozen.
                 let vvm = VarMap::new();
@@ -321,7 +352,10 @@ fn step(
 }
 
 /// Optimiser state of both optimisers in one map.
-fn optim_state(sgd: &Sgd, adam: &Option<Adam>) -> Result<std::collections::HashMap<String, Tensor>> {
+fn optim_state(
+    sgd: &Sgd,
+    adam: &Option<Adam>,
+) -> Result<std::collections::HashMap<String, Tensor>> {
     let mut m = sgd.state();
     if let Some(a) = adam {
         m.extend(a.state()?);
@@ -335,8 +369,7 @@ pub fn saved_config(out: &Path) -> Result<Option<CamTrainConfig>> {
         None => Ok(None),
         Some(dir) => {
             let p = dir.join("config.json");
-            let s = std::fs::read_to_string(&p)
-                .map_err(|e| TrainError::file(&p, e.to_string()))?;
+            let s = std::fs::read_to_string(&p).map_err(|e| TrainError::file(&p, e.to_string()))?;
             Ok(Some(
                 serde_json::from_str(&s).map_err(|e| TrainError::file(&p, e.to_string()))?,
             ))
@@ -386,8 +419,7 @@ pub fn train(
         }
     }
     std::fs::create_dir_all(&opts.out).map_err(|e| TrainError::file(&opts.out, e.to_string()))?;
-    let config_json =
-        serde_json::to_value(cfg).map_err(|e| TrainError::Config(e.to_string()))?;
+    let config_json = serde_json::to_value(cfg).map_err(|e| TrainError::Config(e.to_string()))?;
     ssc_core::atomic::write(
         &opts.out.join("config.json"),
         serde_json::to_string_pretty(&config_json)
@@ -427,7 +459,12 @@ pub fn train(
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
-        pb.set_prefix(format!("{} epoch {}/{}", cfg.variant.name(), epoch + 1, cfg.epochs));
+        pb.set_prefix(format!(
+            "{} epoch {}/{}",
+            cfg.variant.name(),
+            epoch + 1,
+            cfg.epochs
+        ));
         let mut sum = LossTerms::default();
         for batch in load_epoch(set.clone(), cfg.seed, epoch, cfg.batch_size, 0) {
             let batch = batch?;
