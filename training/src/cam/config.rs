@@ -168,6 +168,8 @@ pub struct CamTrainConfig {
     pub requires_pretrained: bool,
     /// CAM scales for evaluation (§3.2).
     pub eval_scales: Vec<f64>,
+    /// Evaluate CAMs on at most this many images per split (`None` = all).
+    pub eval_max_images: Option<usize>,
 }
 
 impl CamTrainConfig {
@@ -206,6 +208,7 @@ impl CamTrainConfig {
             adam: AdamConfig::decoder(),
             requires_pretrained: true,
             eval_scales: ssc_core::cam::REFERENCE_SCALES.to_vec(),
+            eval_max_images: None,
         }
     }
 
@@ -258,6 +261,7 @@ impl CamTrainConfig {
             epochs: 5,
             lr: 0.05,
             requires_pretrained: false,
+            eval_max_images: Some(300),
             ..voc
         }
     }

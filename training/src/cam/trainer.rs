@@ -62,6 +62,26 @@ impl TrainOptions {
     }
 }
 
+/// Opens a compute device by name: `cpu` or `cuda` (CUDA device 0, needs the `cuda` feature).
+pub fn device(name: &str) -> Result<Device> {
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => {
+            // cudarc panics when the driver library is missing; turn that into an error.
+            std::panic::catch_unwind(|| Device::new_cuda(0))
+                .map_err(|_| TrainError::Config("CUDA driver library could not be loaded".into()))?
+                .map_err(|e| {
+                    TrainError::Config(format!(
+                        "cannot open CUDA device 0 ({e}); build with --features cuda"
+                    ))
+                })
+        }
+        other => Err(TrainError::Config(format!(
+            "unknown device `{other}` (expected cpu or cuda)"
+        ))),
+    }
+}
+
 /// Loss terms of one iteration (or their epoch means).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct LossTerms {
@@ -150,9 +170,33 @@ fn torchvision_init(cfg: &CamTrainConfig, vm: &VarMap, dev: &Device) -> Result<(
     Ok(())
 }
 
+/// Fails with a clear message when `cfg` needs ImageNet weights that `opts` does not give
+/// (checked before any data is loaded).
+pub fn require_weights(cfg: &CamTrainConfig, opts: &TrainOptions) -> Result<()> {
+    if !cfg.requires_pretrained {
+        return Ok(());
+    }
+    if opts.backbone_weights.is_none() {
+        return Err(TrainError::Config(format!(
+            "the `{}` preset trains from ImageNet weights: pass --backbone-weights \
+             (torchvision resnet50-19c8e357.pth or its safetensors conversion)",
+            cfg.preset
+        )));
+    }
+    if cfg.variant.cdr() && opts.vgg_weights.is_none() {
+        return Err(TrainError::Config(format!(
+            "the `{}` preset needs the ImageNet VGG-19 for its perceptual loss: pass \
+             --vgg-weights (torchvision vgg19-dcbb9e9d.pth)",
+            cfg.preset
+        )));
+    }
+    Ok(())
+}
+
 /// Builds the networks: ImageNet weights when given (required when the preset says so),
 /// otherwise seeded initialisation.
 pub fn build_networks(cfg: &CamTrainConfig, opts: &TrainOptions) -> Result<Networks> {
+    require_weights(cfg, opts)?;
     let dev = &opts.device;
     let net_vars = match &opts.backbone_weights {
         Some(p) => {
@@ -168,13 +212,6 @@ pub fn build_networks(cfg: &CamTrainConfig, opts: &TrainOptions) -> Result<Netwo
             }
             vm
         }
-        None if cfg.requires_pretrained => {
-            return Err(TrainError::Config(format!(
-                "the `{}` preset trains from ImageNet weights: pass --backbone-weights \
-                 (torchvision resnet50-19c8e357.pth or its safetensors conversion)",
-                cfg.preset
-            )));
-        }
         None => {
             let vm = VarMap::new();
             torchvision_init(cfg, &vm, dev)?;
@@ -189,13 +226,6 @@ pub fn build_networks(cfg: &CamTrainConfig, opts: &TrainOptions) -> Result<Netwo
         let dec = Decoder::new(&cfg.decoder, dvb)?;
         let vgg = match &opts.vgg_weights {
             Some(p) => Vgg::new(&cfg.vgg, load_state_dict(p)?.var_builder(DType::F32, dev))?,
-            None if cfg.requires_pretrained => {
-                return Err(TrainError::Config(format!(
-                    "the `{}` preset needs the ImageNet VGG-19 for its perceptual loss: pass \
-                     --vgg-weights (torchvision vgg19-dcbb9e9d.pth)",
-                    cfg.preset
-                )));
-            }
             None => {
                 // Random-feature perceptual loss (see the config docs): seeded, frozen.
                 let vvm = VarMap::new();
