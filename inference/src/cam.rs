@@ -184,20 +184,104 @@ pub fn infer(model: &mut Model, prep: &Prepared) -> Result<Vec<ScaleOutput>> {
         .collect()
 }
 
+/// [`infer`] for several images at once: images whose scale inputs all have the same sizes
+/// run as one `[2k, 3, h, w]` batch per scale (VOC and COCO have many same-sized images);
+/// the others run alone. One result per image, in order.
+pub fn infer_batch(model: &mut Model, preps: &[&Prepared]) -> Vec<Result<Vec<ScaleOutput>>> {
+    let mut results: Vec<Option<Result<Vec<ScaleOutput>>>> = preps.iter().map(|_| None).collect();
+    let shape_of = |p: &Prepared| p.scales.iter().map(|s| (s.h, s.w)).collect::<Vec<_>>();
+    for i in 0..preps.len() {
+        if results[i].is_some() {
+            continue;
+        }
+        let shape = shape_of(preps[i]);
+        let group: Vec<usize> = (i..preps.len())
+            .filter(|&j| results[j].is_none() && shape_of(preps[j]) == shape)
+            .collect();
+        match run_group(model, preps, &group) {
+            Ok(per_image) => {
+                for (j, r) in group.iter().zip(per_image) {
+                    results[*j] = Some(Ok(r));
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                for j in &group {
+                    results[*j] = Some(Err(InferenceError::Invalid(msg.clone())));
+                }
+            }
+        }
+    }
+    results.into_iter().flatten().collect()
+}
+
+/// Runs the images `group` (same scale sizes) together, scale by scale.
+fn run_group(
+    model: &mut Model,
+    preps: &[&Prepared],
+    group: &[usize],
+) -> Result<Vec<Vec<ScaleOutput>>> {
+    if let [one] = group {
+        return Ok(vec![infer(model, preps[*one])?]);
+    }
+    let k = group.len();
+    let mut per_image: Vec<Vec<ScaleOutput>> = vec![Vec::new(); k];
+    for s in 0..preps[group[0]].scales.len() {
+        let (h, w) = (preps[group[0]].scales[s].h, preps[group[0]].scales[s].w);
+        let mut data = Vec::with_capacity(k * 6 * h * w);
+        for &j in group {
+            data.extend_from_slice(&preps[j].scales[s].data);
+        }
+        let out = model.run(&data, [2 * k, 3, h, w])?;
+        let out = out
+            .first()
+            .ok_or_else(|| bad_output(model, "no output".into()))?;
+        let [n, c, oh, ow] = out.shape[..] else {
+            return Err(bad_output(
+                model,
+                format!("output {:?} is not 4-D", out.shape),
+            ));
+        };
+        if n != 2 * k || out.data.len() != n * c * oh * ow {
+            return Err(bad_output(
+                model,
+                format!("output {:?} for {k} pairs", out.shape),
+            ));
+        }
+        let pair = 2 * c * oh * ow;
+        for (img, chunk) in per_image.iter_mut().zip(out.data.chunks_exact(pair)) {
+            img.push(flip_sum_pair(chunk, c, oh, ow)?);
+        }
+    }
+    Ok(per_image)
+}
+
+fn bad_output(model: &Model, m: String) -> InferenceError {
+    InferenceError::Invalid(format!("CAM model ({}): {m}", model.info().arch))
+}
+
 /// `cam[0] + hflip(cam[1])` of a `[2, C, h, w]` output.
 fn flip_sum(out: Option<&crate::runtime::Output>, model: &Model) -> Result<ScaleOutput> {
-    let bad =
-        |m: String| InferenceError::Invalid(format!("CAM model {:?}: {m}", model.info().arch));
-    let out = out.ok_or_else(|| bad("no output".into()))?;
+    let out = out.ok_or_else(|| bad_output(model, "no output".into()))?;
     let [n, c, h, w] = out.shape[..] else {
-        return Err(bad(format!("output shape {:?} is not 4-D", out.shape)));
+        return Err(bad_output(
+            model,
+            format!("output shape {:?} is not 4-D", out.shape),
+        ));
     };
     if n != 2 || out.data.len() != 2 * c * h * w {
-        return Err(bad(format!("output shape {:?} is not a pair", out.shape)));
+        return Err(bad_output(
+            model,
+            format!("output shape {:?} is not a pair", out.shape),
+        ));
     }
+    flip_sum_pair(&out.data, c, h, w)
+}
+
+fn flip_sum_pair(pair: &[f32], c: usize, h: usize, w: usize) -> Result<ScaleOutput> {
     let plane = c * h * w;
-    let flipped = hflip_chw(&out.data[plane..], c, h, w)?;
-    let data = out.data[..plane]
+    let flipped = hflip_chw(&pair[plane..], c, h, w)?;
+    let data = pair[..plane]
         .iter()
         .zip(&flipped)
         .map(|(a, b)| a + b)
