@@ -409,7 +409,7 @@ mod tests {
             w: 2,
         };
         let cfg = CamConfig::default();
-        let err = finish(&[o.clone()], (8, 8), Some(&[1, 0, 0]), &cfg).unwrap_err();
+        let err = finish(std::slice::from_ref(&o), (8, 8), Some(&[1, 0, 0]), &cfg).unwrap_err();
         assert!(err.to_string().contains("3 label entries"), "{err}");
         let rec = finish(&[o], (8, 8), Some(&[0, 1]), &cfg).unwrap();
         assert_eq!(rec.keys, vec![1]);
