@@ -15,7 +15,7 @@ use ssc_core::dataset::{DatasetSpec, Item};
 use ssc_inference::cam::{self, CamConfig, Normalizer, Prepared};
 use ssc_inference::pipeline::{self, PipelineConfig};
 use ssc_inference::runtime::{self, Device, Model, SessionConfig};
-use ssc_tools::batch::{self, BatchArgs, DatasetArgs, Job, RunOptions, Tracker};
+use ssc_tools::batch::{self, BatchArgs, DatasetArgs, Resumable, RunOptions, Tracker};
 
 #[derive(Parser)]
 #[command(
@@ -116,7 +116,7 @@ impl CamJob {
     }
 }
 
-impl Job for CamJob {
+impl Resumable for CamJob {
     type Item = Item;
 
     fn id<'a>(&self, item: &'a Item) -> &'a str {
@@ -138,10 +138,6 @@ impl Job for CamJob {
                 .keys
                 .iter()
                 .all(|&k| k >= 0 && (k as usize) < self.classes)
-    }
-
-    fn process(&self, _: &Item) -> Result<()> {
-        bail!("CAM items run on the inference pipeline")
     }
 }
 
