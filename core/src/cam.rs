@@ -56,7 +56,9 @@ pub fn fuse_scales(outputs: &[ScaleOutput], h: usize, w: usize) -> Result<FusedC
         .ok_or_else(|| CoreError::Invalid("fuse_scales: no scale outputs".into()))?;
     let c = first.channels;
     if h == 0 || w == 0 {
-        return Err(CoreError::Invalid(format!("fuse_scales: image size {h}×{w}")));
+        return Err(CoreError::Invalid(format!(
+            "fuse_scales: image size {h}×{w}"
+        )));
     }
     let (sh, sw) = (h.div_ceil(4), w.div_ceil(4));
     let (ph, pw) = (16 * h.div_ceil(16), 16 * w.div_ceil(16));

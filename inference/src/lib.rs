@@ -4,6 +4,7 @@
 pub mod cam;
 pub mod error;
 pub mod pipeline;
+pub mod refine;
 pub mod runtime;
 
 pub use error::{InferenceError, Result};

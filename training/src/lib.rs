@@ -3,4 +3,12 @@
 //!
 //! Section numbers (§) refer to the pipeline specification (`shared/spec/pipeline.md`).
 
+pub mod cam;
+pub mod checkpoint;
+pub mod error;
+pub mod irn;
 pub mod losses;
+pub mod optim;
+pub mod schedule;
+
+pub use error::{Result, TrainError};

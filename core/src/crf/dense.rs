@@ -9,7 +9,7 @@
 use rayon::prelude::*;
 
 use super::kernel::NormalizedKernel;
-use super::lattice::CHUNK;
+use super::lattice::{CHUNK, LANES, Row, ValueBuffers, padded};
 use crate::{CoreError, Result};
 
 /// A dense CRF over a `width × height` image with `n_labels` labels.
@@ -17,10 +17,11 @@ pub struct DenseCrf {
     width: usize,
     height: usize,
     n_labels: usize,
-    /// Pixel-major unary energies (`None`: all zero, as the library).
+    /// Pixel-major unary energies, `padded(n_labels)` per pixel (`None`: all zero, as the
+    /// library).
     unary: Option<Vec<f32>>,
-    /// Kernels with their Potts weights.
-    pairwise: Vec<(NormalizedKernel, f32)>,
+    /// Kernels, each scaled by its Potts weight.
+    pairwise: Vec<NormalizedKernel>,
 }
 
 impl DenseCrf {
@@ -55,7 +56,7 @@ impl DenseCrf {
     /// Sets the unary energies, label-major (`n_labels × height × width`).
     ///
     /// # Errors
-    /// Wrong length, or a non-finite energy other than +∞ (which forbids a label).
+    /// Wrong length, or a non-finite energy.
     pub fn set_unary_energy(&mut self, unary: &[f32]) -> Result<()> {
         let n = self.n_pixels();
         if unary.len() != self.n_labels * n {
@@ -74,14 +75,14 @@ impl DenseCrf {
                 unary[i]
             )));
         }
-        let l = self.n_labels;
-        let mut pm = vec![0f32; unary.len()];
-        pm.par_chunks_mut(CHUNK * l)
+        let lp = padded(self.n_labels);
+        let mut pm = vec![0f32; lp * n];
+        pm.par_chunks_mut(CHUNK * lp)
             .enumerate()
             .for_each(|(c, rows)| {
-                for (o, row) in rows.chunks_exact_mut(l).enumerate() {
+                for (o, row) in rows.chunks_exact_mut(lp).enumerate() {
                     let p = c * CHUNK + o;
-                    for (k, v) in row.iter_mut().enumerate() {
+                    for (k, v) in row[..self.n_labels].iter_mut().enumerate() {
                         *v = unary[k * n + p];
                     }
                 }
@@ -101,7 +102,7 @@ impl DenseCrf {
             .flat_map(|y| (0..w).flat_map(move |x| [x as f32 / sxy, y as f32 / sxy]))
             .collect();
         self.pairwise
-            .push((NormalizedKernel::new(&features, 2)?, compat));
+            .push(NormalizedKernel::new(&features, 2, compat)?);
         Ok(())
     }
 
@@ -141,18 +142,18 @@ impl DenseCrf {
             })
             .collect();
         self.pairwise
-            .push((NormalizedKernel::new(&features, 5)?, compat));
+            .push(NormalizedKernel::new(&features, 5, compat)?);
         Ok(())
     }
 
     /// Mean-field marginals after `n_iter` iterations, label-major (`n_labels × H × W`).
     pub fn inference(&self, n_iter: usize) -> Vec<f32> {
-        let q = self.inference_pixel_major(n_iter);
-        let (n, l) = (self.n_pixels(), self.n_labels);
-        let mut out = vec![0f32; q.len()];
+        let q = self.inference_padded(n_iter);
+        let (n, lp) = (self.n_pixels(), padded(self.n_labels));
+        let mut out = vec![0f32; self.n_labels * n];
         out.par_chunks_mut(n).enumerate().for_each(|(k, plane)| {
             for (p, v) in plane.iter_mut().enumerate() {
-                *v = q[p * l + k];
+                *v = q[p * lp + k];
             }
         });
         out
@@ -161,58 +162,106 @@ impl DenseCrf {
     /// The most probable label per pixel after `n_iter` iterations (`H × W`; the first label
     /// wins ties, as Eigen's `maxCoeff` and numpy's `argmax`).
     pub fn map(&self, n_iter: usize) -> Vec<u8> {
-        let q = self.inference_pixel_major(n_iter);
-        q.chunks_exact(self.n_labels)
-            .map(|row| argmax(row) as u8)
+        let q = self.inference_padded(n_iter);
+        q.chunks_exact(padded(self.n_labels))
+            .map(|row| argmax(&row[..self.n_labels]) as u8)
             .collect()
     }
 
-    /// Marginals, pixel-major (`H × W × n_labels`).
-    pub fn inference_pixel_major(&self, n_iter: usize) -> Vec<f32> {
+    /// Marginals, pixel-major with `padded(n_labels)` entries per pixel (padding is 0).
+    fn inference_padded(&self, n_iter: usize) -> Vec<f32> {
+        self.inference_padded_with(n_iter, true)
+    }
+
+    fn inference_padded_with(&self, n_iter: usize, allow_avx2: bool) -> Vec<f32> {
         let l = self.n_labels;
+        let lp = padded(l);
         let n = self.n_pixels();
         let zeros;
         let unary = match &self.unary {
             Some(u) => u.as_slice(),
             None => {
-                zeros = vec![0f32; n * l];
+                zeros = vec![0f32; n * lp];
                 &zeros
             }
         };
-        let mut q = vec![0f32; n * l];
-        q.par_chunks_mut(CHUNK * l)
-            .zip(unary.par_chunks(CHUNK * l))
+        let mut q = vec![0f32; n * lp];
+        q.par_chunks_mut(CHUNK * lp)
+            .zip(unary.par_chunks(CHUNK * lp))
             .for_each(|(q, u)| {
-                for (q, u) in q.chunks_exact_mut(l).zip(u.chunks_exact(l)) {
-                    q.iter_mut().zip(u).for_each(|(q, u)| *q = -u);
-                    exp_normalize(q);
+                for (q, u) in q.chunks_exact_mut(lp).zip(u.chunks_exact(lp)) {
+                    q[..l].iter_mut().zip(u).for_each(|(q, u)| *q = -u);
+                    exp_normalize(&mut q[..l]);
                 }
             });
 
-        let mut values: Vec<Vec<f32>> = vec![Vec::new(); self.pairwise.len()];
-        let mut scratch = Vec::new();
+        let mut buffers: Vec<ValueBuffers> = self
+            .pairwise
+            .iter()
+            .map(|_| ValueBuffers::new(lp))
+            .collect();
         for _ in 0..n_iter {
-            for ((kernel, _), values) in self.pairwise.iter().zip(&mut values) {
-                kernel.prepare(&q, l, values, &mut scratch);
+            for (kernel, groups) in self.pairwise.iter().zip(&mut buffers) {
+                kernel.prepare(&q, lp, groups);
             }
-            q.par_chunks_mut(CHUNK * l)
-                .zip(unary.par_chunks(CHUNK * l))
+            q.par_chunks_mut(CHUNK * lp)
+                .zip(unary.par_chunks(CHUNK * lp))
                 .enumerate()
-                .for_each(|(c, (q, u))| {
-                    let mut acc = vec![0f32; l];
-                    for (o, (q, u)) in q.chunks_exact_mut(l).zip(u.chunks_exact(l)).enumerate() {
-                        let p = c * CHUNK + o;
-                        q.iter_mut().zip(u).for_each(|(q, u)| *q = -u);
-                        for ((kernel, compat), values) in self.pairwise.iter().zip(&values) {
-                            acc.iter_mut().for_each(|a| *a = 0.0);
-                            kernel.slice_add(p, values, l, &mut acc);
-                            q.iter_mut().zip(&acc).for_each(|(q, a)| *q += compat * a);
-                        }
-                        exp_normalize(q);
-                    }
-                });
+                .for_each(|(c, (q, u))| self.update_chunk(c * CHUNK, q, u, &buffers, allow_avx2));
         }
         q
+    }
+
+    /// One mean-field update of the pixels from `first` on (`q`, `u`: their rows): with AVX2
+    /// when allowed and the CPU has it (about 10 % faster overall; the same operations in the
+    /// same order, so the same results).
+    fn update_chunk(
+        &self,
+        first: usize,
+        q: &mut [f32],
+        u: &[f32],
+        buffers: &[ValueBuffers],
+        allow_avx2: bool,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if allow_avx2 && std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, the only requirement of `update_chunk_avx2`.
+            unsafe { self.update_chunk_avx2(first, q, u, buffers) };
+            return;
+        }
+        self.update_chunk_generic(first, q, u, buffers);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn update_chunk_avx2(&self, first: usize, q: &mut [f32], u: &[f32], buffers: &[ValueBuffers]) {
+        self.update_chunk_generic(first, q, u, buffers);
+    }
+
+    /// `q ← softmax(−U + Σ_m w_m·K̃_m Q)` for each pixel of the chunk (the weights are folded
+    /// into the kernels).
+    #[inline(always)]
+    fn update_chunk_generic(
+        &self,
+        first: usize,
+        q: &mut [f32],
+        u: &[f32],
+        buffers: &[ValueBuffers],
+    ) {
+        let l = self.n_labels;
+        let lp = padded(l);
+        let mut acc: Vec<Row> = vec![[0.0; LANES]; lp / LANES];
+        for (o, (q, u)) in q.chunks_exact_mut(lp).zip(u.chunks_exact(lp)).enumerate() {
+            for (a, u) in acc.iter_mut().zip(u.chunks_exact(LANES)) {
+                for k in 0..LANES {
+                    a[k] = -u[k];
+                }
+            }
+            for (kernel, groups) in self.pairwise.iter().zip(buffers) {
+                kernel.slice_add(first + o, groups, &mut acc);
+            }
+            softmax_rows(&mut acc, l, &mut q[..l]);
+        }
     }
 }
 
@@ -230,12 +279,50 @@ fn check_scale(name: &str, v: f32) -> Result<()> {
 #[inline]
 fn exp_normalize(x: &mut [f32]) {
     let m = x.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-    let mut s = 0.0f32;
-    for v in x.iter_mut() {
-        *v = (*v - m).exp();
-        s += *v;
-    }
+    x.iter_mut().for_each(|v| *v = exp_nonpositive(*v - m));
+    let s: f32 = x.iter().sum();
     x.iter_mut().for_each(|v| *v /= s);
+}
+
+/// `out ← softmax` of the first `out.len()` values of `rows` (which it overwrites); the
+/// exponentials run on whole fixed-width rows so that they vectorise.
+#[inline(always)]
+fn softmax_rows(rows: &mut [Row], l: usize, out: &mut [f32]) {
+    let m = rows.as_flattened()[..l]
+        .iter()
+        .fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    for row in rows.iter_mut() {
+        for v in row.iter_mut() {
+            *v = exp_nonpositive(*v - m);
+        }
+    }
+    let e = &rows.as_flattened()[..l];
+    let s: f32 = e.iter().sum();
+    out.iter_mut().zip(e).for_each(|(o, e)| *o = e / s);
+}
+
+/// `eˣ` for `x ≤ 0` to about 2 ulp (Cephes' `expf` polynomial), in plain arithmetic so that
+/// the softmax loop vectorises; the libm call was a tenth of the CRF's time. Inputs below
+/// −87 (where `eˣ` is below the smallest normal float) give `e⁻⁸⁷`, which is negligible
+/// next to the row's maximum term 1.
+#[inline(always)]
+fn exp_nonpositive(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // Adding and subtracting 1.5·2²³ rounds to the nearest integer (|t| < 2²²).
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.max(-87.0);
+    let n = (x * LOG2E + ROUND) - ROUND;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let p = 1.987_569_1e-4_f32;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 1.666_666_5e-1;
+    let p = p * r + 0.5;
+    let e = p * r * r + r + 1.0;
+    e * f32::from_bits(((n as i32 + 127) << 23) as u32)
 }
 
 /// Index of the first maximum.
@@ -282,6 +369,63 @@ mod tests {
         let q = crf.inference(5);
         assert!(q.iter().all(|v| v.is_finite() && *v >= 0.0 && *v <= 1.0));
         assert_eq!(crf.map(5), vec![0u8; w * h]);
+    }
+
+    /// A 40×30 CRF with 11 labels (two channel groups) on a random image and unary.
+    fn random_crf() -> DenseCrf {
+        let (w, h, l) = (40, 30, 11);
+        let mut rng = crate::rng::Rng::new(3);
+        let rgb: Vec<u8> = (0..w * h * 3).map(|_| rng.below(256) as u8).collect();
+        let unary: Vec<f32> = (0..w * h * l).map(|_| rng.f32() * 3.0).collect();
+        let mut crf = DenseCrf::new(w, h, l).unwrap();
+        crf.set_unary_energy(&unary).unwrap();
+        crf.add_pairwise_gaussian(3.0, 3.0).unwrap();
+        crf.add_pairwise_bilateral(20.0, 13.0, &rgb, 10.0).unwrap();
+        crf
+    }
+
+    #[test]
+    fn results_do_not_depend_on_the_thread_count() {
+        let run = |threads| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| random_crf().inference(5))
+        };
+        let one = run(1);
+        assert_eq!(one, run(3));
+        // Marginals are distributions over the 11 labels.
+        let n = 40 * 30;
+        for p in (0..n).step_by(97) {
+            let s: f32 = (0..11).map(|k| one[k * n + p]).sum();
+            assert!((s - 1.0).abs() < 1e-5);
+        }
+    }
+
+    #[test]
+    fn simd_paths_agree_exactly() {
+        let crf = random_crf();
+        assert_eq!(
+            crf.inference_padded_with(4, true),
+            crf.inference_padded_with(4, false)
+        );
+    }
+
+    #[test]
+    fn fast_exp_is_accurate() {
+        let mut x = 0.0f32;
+        while x > -100.0 {
+            let (ours, exact) = (exp_nonpositive(x), (x as f64).exp());
+            let err = (ours as f64 - exact).abs();
+            assert!(
+                err <= 4e-7 * exact || err < 1e-37,
+                "exp({x}) = {ours}, exact {exact}"
+            );
+            x -= 0.0173;
+        }
+        assert_eq!(exp_nonpositive(0.0), 1.0);
+        assert!(exp_nonpositive(f32::NEG_INFINITY) < 1e-37);
     }
 
     #[test]

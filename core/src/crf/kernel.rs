@@ -2,24 +2,24 @@
 //! library's `DenseKernel` with `DIAG_KERNEL` (identity feature transform) and
 //! `NORMALIZE_SYMMETRIC`, i.e. `K̃ Q = N·K(N·Q)` with `N = 1/sqrt(K·1 + 1e-20)`.
 //!
-//! The two diagonal scalings are folded into the splat and slice weights once, so each
-//! mean-field iteration costs one splat, one blur and one slice.
+//! The two diagonal scalings (and the term's Potts weight) are folded into the splat and slice
+//! weights once, so each mean-field iteration costs one splat, one blur and one slice.
 
-use super::lattice::Lattice;
+use super::lattice::{Lattice, Row, ValueBuffers};
 use crate::Result;
 
-/// A normalised kernel ready to filter label marginals.
+/// A weighted, normalised kernel ready to filter label marginals.
 pub(crate) struct NormalizedKernel {
     lattice: Lattice,
-    /// Splat weights (splat-list order): barycentric · norm of the source point.
+    /// Splat weights (point-major, d+1 per point): barycentric · norm of the point.
     splat_w: Vec<f32>,
-    /// Slice weights (point-major): barycentric · α · norm of the point.
+    /// Slice weights (point-major): barycentric · α · norm of the point · term weight.
     slice_w: Vec<f32>,
 }
 
 impl NormalizedKernel {
-    /// Builds the kernel for point-major `features` of dimension `dim`.
-    pub(crate) fn new(features: &[f32], dim: usize) -> Result<Self> {
+    /// Builds `weight · K̃` for point-major `features` of dimension `dim`.
+    pub(crate) fn new(features: &[f32], dim: usize, weight: f32) -> Result<Self> {
         let lattice = Lattice::new(features, dim)?;
         let ones = vec![1.0f32; lattice.n_points()];
         let norm: Vec<f32> = lattice
@@ -27,14 +27,18 @@ impl NormalizedKernel {
             .into_iter()
             .map(|k| (1.0 / (k as f64 + 1e-20).sqrt()) as f32)
             .collect();
-        let splat_w = lattice.splat_entries().map(|(p, w)| w * norm[p]).collect();
         let d1 = dim + 1;
         let alpha = lattice.alpha();
-        let slice_w = lattice
-            .barycentric()
+        let bary = lattice.barycentric();
+        let splat_w = bary
             .iter()
             .enumerate()
-            .map(|(s, &b)| b * alpha * norm[s / d1])
+            .map(|(s, &b)| b * norm[s / d1])
+            .collect();
+        let slice_w = bary
+            .iter()
+            .enumerate()
+            .map(|(s, &b)| b * alpha * norm[s / d1] * weight)
             .collect();
         Ok(NormalizedKernel {
             lattice,
@@ -43,43 +47,41 @@ impl NormalizedKernel {
         })
     }
 
-    /// Splats and blurs point-major `q` (`vs` values per point) into `values`; call
-    /// [`Self::slice_add`] afterwards per point.
-    pub(crate) fn prepare(
-        &self,
-        q: &[f32],
-        vs: usize,
-        values: &mut Vec<f32>,
-        scratch: &mut Vec<f32>,
-    ) {
-        let len = (self.lattice.n_vertices() + 1) * vs;
-        values.resize(len, 0.0);
-        scratch.resize(len, 0.0);
-        self.lattice.splat(&self.splat_w, q, vs, values);
-        self.lattice.blur(values, scratch, vs);
+    /// Splats and blurs point-major `q` (`vp` values per point, a multiple of the group
+    /// width) into `groups`; call [`Self::slice_add`] afterwards per point.
+    pub(crate) fn prepare(&self, q: &[f32], vp: usize, buffers: &mut ValueBuffers) {
+        self.lattice.splat_blur(&self.splat_w, q, vp, buffers);
     }
 
-    /// Adds `(K̃ q)_p` (from prepared `values`) to `acc`.
-    #[inline]
-    pub(crate) fn slice_add(&self, p: usize, values: &[f32], vs: usize, acc: &mut [f32]) {
-        self.lattice.slice_point(p, &self.slice_w, values, vs, acc);
+    /// Adds `weight · (K̃ q)_p` (from prepared `groups`) to `acc`.
+    #[inline(always)]
+    pub(crate) fn slice_add(&self, p: usize, buffers: &ValueBuffers, acc: &mut [Row]) {
+        self.lattice.slice_point(p, &self.slice_w, buffers, acc);
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::lattice::{LANES, padded};
     use super::*;
 
     impl NormalizedKernel {
-        /// `K̃ q` for point-major `q`.
-        fn apply(&self, q: &[f32], vs: usize) -> Vec<f32> {
-            let (mut values, mut scratch) = (Vec::new(), Vec::new());
-            self.prepare(q, vs, &mut values, &mut scratch);
-            let mut out = vec![0f32; q.len()];
-            for (p, acc) in out.chunks_exact_mut(vs).enumerate() {
-                self.slice_add(p, &values, vs, acc);
-            }
-            out
+        /// `weight · K̃ q` for point-major `q` with one value per point.
+        fn apply(&self, q: &[f32]) -> Vec<f32> {
+            let vp = padded(1);
+            let padded_q: Vec<f32> = q
+                .iter()
+                .flat_map(|&v| std::iter::once(v).chain(std::iter::repeat_n(0.0, vp - 1)))
+                .collect();
+            let mut groups = ValueBuffers::new(vp);
+            self.prepare(&padded_q, vp, &mut groups);
+            (0..q.len())
+                .map(|p| {
+                    let mut acc = vec![[0f32; LANES]; vp / LANES];
+                    self.slice_add(p, &groups, &mut acc);
+                    acc[0][0]
+                })
+                .collect()
         }
     }
 
@@ -95,7 +97,7 @@ mod tests {
         // K̃ = N K N is symmetric: <e_a, K̃ e_b> = <e_b, K̃ e_a> up to the lattice's own
         // (symmetric) approximation.
         let (w, h) = (31, 31);
-        let k = NormalizedKernel::new(&grid(w, h, 2.0), 2).unwrap();
+        let k = NormalizedKernel::new(&grid(w, h, 2.0), 2, 1.0).unwrap();
         let n = w * h;
         let unit = |i: usize| {
             let mut v = vec![0f32; n];
@@ -103,15 +105,18 @@ mod tests {
             v
         };
         let (a, b) = (15 * w + 15, 16 * w + 17);
-        let ka = k.apply(&unit(a), 1);
-        let kb = k.apply(&unit(b), 1);
+        let ka = k.apply(&unit(a));
+        let kb = k.apply(&unit(b));
         assert!(ka[b] > 0.0);
         assert!((ka[b] - kb[a]).abs() <= 1e-5 * ka[b].abs().max(1e-3));
         // And a constant is mapped to roughly itself where the neighbourhood is uniform:
         // K̃ 1 = N K N 1 ≈ 1 when N is locally constant.
-        let k1 = k.apply(&vec![1.0; n], 1);
+        let k1 = k.apply(&vec![1.0; n]);
         let mid = k1[15 * w + 15];
         assert!((mid - 1.0).abs() < 0.05, "K̃·1 at the centre is {mid}");
+        // The term weight scales the result.
+        let k3 = NormalizedKernel::new(&grid(w, h, 2.0), 2, 3.0).unwrap();
+        assert!((k3.apply(&vec![1.0; n])[15 * w + 15] - 3.0 * mid).abs() < 1e-5);
     }
 
     #[test]
@@ -120,7 +125,7 @@ mod tests {
         let feats = grid(w, h, s);
         let n = w * h;
         let q: Vec<f32> = (0..n).map(|i| ((i * 7919) % 13) as f32 / 13.0).collect();
-        let lat = NormalizedKernel::new(&feats, 2).unwrap().apply(&q, 1);
+        let lat = NormalizedKernel::new(&feats, 2, 1.0).unwrap().apply(&q);
 
         let kern = |i: usize, j: usize| {
             let dx = feats[2 * i] - feats[2 * j];

@@ -83,6 +83,11 @@ impl Weights {
         self.map.len()
     }
 
+    /// Shape of parameter `name`, if present.
+    pub fn shape(&self, name: &str) -> Option<&[usize]> {
+        self.map.get(name).map(|(_, s)| s.as_slice())
+    }
+
     /// Whether there are no parameters.
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()

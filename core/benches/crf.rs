@@ -1,0 +1,176 @@
+//! Dense CRF speed (§4.1.1, §10.4): a 500×375 synthetic image, 21 labels, 10 mean-field
+//! iterations, Gaussian sxy 3 / compat 3 + bilateral sxy 80, srgb 13 / compat 10, timed from
+//! building the kernels to the marginals (what one pydensecrf call costs).
+//!
+//! Prints our time on 1 thread and on all threads, and the ratio to pydensecrf2 run on the
+//! same problem in the same process tree when `python3 -c "import pydensecrf2"` works; else
+//! to the recorded reference time from `shared/notes/platform.md`, labelled as such.
+
+use std::process::Command;
+use std::time::Instant;
+
+use ssc_core::crf::{BilateralParams, CrfParams, GaussianParams, unary_from_softmax};
+use ssc_core::rng::Rng;
+
+const W: usize = 500;
+const H: usize = 375;
+const LABELS: usize = 21;
+/// pydensecrf2 1.1 on this problem (375×500, 21 labels, 10 iterations), recorded in
+/// `shared/notes/platform.md`; used only when pydensecrf2 cannot run here.
+const RECORDED_BASELINE_S: f64 = 2.08;
+
+fn params() -> CrfParams {
+    CrfParams {
+        gaussian: Some(GaussianParams {
+            sxy: 3.0,
+            compat: 3.0,
+        }),
+        bilateral: Some(BilateralParams {
+            sxy: 80.0,
+            srgb: 13.0,
+            compat: 10.0,
+        }),
+        iterations: 10,
+    }
+}
+
+/// A deterministic scene: coloured discs on a gradient, with pixel noise, and noisy
+/// probabilities that favour each disc's label.
+fn scene() -> (Vec<u8>, Vec<f32>) {
+    let mut rng = Rng::new(7);
+    let discs: Vec<(f64, f64, f64, usize, [f64; 3])> = (0..12)
+        .map(|_| {
+            let c = [
+                rng.uniform(0.0, 255.0),
+                rng.uniform(0.0, 255.0),
+                rng.uniform(0.0, 255.0),
+            ];
+            (
+                rng.uniform(0.0, W as f64),
+                rng.uniform(0.0, H as f64),
+                rng.uniform(30.0, 110.0),
+                1 + rng.below(LABELS as u64 - 1) as usize,
+                c,
+            )
+        })
+        .collect();
+    let mut rgb = vec![0u8; W * H * 3];
+    let mut probs = vec![0f32; LABELS * W * H];
+    for y in 0..H {
+        for x in 0..W {
+            let p = y * W + x;
+            let mut label = 0;
+            let mut col = [x as f64 * 0.3, y as f64 * 0.4, 90.0];
+            for &(cx, cy, r, l, c) in &discs {
+                if (x as f64 - cx).powi(2) + (y as f64 - cy).powi(2) < r * r {
+                    label = l;
+                    col = c;
+                }
+            }
+            for k in 0..3 {
+                rgb[3 * p + k] = (col[k] + rng.normal() * 12.0).clamp(0.0, 255.0) as u8;
+            }
+            let mut row: Vec<f64> = (0..LABELS).map(|_| rng.uniform(0.0, 1.0)).collect();
+            row[label] += 2.0 * rng.uniform(0.0, 1.0);
+            let s: f64 = row.iter().sum();
+            for (k, v) in row.iter().enumerate() {
+                probs[k * W * H + p] = (v / s) as f32;
+            }
+        }
+    }
+    (rgb, probs)
+}
+
+/// Best of `reps` runs of the whole CRF and, separately, of building its kernels, in seconds.
+fn time_ours(rgb: &[u8], probs: &[f32], reps: usize) -> (f64, f64) {
+    let params = params();
+    let unary = unary_from_softmax(probs, 1e-5).unwrap();
+    (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            let mut crf = params.build(W, H, LABELS, rgb).unwrap();
+            let build = t.elapsed().as_secs_f64();
+            crf.set_unary_energy(&unary).unwrap();
+            let q = crf.inference(params.iterations);
+            std::hint::black_box(&q);
+            (t.elapsed().as_secs_f64(), build)
+        })
+        .fold((f64::INFINITY, f64::INFINITY), |a, b| {
+            (a.0.min(b.0), a.1.min(b.1))
+        })
+}
+
+/// pydensecrf2 on the same inputs (passed through a temporary file), best of `reps`; None
+/// when it is not installed.
+fn time_pydensecrf(rgb: &[u8], probs: &[f32], reps: usize) -> Option<f64> {
+    let ok = Command::new("python3")
+        .args(["-c", "import pydensecrf2, numpy"])
+        .output()
+        .ok()?
+        .status
+        .success();
+    if !ok {
+        return None;
+    }
+    let dir = std::env::temp_dir().join(format!("ssc-crf-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).ok()?;
+    std::fs::write(dir.join("rgb.bin"), rgb).ok()?;
+    let bytes: Vec<u8> = probs.iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(dir.join("prob.bin"), bytes).ok()?;
+    let script = format!(
+        r#"
+import time, numpy as np, pydensecrf2.densecrf as dcrf
+from pydensecrf2.utils import unary_from_softmax
+W, H, L = {W}, {H}, {LABELS}
+img = np.fromfile(r"{d}/rgb.bin", dtype=np.uint8).reshape(H, W, 3)
+prob = np.fromfile(r"{d}/prob.bin", dtype=np.float32).reshape(L, H, W)
+best = 1e9
+for _ in range({reps}):
+    t = time.perf_counter()
+    d = dcrf.DenseCRF2D(W, H, L)
+    d.setUnaryEnergy(np.ascontiguousarray(unary_from_softmax(prob)))
+    d.addPairwiseGaussian(sxy=3, compat=3)
+    d.addPairwiseBilateral(sxy=80, srgb=13, rgbim=np.ascontiguousarray(img), compat=10)
+    q = d.inference(10)
+    best = min(best, time.perf_counter() - t)
+print(best)
+"#,
+        d = dir.display()
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .ok()?;
+    let _ = std::fs::remove_dir_all(&dir);
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+fn main() {
+    let (rgb, probs) = scene();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let all = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    let (t1, b1) = one.install(|| time_ours(&rgb, &probs, 3));
+    let (tn, bn) = all.install(|| time_ours(&rgb, &probs, 3));
+    println!(
+        "dense CRF {W}x{H}, {LABELS} labels, 10 iterations, gaussian 3/3 + bilateral 80/13/10"
+    );
+    println!("ours, 1 thread:        {t1:.3} s (kernel build {b1:.3} s)");
+    println!("ours, {threads:>2} threads:      {tn:.3} s (kernel build {bn:.3} s)");
+    let (base, label) = match time_pydensecrf(&rgb, &probs, 3) {
+        Some(b) => (b, "pydensecrf2, measured in this run"),
+        None => (
+            RECORDED_BASELINE_S,
+            "pydensecrf2, RECORDED in shared/notes/platform.md (not installed here, not same-run)",
+        ),
+    };
+    println!("baseline: {base:.3} s ({label})");
+    println!("speed-up, 1 thread:    {:.2}x", base / t1);
+    println!("speed-up, {threads:>2} threads:  {:.2}x", base / tn);
+}

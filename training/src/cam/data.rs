@@ -1,0 +1,414 @@
+//! Stage-1 training data (§2.9): random long-side resize, normalisation, flip, random crop
+//! with fill, superpixel relabelling and multi-hot labels, with a multi-threaded loader.
+//!
+//! Every random draw of a sample comes from `Rng::fork` of (seed, epoch, index), so a batch
+//! is the same whatever the thread count, and a resumed run sees exactly the data of an
+//! uninterrupted one.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, sync_channel};
+
+use image::RgbImage;
+use rayon::prelude::*;
+use ssc_core::classes::ClassMap;
+use ssc_core::dataset::{self, Dataset, DatasetKind, DatasetSpec};
+use ssc_core::normalize::{hflip_chw, normalize_chw};
+use ssc_core::resize::{pil_bicubic_rgb, pil_nearest, rescale_size};
+use ssc_core::rng::Rng;
+use ssc_core::superpixels::{self, file as spfile};
+use ssc_core::{CoreError, imageio};
+
+use super::config::DataConfig;
+use crate::error::{Result, TrainError};
+
+/// Opens `split` of a VOC-layout dataset. A `classes.txt` at the root (the synthetic
+/// benchmark) gives a custom class list with labels from `cls_labels.json`; otherwise it is
+/// read as PASCAL VOC (§1.1).
+pub fn open_split(root: &Path, split: &str) -> Result<Dataset> {
+    let classes_file = root.join("classes.txt");
+    if !classes_file.is_file() {
+        return Ok(DatasetSpec::new(DatasetKind::Voc, root, Some(split)).open()?);
+    }
+    let classes: ClassMap = dataset::load_class_map(&classes_file)?;
+    let labels = root.join("cls_labels.json");
+    let all = dataset::folder(
+        &root.join("JPEGImages"),
+        labels.is_file().then_some(labels.as_path()),
+        classes,
+    )?;
+    let list = root
+        .join("ImageSets")
+        .join("Segmentation")
+        .join(format!("{split}.txt"));
+    let ids = dataset::read_id_list(&list)?;
+    let mut items = Vec::with_capacity(ids.len());
+    for (id, line) in ids {
+        let mut it = all.get(&id).cloned().ok_or_else(|| {
+            CoreError::format(&list, format!("line {line}: image `{id}` not found"))
+        })?;
+        let gt = root.join("SegmentationClass").join(format!("{id}.png"));
+        it.gt = gt.is_file().then_some(gt);
+        items.push(it);
+    }
+    Ok(Dataset {
+        name: format!("{}:{split}", root.display()),
+        classes: all.classes,
+        items,
+    })
+}
+
+/// One augmented sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// Normalised image, `3×crop×crop`, 0 outside the image.
+    pub image: Vec<f32>,
+    /// Superpixel ids `crop×crop`, relabelled to `0..K` (the padding is one of them).
+    pub superpixels: Vec<u32>,
+    /// Multi-hot labels over the foreground classes.
+    pub label: Vec<f32>,
+}
+
+/// A batch in row-major buffers, ready for tensors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    /// Index of the batch in its epoch.
+    pub index: usize,
+    /// Images `N×3×crop×crop`.
+    pub images: Vec<f32>,
+    /// Superpixels `N×crop×crop`.
+    pub superpixels: Vec<u32>,
+    /// Labels `N×C`.
+    pub labels: Vec<f32>,
+    /// N.
+    pub len: usize,
+}
+
+/// The random stream of sample `index` in `epoch`.
+pub fn sample_rng(seed: u64, epoch: usize, index: usize) -> Rng {
+    let epoch_seed = Rng::fork(seed, 0x5EED_0000 + epoch as u64).next_u64();
+    Rng::fork(epoch_seed, index as u64)
+}
+
+/// The shuffled order of `n` samples in `epoch`.
+pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    Rng::fork(seed, 0x0DE7_0000 + epoch as u64).shuffle(&mut order);
+    order
+}
+
+/// One axis of the reference's `random_crop`: `(source start, canvas start, length)`.
+fn crop_axis(side: usize, crop: usize, rng: &mut Rng) -> (usize, usize, usize) {
+    if side > crop {
+        (rng.below((side - crop + 1) as u64) as usize, 0, crop)
+    } else {
+        (0, rng.below((crop - side + 1) as u64) as usize, side)
+    }
+}
+
+/// Applies §2.9 steps 2–8 to an image and its loader ids (region + 1, `H×W`).
+pub fn augment(
+    img: &RgbImage,
+    sp: &[u32],
+    label: &[f32],
+    cfg: &DataConfig,
+    rng: &mut Rng,
+) -> Result<Sample> {
+    let (h, w) = (img.height() as usize, img.width() as usize);
+    if sp.len() != h * w {
+        return Err(TrainError::Config(format!(
+            "superpixel map has {} pixels, image is {w}×{h}",
+            sp.len()
+        )));
+    }
+    let (lo, hi) = cfg.resize_long;
+    let long = rng.range_inclusive(lo as i64, hi as i64) as f64;
+    let s = if w < h {
+        long / h as f64
+    } else {
+        long / w as f64
+    };
+    let (rh, rw) = rescale_size(h, w, s);
+    let img = pil_bicubic_rgb(img, rh, rw)?;
+    let sp = pil_nearest(sp, h, w, 1, rh, rw)?;
+    let mut chw = normalize_chw(&img);
+    let mut sp = sp;
+    if rng.bernoulli(0.5) {
+        chw = hflip_chw(&chw, 3, rh, rw)?;
+        sp = hflip_chw(&sp, 1, rh, rw)?;
+    }
+    let c = cfg.crop;
+    // The reference draws the width first.
+    let (sx, cx, lw) = crop_axis(rw, c, rng);
+    let (sy, cy, lh) = crop_axis(rh, c, rng);
+    let mut image = vec![0.0f32; 3 * c * c];
+    let mut ids = vec![0u32; c * c];
+    for y in 0..lh {
+        let src = (sy + y) * rw + sx;
+        let dst = (cy + y) * c + cx;
+        for ch in 0..3 {
+            image[ch * c * c + dst..ch * c * c + dst + lw]
+                .copy_from_slice(&chw[ch * rh * rw + src..ch * rh * rw + src + lw]);
+        }
+        ids[dst..dst + lw].copy_from_slice(&sp[src..src + lw]);
+    }
+    // Relabel the ids present (padding 0 included) by a random permutation of 0..K.
+    let mut present: Vec<u32> = ids.clone();
+    present.sort_unstable();
+    present.dedup();
+    let perm = rng.permutation(present.len());
+    let max = *present.last().unwrap_or(&0) as usize;
+    let mut map = vec![0u32; max + 1];
+    for (i, &id) in present.iter().enumerate() {
+        map[id as usize] = perm[i] as u32;
+    }
+    ids.iter_mut().for_each(|v| *v = map[*v as usize]);
+    Ok(Sample {
+        image,
+        superpixels: ids,
+        label: label.to_vec(),
+    })
+}
+
+/// Where a sample's superpixels come from.
+#[derive(Debug)]
+enum SpSource {
+    /// `<dir>/<id>.png`.
+    Files(PathBuf),
+    /// Computed once at start-up (loader ids, region + 1).
+    Memory(Vec<Vec<u16>>),
+}
+
+/// The training split with its labels and superpixels.
+#[derive(Debug)]
+pub struct TrainSet {
+    items: Vec<(String, PathBuf, Vec<f32>)>,
+    sp: SpSource,
+    cfg: DataConfig,
+    num_classes: usize,
+}
+
+impl TrainSet {
+    /// Opens the training images of `ds`. Every image must have labels. Superpixels are read
+    /// from `cfg.superpixel_dir` (default `<root>/superpixels`); when that folder lacks files
+    /// and `compute_missing_superpixels` is set, all are computed now, in parallel.
+    pub fn new(ds: &Dataset, root: &Path, cfg: &DataConfig) -> Result<Self> {
+        let n = cfg.max_images.unwrap_or(usize::MAX).min(ds.len());
+        let mut items = Vec::with_capacity(n);
+        for it in &ds.items[..n] {
+            let labels = it
+                .labels
+                .as_ref()
+                .ok_or_else(|| TrainError::file(&it.image, "image has no image-level labels"))?;
+            items.push((
+                it.id.clone(),
+                it.image.clone(),
+                labels.iter().map(|&v| v as f32).collect(),
+            ));
+        }
+        if items.is_empty() {
+            return Err(TrainError::Config(format!("dataset {} is empty", ds.name)));
+        }
+        let dir = cfg
+            .superpixel_dir
+            .clone()
+            .unwrap_or_else(|| root.join("superpixels"));
+        let missing = items
+            .iter()
+            .find(|(id, _, _)| !dir.join(format!("{id}.png")).is_file());
+        let sp = match missing {
+            None => SpSource::Files(dir),
+            Some(_) if cfg.compute_missing_superpixels => {
+                tracing::info!(images = items.len(), "computing superpixels in memory");
+                let maps = items
+                    .par_iter()
+                    .map(|(_, path, _)| -> Result<Vec<u16>> {
+                        let img = imageio::read_rgb(path)?;
+                        let seg = superpixels::superpixels_image(&img, &cfg.superpixels)?;
+                        Ok(spfile::loader_ids(&seg)
+                            .into_iter()
+                            .map(|v| v as u16)
+                            .collect())
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                SpSource::Memory(maps)
+            }
+            Some((id, _, _)) => {
+                return Err(TrainError::file(
+                    dir.join(format!("{id}.png")),
+                    "superpixel file missing: run the superpixel step first \
+                     (ssc superpixels) or point data.superpixel_dir at its output",
+                ));
+            }
+        };
+        Ok(TrainSet {
+            items,
+            sp,
+            cfg: cfg.clone(),
+            num_classes: ds.classes.num_foreground(),
+        })
+    }
+
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// `true` when empty (never, after [`TrainSet::new`]).
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Foreground classes.
+    pub fn num_classes(&self) -> usize {
+        self.num_classes
+    }
+
+    /// Full batches per epoch.
+    pub fn batches_per_epoch(&self, batch_size: usize) -> usize {
+        self.len() / batch_size.max(1)
+    }
+
+    /// Sample `i` of `epoch`, augmented.
+    pub fn sample(&self, i: usize, seed: u64, epoch: usize) -> Result<Sample> {
+        let (id, path, label) = &self.items[i];
+        let img = imageio::read_rgb(path)?;
+        let sp: Vec<u32> = match &self.sp {
+            SpSource::Memory(maps) => maps[i].iter().map(|&v| v as u32).collect(),
+            SpSource::Files(dir) => {
+                let p = dir.join(format!("{id}.png"));
+                let seg = spfile::read(&p)?;
+                if (seg.width, seg.height) != (img.width() as usize, img.height() as usize) {
+                    return Err(TrainError::file(
+                        p,
+                        format!(
+                            "superpixels are {}×{}, image is {}×{}",
+                            seg.width,
+                            seg.height,
+                            img.width(),
+                            img.height()
+                        ),
+                    ));
+                }
+                spfile::loader_ids(&seg)
+            }
+        };
+        let mut rng = sample_rng(seed, epoch, i);
+        augment(&img, &sp, label, &self.cfg, &mut rng)
+    }
+
+    /// Batch `b` of `epoch` (samples loaded in parallel).
+    pub fn batch(
+        &self,
+        order: &[usize],
+        b: usize,
+        bs: usize,
+        seed: u64,
+        epoch: usize,
+    ) -> Result<Batch> {
+        let idx = &order[b * bs..(b + 1) * bs];
+        let samples = idx
+            .par_iter()
+            .map(|&i| self.sample(i, seed, epoch))
+            .collect::<Result<Vec<_>>>()?;
+        let mut out = Batch {
+            index: b,
+            images: Vec::new(),
+            superpixels: Vec::new(),
+            labels: Vec::new(),
+            len: samples.len(),
+        };
+        for s in samples {
+            out.images.extend(s.image);
+            out.superpixels.extend(s.superpixels);
+            out.labels.extend(s.label);
+        }
+        Ok(out)
+    }
+}
+
+/// Loads the batches `from..` of `epoch` on a background thread, at most `prefetch` ahead.
+pub fn load_epoch(
+    set: Arc<TrainSet>,
+    seed: u64,
+    epoch: usize,
+    batch_size: usize,
+    from: usize,
+) -> Receiver<Result<Batch>> {
+    let (tx, rx) = sync_channel(set.cfg.prefetch.max(1));
+    std::thread::spawn(move || {
+        let order = epoch_order(set.len(), seed, epoch);
+        for b in from..set.batches_per_epoch(batch_size) {
+            let batch = set.batch(&order, b, batch_size, seed, epoch);
+            let stop = batch.is_err();
+            if tx.send(batch).is_err() || stop {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(crop: usize, lo: usize, hi: usize) -> DataConfig {
+        let mut c = super::super::config::CamTrainConfig::synthetic(2).data;
+        c.crop = crop;
+        c.resize_long = (lo, hi);
+        c
+    }
+
+    fn image(w: u32, h: u32) -> (RgbImage, Vec<u32>) {
+        let img = RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 9) as u8, (y * 7) as u8, 90]));
+        // four quadrant regions, ids 1..=4
+        let sp = (0..h)
+            .flat_map(|y| (0..w).map(move |x| 1 + (x >= w / 2) as u32 + 2 * (y >= h / 2) as u32))
+            .collect();
+        (img, sp)
+    }
+
+    #[test]
+    fn small_image_is_padded_and_relabelled() {
+        let (img, sp) = image(20, 10);
+        // long side fixed to 20: no resize, the crop of 32 pads both axes
+        let s = augment(&img, &sp, &[1.0, 0.0], &cfg(32, 20, 20), &mut Rng::new(3)).unwrap();
+        assert_eq!(s.image.len(), 3 * 32 * 32);
+        let zeros = s.image[..32 * 32].iter().filter(|v| **v == 0.0).count();
+        assert!(zeros >= 32 * 32 - 200, "padding should be 0: {zeros}");
+        let mut ids = s.superpixels.clone();
+        ids.sort_unstable();
+        ids.dedup();
+        // 4 regions + padding, relabelled to exactly 0..5
+        assert_eq!(ids, vec![0, 1, 2, 3, 4]);
+        assert_eq!(s.label, vec![1.0, 0.0]);
+    }
+
+    #[test]
+    fn large_image_is_cropped_and_deterministic() {
+        let (img, sp) = image(64, 48);
+        let c = cfg(32, 40, 80);
+        let a = augment(&img, &sp, &[1.0], &c, &mut sample_rng(7, 1, 3)).unwrap();
+        let b = augment(&img, &sp, &[1.0], &c, &mut sample_rng(7, 1, 3)).unwrap();
+        assert_eq!(a, b);
+        let other = augment(&img, &sp, &[1.0], &c, &mut sample_rng(7, 2, 3)).unwrap();
+        assert_ne!(a, other);
+    }
+
+    #[test]
+    fn mismatched_superpixels_are_an_error() {
+        let (img, _) = image(8, 8);
+        assert!(augment(&img, &[0; 10], &[1.0], &cfg(16, 8, 8), &mut Rng::new(0)).is_err());
+    }
+
+    #[test]
+    fn epoch_orders_are_permutations_that_differ() {
+        let a = epoch_order(50, 1, 0);
+        let mut s = a.clone();
+        s.sort_unstable();
+        assert_eq!(s, (0..50).collect::<Vec<_>>());
+        assert_ne!(a, epoch_order(50, 1, 1));
+        assert_eq!(a, epoch_order(50, 1, 0));
+    }
+}

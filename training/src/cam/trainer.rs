@@ -1,0 +1,505 @@
+//! The SSC classifier training loop (§2.10) with the ablation switches of paper Table VII,
+//! per-epoch checkpoints and exact resume.
+//!
+//! Per iteration: poly learning rates (§2.8) → training forward (DRS after layer2 and in
+//! layer4 unless the variant is `baseline`) → `L = L_cls + β_p·L_p + β_a·L_a` (L_p with the
+//! decoder when the variant has CDR, L_a after the warm-up epochs when it has ASM) → one
+//! backward → SGD step (backbone lr0, classifier 10×, L2 decay) and the decoder's Adam step.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use candle_core::{DType, Device, Module, Tensor, Var};
+use candle_nn::VarMap;
+use indicatif::{ProgressBar, ProgressStyle};
+use ssc_models::cam::CamNet;
+use ssc_models::config::{Activation, CamNetConfig, ResNetOptions};
+use ssc_models::decoder::Decoder;
+use ssc_models::import::load_state_dict;
+use ssc_models::init::SeededInit;
+use ssc_models::vgg::{PerceptualLoss, Vgg};
+
+use super::config::CamTrainConfig;
+use super::data::{Batch, TrainSet, load_epoch};
+use crate::checkpoint::{self, CheckpointData, TrainState, load_vars, var_tensors};
+use crate::error::{Result, TrainError};
+use crate::losses::{alignment_loss, multilabel_soft_margin};
+use crate::optim::{Adam, ParamGroup, Sgd, SgdConfig};
+use crate::schedule::poly_factor;
+
+/// Run-time choices that do not change the result.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    /// Output folder (checkpoints, final weights, config).
+    pub out: PathBuf,
+    /// Compute device.
+    pub device: Device,
+    /// torchvision ResNet weights for the backbone (required by the VOC/COCO presets).
+    pub backbone_weights: Option<PathBuf>,
+    /// torchvision VGG-19 weights for the perceptual loss.
+    pub vgg_weights: Option<PathBuf>,
+    /// Continue from the latest checkpoint in `out` (its saved config is used).
+    pub resume: bool,
+    /// Show a progress bar.
+    pub progress: bool,
+    /// Stop after this many completed epochs (simulates a kill; tests and time-boxed runs).
+    pub stop_after_epoch: Option<usize>,
+}
+
+impl TrainOptions {
+    /// CPU, no weights, no resume, no progress bar.
+    pub fn new(out: impl Into<PathBuf>) -> Self {
+        TrainOptions {
+            out: out.into(),
+            device: Device::Cpu,
+            backbone_weights: None,
+            vgg_weights: None,
+            resume: false,
+            progress: false,
+            stop_after_epoch: None,
+        }
+    }
+}
+
+/// Loss terms of one iteration (or their epoch means).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LossTerms {
+    /// L_cls.
+    pub cls: f64,
+    /// L_p (0 without CDR).
+    pub perceptual: f64,
+    /// L_a (0 without ASM or during warm-up).
+    pub align: f64,
+    /// The weighted total.
+    pub total: f64,
+}
+
+/// Summary of a finished (or stopped) run.
+#[derive(Debug, Clone)]
+pub struct TrainReport {
+    /// Completed epochs.
+    pub epochs: usize,
+    /// Completed iterations.
+    pub iterations: u64,
+    /// Mean loss terms of each epoch trained in this call.
+    pub epoch_losses: Vec<LossTerms>,
+    /// Mean wall-clock seconds per training step in this call.
+    pub seconds_per_step: f64,
+    /// Where the final weights were written (`None` when stopped early).
+    pub weights: Option<PathBuf>,
+}
+
+/// The networks of a run.
+pub struct Networks {
+    /// Classification / CAM network.
+    pub net: CamNet,
+    /// Its parameters (torchvision names + `classifier.weight`).
+    pub net_vars: VarMap,
+    /// Decoder and its parameters (variants with CDR).
+    pub decoder: Option<(Decoder, VarMap)>,
+    /// Perceptual loss (variants with CDR).
+    pub perceptual: Option<PerceptualLoss>,
+}
+
+/// The CAM network of `cfg`'s variant; without DRS, layer4 ends with ReLU and the layer2 DRS
+/// becomes δ = 1, which is the identity on the (post-ReLU) layer2 output.
+pub fn build_cam_net(cfg: &CamTrainConfig, vb: candle_nn::VarBuilder) -> Result<CamNet> {
+    if cfg.variant.drs() {
+        return Ok(CamNet::new(&cfg.net, vb)?);
+    }
+    let net_cfg = CamNetConfig {
+        drs_delta: 1.0,
+        ..cfg.net.clone()
+    };
+    let opts = ResNetOptions {
+        layer4_act: Activation::Relu,
+        ..ResNetOptions::cam(1.0)
+    };
+    Ok(CamNet::with_options(&net_cfg, &opts, vb)?)
+}
+
+/// torchvision's ResNet initialisation for from-scratch training: conv weights Kaiming-normal
+/// (fan_out, ReLU gain), BN γ = 1, β = 0 (the model's own hints follow PyTorch's generic
+/// conv default, which torchvision overrides). Inserted into `vm` before the model is built.
+fn torchvision_init(cfg: &CamTrainConfig, vm: &VarMap, dev: &Device) -> Result<()> {
+    // Discover names and shapes with a throw-away build.
+    let probe = VarMap::new();
+    build_cam_net(cfg, SeededInit::var_builder(&probe, 0, DType::F32, dev))?;
+    let probe = var_tensors(&probe)?;
+    let mut names: Vec<_> = probe.keys().cloned().collect();
+    names.sort();
+    let mut data = vm
+        .data()
+        .lock()
+        .map_err(|_| TrainError::State("parameter map lock poisoned".into()))?;
+    for name in names {
+        let t = &probe[&name];
+        if t.rank() != 4 || name.starts_with("classifier") {
+            continue;
+        }
+        let d = t.dims();
+        let std = (2.0 / (d[0] * d[2] * d[3]) as f64).sqrt();
+        let mut rng = ssc_core::rng::Rng::fork(cfg.seed, 0x1417 + data.len() as u64);
+        let v: Vec<f32> = (0..t.elem_count())
+            .map(|_| (rng.normal() * std) as f32)
+            .collect();
+        let w = Tensor::from_vec(v, d, dev)?;
+        data.insert(name, Var::from_tensor(&w)?);
+    }
+    Ok(())
+}
+
+/// Builds the networks: ImageNet weights when given (required when the preset says so),
+/// otherwise seeded initialisation.
+pub fn build_networks(cfg: &CamTrainConfig, opts: &TrainOptions) -> Result<Networks> {
+    let dev = &opts.device;
+    let net_vars = match &opts.backbone_weights {
+        Some(p) => {
+            let sd = load_state_dict(p)?;
+            ssc_models::import::check_resnet(&sd, &cfg.net.backbone, true)?;
+            let vm = sd.var_map(DType::F32, dev)?;
+            {
+                let mut d = vm
+                    .data()
+                    .lock()
+                    .map_err(|_| TrainError::State("parameter map lock poisoned".into()))?;
+                d.retain(|k, _| !k.starts_with("fc.") && !k.ends_with("num_batches_tracked"));
+            }
+            vm
+        }
+        None if cfg.requires_pretrained => {
+            return Err(TrainError::Config(format!(
+                "the `{}` preset trains from ImageNet weights: pass --backbone-weights \
+                 (torchvision resnet50-19c8e357.pth or its safetensors conversion)",
+                cfg.preset
+            )));
+        }
+        None => {
+            let vm = VarMap::new();
+            torchvision_init(cfg, &vm, dev)?;
+            vm
+        }
+    };
+    let vb = SeededInit::var_builder(&net_vars, cfg.seed, DType::F32, dev);
+    let net = build_cam_net(cfg, vb)?;
+    let (decoder, perceptual) = if cfg.variant.cdr() {
+        let dvm = VarMap::new();
+        let dvb = SeededInit::var_builder(&dvm, cfg.seed ^ 0xDEC0, DType::F32, dev);
+        let dec = Decoder::new(&cfg.decoder, dvb)?;
+        let vgg = match &opts.vgg_weights {
+            Some(p) => Vgg::new(&cfg.vgg, load_state_dict(p)?.var_builder(DType::F32, dev))?,
+            None if cfg.requires_pretrained => {
+                return Err(TrainError::Config(format!(
+                    "the `{}` preset needs the ImageNet VGG-19 for its perceptual loss: pass \
+                     --vgg-weights (torchvision vgg19-dcbb9e9d.pth)",
+                    cfg.preset
+                )));
+            }
+            None => {
+                // Random-feature perceptual loss (see the config docs): seeded, frozen.
+                let vvm = VarMap::new();
+                let vvb = SeededInit::var_builder(&vvm, cfg.seed ^ 0x7667, DType::F32, dev);
+                Vgg::new(&cfg.vgg, vvb)?
+            }
+        };
+        (
+            Some((dec, dvm)),
+            Some(PerceptualLoss::new(vgg, cfg.perceptual.clone())?),
+        )
+    } else {
+        (None, None)
+    };
+    Ok(Networks {
+        net,
+        net_vars,
+        decoder,
+        perceptual,
+    })
+}
+
+/// Variables of `vm` sorted by name (a stable order for optimiser state).
+fn sorted_vars(vm: &VarMap) -> Result<Vec<(String, Var)>> {
+    let data = vm
+        .data()
+        .lock()
+        .map_err(|_| TrainError::State("parameter map lock poisoned".into()))?;
+    let mut v: Vec<_> = data
+        .iter()
+        .filter(|(k, _)| !k.contains("running_") && !k.ends_with("num_batches_tracked"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(v)
+}
+
+/// The SGD groups of §2.8 and the decoder's Adam.
+fn optimisers(cfg: &CamTrainConfig, nets: &Networks) -> Result<(Sgd, Option<Adam>)> {
+    let (cls, bb): (Vec<_>, Vec<_>) = sorted_vars(&nets.net_vars)?
+        .into_iter()
+        .partition(|(k, _)| k.starts_with("classifier."));
+    let group = |name: &str, vars: Vec<(String, Var)>, lr: f64| ParamGroup {
+        name: name.into(),
+        vars: vars.into_iter().map(|(_, v)| v).collect(),
+        lr,
+        weight_decay: cfg.weight_decay,
+    };
+    let sgd = Sgd::new(
+        vec![
+            group("backbone", bb, cfg.lr),
+            group("classifier", cls, cfg.lr * cfg.classifier_lr_mult),
+        ],
+        SgdConfig {
+            momentum: cfg.effective_momentum(),
+        },
+    )?;
+    let adam = match &nets.decoder {
+        Some((_, vm)) => Some(Adam::new(
+            sorted_vars(vm)?.into_iter().map(|(_, v)| v).collect(),
+            cfg.adam,
+        )),
+        None => None,
+    };
+    Ok((sgd, adam))
+}
+
+/// One training step; returns the loss terms.
+#[allow(clippy::too_many_arguments)]
+fn step(
+    cfg: &CamTrainConfig,
+    nets: &Networks,
+    sgd: &mut Sgd,
+    adam: &mut Option<Adam>,
+    batch: &Batch,
+    epoch: usize,
+    factor: f64,
+    dev: &Device,
+) -> Result<LossTerms> {
+    let (n, c, k) = (batch.len, cfg.data.crop, cfg.net.num_classes);
+    let x = Tensor::from_slice(&batch.images, (n, 3, c, c), dev)?;
+    let y = Tensor::from_slice(&batch.labels, (n, k), dev)?;
+    sgd.set_lr_factor(factor);
+    if let Some(a) = adam.as_mut() {
+        a.set_lr_factor(factor);
+    }
+    let out = nets.net.forward_train(&x)?;
+    let l_cls = multilabel_soft_margin(&out.scores, &y)?;
+    let mut terms = LossTerms {
+        cls: l_cls.to_scalar::<f32>()? as f64,
+        ..LossTerms::default()
+    };
+    let mut loss = l_cls;
+    if let (Some((dec, _)), Some(perc)) = (&nets.decoder, &nets.perceptual) {
+        let x_hat = dec.forward(&out.features)?;
+        let l_p = perc.forward(&x_hat, &x)?;
+        terms.perceptual = l_p.to_scalar::<f32>()? as f64;
+        loss = (loss + (l_p * cfg.beta_p)?)?;
+    }
+    if cfg.variant.asm() && epoch >= cfg.asm_warmup_epochs {
+        let asm = alignment_loss(
+            &out.features,
+            &batch.labels,
+            &batch.superpixels,
+            (c, c),
+            &cfg.asm_config(),
+        )?;
+        terms.align = asm.loss.to_scalar::<f32>()? as f64;
+        loss = (loss + (asm.loss * cfg.beta_a)?)?;
+    }
+    terms.total = loss.to_scalar::<f32>()? as f64;
+    if !terms.total.is_finite() {
+        return Err(TrainError::State(format!(
+            "loss became {} at epoch {epoch}: {terms:?}",
+            terms.total
+        )));
+    }
+    let grads = loss.backward()?;
+    sgd.step(&grads)?;
+    if let Some(a) = adam.as_mut() {
+        a.step(&grads)?;
+    }
+    Ok(terms)
+}
+
+/// Optimiser state of both optimisers in one map.
+fn optim_state(
+    sgd: &Sgd,
+    adam: &Option<Adam>,
+) -> Result<std::collections::HashMap<String, Tensor>> {
+    let mut m = sgd.state();
+    if let Some(a) = adam {
+        m.extend(a.state()?);
+    }
+    Ok(m)
+}
+
+/// Reads the config saved by a previous run in `out` (for `--resume`).
+pub fn saved_config(out: &Path) -> Result<Option<CamTrainConfig>> {
+    match checkpoint::latest(out)? {
+        None => Ok(None),
+        Some(dir) => {
+            let p = dir.join("config.json");
+            let s = std::fs::read_to_string(&p).map_err(|e| TrainError::file(&p, e.to_string()))?;
+            Ok(Some(
+                serde_json::from_str(&s).map_err(|e| TrainError::file(&p, e.to_string()))?,
+            ))
+        }
+    }
+}
+
+/// Trains on `set` and writes checkpoints and final weights under `opts.out`.
+///
+/// With `opts.resume` and a checkpoint in `opts.out`, weights, optimiser state and counters are
+/// restored and training continues at the next epoch, giving the same weights as an
+/// uninterrupted run (same device and thread count). Returns the networks for evaluation.
+pub fn train(
+    cfg: &CamTrainConfig,
+    set: Arc<TrainSet>,
+    opts: &TrainOptions,
+) -> Result<(Networks, TrainReport)> {
+    cfg.validate()?;
+    if set.num_classes() != cfg.net.num_classes {
+        return Err(TrainError::Config(format!(
+            "the dataset has {} classes, the network {}",
+            set.num_classes(),
+            cfg.net.num_classes
+        )));
+    }
+    let dev = &opts.device;
+    let nets = build_networks(cfg, opts)?;
+    let (mut sgd, mut adam) = optimisers(cfg, &nets)?;
+    let mut state = TrainState {
+        epoch: 0,
+        iteration: 0,
+        seed: cfg.seed,
+    };
+    if opts.resume {
+        if let Some(dir) = checkpoint::latest(&opts.out)? {
+            let ck = checkpoint::load(&dir, dev)?;
+            load_vars(&nets.net_vars, &ck.net, &dir.join("net.safetensors"))?;
+            if let Some((_, vm)) = &nets.decoder {
+                load_vars(vm, &ck.decoder, &dir.join("decoder.safetensors"))?;
+            }
+            sgd.load_state(&ck.optim)?;
+            if let Some(a) = adam.as_mut() {
+                a.load_state(&ck.optim)?;
+            }
+            state = ck.state;
+            tracing::info!(checkpoint = %dir.display(), epoch = state.epoch, "resumed");
+        }
+    }
+    std::fs::create_dir_all(&opts.out).map_err(|e| TrainError::file(&opts.out, e.to_string()))?;
+    let config_json = serde_json::to_value(cfg).map_err(|e| TrainError::Config(e.to_string()))?;
+    ssc_core::atomic::write(
+        &opts.out.join("config.json"),
+        serde_json::to_string_pretty(&config_json)
+            .map_err(|e| TrainError::Config(e.to_string()))?
+            .as_bytes(),
+    )?;
+    let per_epoch = set.batches_per_epoch(cfg.batch_size);
+    if per_epoch == 0 {
+        return Err(TrainError::Config(format!(
+            "{} images make no full batch of {}",
+            set.len(),
+            cfg.batch_size
+        )));
+    }
+    let total = (per_epoch * cfg.epochs) as u64;
+    let mut report = TrainReport {
+        epochs: state.epoch,
+        iterations: state.iteration,
+        epoch_losses: Vec::new(),
+        seconds_per_step: 0.0,
+        weights: None,
+    };
+    let (mut steps, mut step_time) = (0u64, 0.0f64);
+    while state.epoch < cfg.epochs {
+        if opts.stop_after_epoch.is_some_and(|s| state.epoch >= s) {
+            return Ok((nets, report));
+        }
+        let epoch = state.epoch;
+        let pb = if opts.progress {
+            ProgressBar::new(per_epoch as u64)
+        } else {
+            ProgressBar::hidden()
+        };
+        pb.set_style(
+            ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {pos}/{len} {elapsed_precise}<{eta_precise} {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        pb.set_prefix(format!(
+            "{} epoch {}/{}",
+            cfg.variant.name(),
+            epoch + 1,
+            cfg.epochs
+        ));
+        let mut sum = LossTerms::default();
+        for batch in load_epoch(set.clone(), cfg.seed, epoch, cfg.batch_size, 0) {
+            let batch = batch?;
+            let t0 = Instant::now();
+            let factor = poly_factor(state.iteration, total, cfg.poly_power);
+            let t = step(cfg, &nets, &mut sgd, &mut adam, &batch, epoch, factor, dev)?;
+            step_time += t0.elapsed().as_secs_f64();
+            steps += 1;
+            state.iteration += 1;
+            sum.cls += t.cls;
+            sum.perceptual += t.perceptual;
+            sum.align += t.align;
+            sum.total += t.total;
+            pb.inc(1);
+            pb.set_message(format!(
+                "cls {:.4} p {:.4} a {:.4} lr {:.4}",
+                t.cls,
+                t.perceptual,
+                t.align,
+                sgd.lrs()[0]
+            ));
+        }
+        pb.finish_and_clear();
+        let d = per_epoch as f64;
+        let mean = LossTerms {
+            cls: sum.cls / d,
+            perceptual: sum.perceptual / d,
+            align: sum.align / d,
+            total: sum.total / d,
+        };
+        tracing::info!(
+            variant = cfg.variant.name(),
+            epoch = epoch + 1,
+            cls = mean.cls,
+            perceptual = mean.perceptual,
+            align = mean.align,
+            "epoch done"
+        );
+        report.epoch_losses.push(mean);
+        state.epoch += 1;
+        checkpoint::save(
+            &opts.out,
+            &CheckpointData {
+                state,
+                config: config_json.clone(),
+                net: var_tensors(&nets.net_vars)?,
+                decoder: match &nets.decoder {
+                    Some((_, vm)) => var_tensors(vm)?,
+                    None => Default::default(),
+                },
+                optim: optim_state(&sgd, &adam)?,
+            },
+        )?;
+        report.epochs = state.epoch;
+        report.iterations = state.iteration;
+        report.seconds_per_step = step_time / steps.max(1) as f64;
+    }
+    let weights = opts.out.join("cam_net.safetensors");
+    let cpu: std::collections::HashMap<String, Tensor> = var_tensors(&nets.net_vars)?
+        .into_iter()
+        .map(|(k, v)| Ok((k, v.to_device(&Device::Cpu)?)))
+        .collect::<Result<_>>()?;
+    let tmp = ssc_core::atomic::temp_path(&weights);
+    candle_core::safetensors::save(&cpu, &tmp)?;
+    std::fs::rename(&tmp, &weights).map_err(|e| TrainError::file(&weights, e.to_string()))?;
+    report.weights = Some(weights);
+    Ok((nets, report))
+}

@@ -1,0 +1,324 @@
+//! IRN training data (§4.6): random rescale `s ~ U[lo, hi)` (image PIL-bicubic, IR label
+//! PIL-nearest, size `round(·s)`), normalisation, horizontal flip, random crop (image fill 0,
+//! label fill 255), the label reduced ×0.25 with PIL-nearest and turned into the affinity
+//! targets of §4.5 for the configured path radius.
+//!
+//! Every random draw of a sample comes from the stream of (seed, epoch, index) (shared with
+//! stage 1: [`crate::cam::data::sample_rng`]), so batches do not depend on the thread count
+//! and a resumed run sees exactly the data of an uninterrupted one.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, sync_channel};
+
+use image::RgbImage;
+use rayon::prelude::*;
+use ssc_core::dataset::Dataset;
+use ssc_core::irlabel::IGNORE;
+use ssc_core::normalize::{hflip_chw, normalize_chw};
+use ssc_core::randomwalk::labels::{AffinityLabels, affinity_labels};
+use ssc_core::randomwalk::paths::PathIndex;
+use ssc_core::resize::{pil_bicubic_rgb, pil_nearest, rescale_size};
+use ssc_core::rng::Rng;
+use ssc_core::{imageio, mask};
+
+use super::config::IrnTrainConfig;
+use crate::cam::data::{epoch_order, sample_rng};
+use crate::error::{Result, TrainError};
+
+/// One augmented sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IrnSample {
+    /// Normalised image, `3×crop×crop`, 0 outside the image.
+    pub image: Vec<f32>,
+    /// The reduced IR label, `grid×grid` (255 outside the image and in the ignore band).
+    pub label: Vec<u8>,
+    /// Affinity targets of `label`.
+    pub targets: AffinityLabels,
+}
+
+/// A batch, ready for tensors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IrnBatch {
+    /// Index of the batch in its epoch.
+    pub index: usize,
+    /// Images `N×3×crop×crop`.
+    pub images: Vec<f32>,
+    /// Per-sample affinity targets.
+    pub targets: Vec<AffinityLabels>,
+}
+
+impl IrnBatch {
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.targets.len()
+    }
+
+    /// `true` for an empty batch.
+    pub fn is_empty(&self) -> bool {
+        self.targets.is_empty()
+    }
+}
+
+/// One axis of the reference's `random_crop`: `(source start, canvas start, length)`.
+fn crop_axis(side: usize, crop: usize, rng: &mut Rng) -> (usize, usize, usize) {
+    if side > crop {
+        (rng.below((side - crop + 1) as u64) as usize, 0, crop)
+    } else {
+        (0, rng.below((crop - side + 1) as u64) as usize, side)
+    }
+}
+
+/// Applies §4.6 to an image and its IR label (`H×W`, same size).
+pub fn augment(
+    img: &RgbImage,
+    label: &[u8],
+    cfg: &IrnTrainConfig,
+    index: &PathIndex,
+    rng: &mut Rng,
+) -> Result<IrnSample> {
+    let (h, w) = (img.height() as usize, img.width() as usize);
+    if label.len() != h * w {
+        return Err(TrainError::Config(format!(
+            "IR label has {} pixels, image is {w}×{h}",
+            label.len()
+        )));
+    }
+    let (lo, hi) = cfg.data.scale_range;
+    let s = rng.uniform(lo, hi);
+    let (rh, rw) = rescale_size(h, w, s);
+    if rh == 0 || rw == 0 {
+        return Err(TrainError::Config(format!(
+            "image {w}×{h} vanishes at scale {s:.3}"
+        )));
+    }
+    let img = pil_bicubic_rgb(img, rh, rw)?;
+    let mut lab = pil_nearest(label, h, w, 1, rh, rw)?;
+    let mut chw = normalize_chw(&img);
+    if rng.bernoulli(0.5) {
+        chw = hflip_chw(&chw, 3, rh, rw)?;
+        lab = hflip_chw(&lab, 1, rh, rw)?;
+    }
+    let c = cfg.data.crop;
+    // The reference draws the width first.
+    let (sx, cx, lw) = crop_axis(rw, c, rng);
+    let (sy, cy, lh) = crop_axis(rh, c, rng);
+    let mut image = vec![0.0f32; 3 * c * c];
+    let mut crop_label = vec![IGNORE; c * c];
+    for y in 0..lh {
+        let src = (sy + y) * rw + sx;
+        let dst = (cy + y) * c + cx;
+        for ch in 0..3 {
+            image[ch * c * c + dst..ch * c * c + dst + lw]
+                .copy_from_slice(&chw[ch * rh * rw + src..ch * rh * rw + src + lw]);
+        }
+        crop_label[dst..dst + lw].copy_from_slice(&lab[src..src + lw]);
+    }
+    let g = cfg.grid();
+    let label = pil_nearest(&crop_label, c, c, 1, g, g)?;
+    let targets = affinity_labels(&label, g, g, index, cfg.num_classes)?;
+    Ok(IrnSample {
+        image,
+        label,
+        targets,
+    })
+}
+
+/// The training images with their IR labels.
+#[derive(Debug)]
+pub struct IrnTrainSet {
+    items: Vec<(String, PathBuf)>,
+    label_dir: PathBuf,
+    cfg: IrnTrainConfig,
+    index: PathIndex,
+}
+
+impl IrnTrainSet {
+    /// Opens the images of `ds`; IR labels come from `cfg.data.ir_label_dir` (default
+    /// `<root>/ir_labels`). A missing label file is reported now, naming the file.
+    pub fn new(ds: &Dataset, root: &Path, cfg: &IrnTrainConfig) -> Result<Self> {
+        cfg.validate()?;
+        let n = cfg.data.max_images.unwrap_or(usize::MAX).min(ds.len());
+        let items: Vec<_> = ds.items[..n]
+            .iter()
+            .map(|it| (it.id.clone(), it.image.clone()))
+            .collect();
+        if items.is_empty() {
+            return Err(TrainError::Config(format!("dataset {} is empty", ds.name)));
+        }
+        let label_dir = cfg
+            .data
+            .ir_label_dir
+            .clone()
+            .unwrap_or_else(|| root.join("ir_labels"));
+        if let Some((id, _)) = items
+            .iter()
+            .find(|(id, _)| !label_dir.join(format!("{id}.png")).is_file())
+        {
+            return Err(TrainError::file(
+                label_dir.join(format!("{id}.png")),
+                "IR label missing: run `ssc-label irlabels` first or set data.ir_label_dir",
+            ));
+        }
+        Ok(IrnTrainSet {
+            items,
+            label_dir,
+            cfg: cfg.clone(),
+            index: PathIndex::new(cfg.data.radius)?,
+        })
+    }
+
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// `true` when empty (never, after [`IrnTrainSet::new`]).
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The path index of the configured radius.
+    pub fn path_index(&self) -> &PathIndex {
+        &self.index
+    }
+
+    /// Full batches per epoch.
+    pub fn batches_per_epoch(&self, batch_size: usize) -> usize {
+        self.len() / batch_size.max(1)
+    }
+
+    /// Sample `i` of `epoch`, augmented.
+    pub fn sample(&self, i: usize, seed: u64, epoch: usize) -> Result<IrnSample> {
+        let (id, path) = &self.items[i];
+        let img = imageio::read_rgb(path)?;
+        let lp = self.label_dir.join(format!("{id}.png"));
+        // Grey PNGs decode to their raw values (255 kept); the class map is not consulted.
+        let lab = mask::read_mask(&lp, &ssc_core::classes::ClassMap::voc())?;
+        if lab.size() != (img.width() as usize, img.height() as usize) {
+            return Err(TrainError::file(
+                &lp,
+                format!(
+                    "IR label is {:?}, image is {}×{}",
+                    lab.size(),
+                    img.width(),
+                    img.height()
+                ),
+            ));
+        }
+        let mut rng = sample_rng(seed, epoch, i);
+        augment(&img, &lab.data, &self.cfg, &self.index, &mut rng)
+    }
+
+    /// Batch `b` of `epoch` under `order` (samples loaded in parallel).
+    pub fn batch(
+        &self,
+        order: &[usize],
+        b: usize,
+        bs: usize,
+        seed: u64,
+        epoch: usize,
+    ) -> Result<IrnBatch> {
+        let idx = order.get(b * bs..(b + 1) * bs).ok_or_else(|| {
+            TrainError::Config(format!("batch {b} of {bs} is past the end of the epoch"))
+        })?;
+        let samples = idx
+            .par_iter()
+            .map(|&i| self.sample(i, seed, epoch))
+            .collect::<Result<Vec<_>>>()?;
+        let mut out = IrnBatch {
+            index: b,
+            images: Vec::with_capacity(samples.len() * samples[0].image.len()),
+            targets: Vec::with_capacity(samples.len()),
+        };
+        for s in samples {
+            out.images.extend(s.image);
+            out.targets.push(s.targets);
+        }
+        Ok(out)
+    }
+}
+
+/// Loads the batches of `epoch` on a background thread, at most `prefetch` ahead.
+pub fn load_epoch(
+    set: Arc<IrnTrainSet>,
+    seed: u64,
+    epoch: usize,
+    batch_size: usize,
+) -> Receiver<Result<IrnBatch>> {
+    let (tx, rx) = sync_channel(set.cfg.data.prefetch.max(1));
+    std::thread::spawn(move || {
+        let order = epoch_order(set.len(), seed, epoch);
+        for b in 0..set.batches_per_epoch(batch_size) {
+            let batch = set.batch(&order, b, batch_size, seed, epoch);
+            let stop = batch.is_err();
+            if tx.send(batch).is_err() || stop {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(crop: usize, scale: (f64, f64), radius: usize) -> IrnTrainConfig {
+        let mut c = IrnTrainConfig::synthetic(2);
+        c.data.crop = crop;
+        c.data.scale_range = scale;
+        c.data.radius = radius;
+        c
+    }
+
+    /// A `w×h` image whose right half is class 1 and whose left half is background.
+    fn pair(w: u32, h: u32) -> (RgbImage, Vec<u8>) {
+        let img = RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 9) as u8, (y * 7) as u8, 90]));
+        let lab = (0..h)
+            .flat_map(|_| (0..w).map(move |x| (x >= w / 2) as u8))
+            .collect();
+        (img, lab)
+    }
+
+    #[test]
+    fn small_image_is_padded_with_ignore() {
+        let (img, lab) = pair(20, 12);
+        // scale ≈ 1 keeps the size; the 32 crop pads both axes
+        let c = cfg(32, (1.0, 1.0 + 1e-9), 2);
+        let idx = PathIndex::new(2).unwrap();
+        let s = augment(&img, &lab, &c, &idx, &mut Rng::new(3)).unwrap();
+        assert_eq!((s.image.len(), s.label.len()), (3 * 32 * 32, 8 * 8));
+        let zeros = s.image[..32 * 32].iter().filter(|v| **v == 0.0).count();
+        assert!(zeros >= 32 * 32 - 20 * 12, "padding is 0: {zeros}");
+        let mut vals = s.label.clone();
+        vals.sort_unstable();
+        vals.dedup();
+        assert_eq!(vals, vec![0, 1, IGNORE]);
+        // The 20×12 image covers 5×3 cells of the 8×8 grid; the rest is ignored.
+        let inside = s.label.iter().filter(|&&v| v != IGNORE).count();
+        assert_eq!(inside, 5 * 3);
+        let (bg, fg, neg) = s.targets.counts();
+        assert!(bg > 0 && fg > 0 && neg > 0, "{bg} {fg} {neg}");
+    }
+
+    #[test]
+    fn large_image_is_cropped_and_deterministic() {
+        let (img, lab) = pair(64, 48);
+        let c = cfg(32, (0.5, 1.5), 3);
+        let idx = PathIndex::new(3).unwrap();
+        let a = augment(&img, &lab, &c, &idx, &mut sample_rng(7, 1, 3)).unwrap();
+        let b = augment(&img, &lab, &c, &idx, &mut sample_rng(7, 1, 3)).unwrap();
+        assert_eq!(a, b);
+        let other = augment(&img, &lab, &c, &idx, &mut sample_rng(7, 2, 3)).unwrap();
+        assert_ne!(a, other);
+    }
+
+    #[test]
+    fn mismatched_label_is_an_error() {
+        let (img, _) = pair(8, 8);
+        let c = cfg(16, (1.0, 1.5), 2);
+        let idx = PathIndex::new(2).unwrap();
+        assert!(augment(&img, &[0; 10], &c, &idx, &mut Rng::new(0)).is_err());
+    }
+}
