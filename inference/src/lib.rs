@@ -1,7 +1,9 @@
 //! ssc's at-scale inference on ONNX Runtime (§10.3): CAMs, IRN random walk, pseudo-masks,
 //! predictions. No candle here: the networks run as exported ONNX graphs through `ort`.
 
+pub mod cam;
 pub mod error;
+pub mod pipeline;
 pub mod refine;
 pub mod runtime;
 

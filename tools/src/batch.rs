@@ -222,8 +222,10 @@ impl DatasetArgs {
     }
 }
 
-/// A per-image job run by [`run`].
-pub trait Job: Sync {
+/// What the resume logic needs to know about a per-image job: ids, output files, and whether
+/// an item is finished. Tools that schedule their own work (the CAM pipeline) implement only
+/// this and use [`plan`] and [`Tracker`].
+pub trait Resumable: Sync {
     /// One unit of work (usually a dataset item).
     type Item: Sync;
     /// The item's id (unique; used for sharding, failures and output names).
@@ -235,6 +237,10 @@ pub trait Job: Sync {
     fn is_done(&self, item: &Self::Item) -> bool {
         self.outputs(item).iter().all(|p| p.is_file())
     }
+}
+
+/// A per-image job run by [`run`].
+pub trait Job: Resumable {
     /// Processes the item; errors are recorded and the run goes on.
     fn process(&self, item: &Self::Item) -> Result<()>;
 }
@@ -352,7 +358,11 @@ pub struct Plan<'a, T> {
 
 /// Selects this shard's items, checks which are done (in parallel) and removes leftover
 /// temporary files of the ones to redo.
-pub fn plan<'a, J: Job>(job: &J, items: &'a [J::Item], opts: &RunOptions) -> Plan<'a, J::Item> {
+pub fn plan<'a, J: Resumable>(
+    job: &J,
+    items: &'a [J::Item],
+    opts: &RunOptions,
+) -> Plan<'a, J::Item> {
     let mine = opts
         .shard
         .select(items.iter().collect(), |it: &&J::Item| job.id(it));

@@ -5,14 +5,14 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
-use ssc_tools::batch::{self, Job, RunOptions, Shard};
+use ssc_tools::batch::{self, Job, Resumable, RunOptions, Shard};
 
 /// Writes `<out>/<id>.txt` containing the id; ids containing `bad` fail.
 struct Echo {
     out: PathBuf,
 }
 
-impl Job for Echo {
+impl Resumable for Echo {
     type Item = String;
     fn id<'a>(&self, item: &'a String) -> &'a str {
         item
@@ -23,6 +23,9 @@ impl Job for Echo {
     fn is_done(&self, item: &String) -> bool {
         std::fs::read_to_string(&self.outputs(item)[0]).is_ok_and(|s| s == *item)
     }
+}
+
+impl Job for Echo {
     fn process(&self, item: &String) -> Result<()> {
         if item.contains("bad") {
             bail!("cannot process {item}");

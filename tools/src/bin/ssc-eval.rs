@@ -32,6 +32,18 @@ enum Command {
         #[command(flatten)]
         gt: Cli,
     },
+    /// Seed evaluation of cached CAM files (§3.4): sweep the background threshold and report
+    /// the mIoU of each and the best (the reference protocol is the single threshold 0.2).
+    Cams {
+        /// Folder of CAM files `<id>.safetensors` (written by `ssc-label cams`).
+        #[arg(long)]
+        cams: PathBuf,
+        /// Background thresholds: `FROM:TO:STEP` or a comma list (`0.15,0.2`).
+        #[arg(long, default_value = "0.05:0.60:0.05")]
+        thresholds: String,
+        #[command(flatten)]
+        gt: Cli,
+    },
 }
 
 #[derive(clap::Args, Clone)]
@@ -200,6 +212,11 @@ fn run() -> Result<()> {
     let top = Top::parse();
     let (cli, pred) = match top.command {
         Some(Command::Baseline { gt }) => (gt, None),
+        Some(Command::Cams {
+            cams,
+            thresholds,
+            gt,
+        }) => return cams::run(&cams, &thresholds, &gt),
         None => {
             let pred = top.masks.pred.clone().context("--pred is required")?;
             (top.masks, Some(pred))
@@ -253,4 +270,206 @@ fn run() -> Result<()> {
         ssc_core::atomic::write(path, &json)?;
     }
     Ok(())
+}
+
+/// `ssc-eval cams`: seed evaluation with a background-threshold sweep over cached CAMs (§3.4).
+mod cams {
+    use std::path::{Path, PathBuf};
+
+    use anyhow::{Context, Result, bail, ensure};
+    use rayon::prelude::*;
+    use ssc_core::cam::{CamRecord, Sweep};
+    use ssc_core::mask::read_mask;
+
+    use super::{Cli, gt_layout, ids, resolve_classes};
+
+    /// Parses `FROM:TO:STEP` or a comma list into thresholds.
+    pub fn parse_thresholds(spec: &str) -> Result<Vec<f32>> {
+        let num = |v: &str| -> Result<f32> {
+            let x: f32 = v
+                .trim()
+                .parse()
+                .with_context(|| format!("--thresholds `{spec}`: `{v}` is not a number"))?;
+            ensure!(x.is_finite(), "--thresholds `{spec}`: `{v}` is not finite");
+            Ok(x)
+        };
+        let parts: Vec<&str> = spec.split(':').collect();
+        let t = match parts.as_slice() {
+            [from, to, step] => {
+                let (from, to, step) = (num(from)?, num(to)?, num(step)?);
+                ensure!(
+                    step > 0.0 && to >= from,
+                    "--thresholds `{spec}`: need FROM ≤ TO and STEP > 0"
+                );
+                ensure!(
+                    (to - from) / step <= 10_000.0,
+                    "--thresholds `{spec}`: more than 10,000 thresholds"
+                );
+                Sweep::range(from, to, step)
+            }
+            [list] => list.split(',').map(num).collect::<Result<_>>()?,
+            _ => bail!("--thresholds `{spec}`: expected FROM:TO:STEP or a comma list"),
+        };
+        ensure!(!t.is_empty(), "--thresholds `{spec}`: no threshold");
+        Ok(t)
+    }
+
+    /// Ids of the CAM files in `dir` (`<id>.safetensors`, sorted).
+    fn cam_ids(dir: &Path) -> Result<Vec<String>> {
+        let mut ids: Vec<String> = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read the CAM folder {}", dir.display()))?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .filter_map(|n| n.strip_suffix(".safetensors").map(str::to_string))
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    fn one(
+        id: &str,
+        cams: &Path,
+        gt_dir: &Path,
+        cli_classes: &ssc_core::classes::ClassMap,
+        thresholds: &[f32],
+    ) -> Result<Sweep> {
+        let cam_path = cams.join(format!("{id}.safetensors"));
+        if !cam_path.is_file() {
+            bail!("{}: missing CAM file", cam_path.display());
+        }
+        let rec = CamRecord::read(&cam_path)?;
+        let gt_path = gt_dir.join(format!("{id}.png"));
+        let gt = read_mask(&gt_path, cli_classes)?;
+        if (gt.height, gt.width) != rec.size {
+            bail!(
+                "{}: CAM is {}×{} (H×W) but the ground truth {} is {}×{}",
+                cam_path.display(),
+                rec.size.0,
+                rec.size.1,
+                gt_path.display(),
+                gt.height,
+                gt.width
+            );
+        }
+        if let Some(k) = rec
+            .keys
+            .iter()
+            .find(|&&k| k < 0 || k as usize + 1 >= cli_classes.len())
+        {
+            bail!(
+                "{}: key {k} is not a foreground class index (there are {} classes)",
+                cam_path.display(),
+                cli_classes.len()
+            );
+        }
+        let mut s = Sweep::new(thresholds.to_vec(), cli_classes.len());
+        s.add(&rec, &gt.data)
+            .with_context(|| format!("{}", cam_path.display()))?;
+        Ok(s)
+    }
+
+    /// Runs the sweep and prints the table; fails (no score) if any image cannot be evaluated.
+    pub fn run(cams: &Path, thresholds: &str, cli: &Cli) -> Result<()> {
+        ensure!(
+            cli.pred.is_none(),
+            "`ssc-eval cams` takes --cams, not --pred"
+        );
+        let thresholds = parse_thresholds(thresholds)?;
+        let gt: PathBuf = cli.gt.clone().context("--gt is required")?;
+        let (gt_dir, root) = gt_layout(&gt);
+        let classes = resolve_classes(cli, root.as_deref())?;
+        let ids = if cli.split.is_some() {
+            ids(cli, &gt_dir, root.as_deref())?
+        } else {
+            cam_ids(cams)?
+        };
+        ensure!(
+            !ids.is_empty(),
+            "no CAM files to evaluate in {}",
+            cams.display()
+        );
+        let bar = ssc_tools::progress(ids.len() as u64, "eval cams");
+        let results: Vec<(String, Result<Sweep>)> = ids
+            .par_iter()
+            .map(|id| {
+                let r = one(id, cams, &gt_dir, &classes, &thresholds);
+                bar.inc(1);
+                (id.clone(), r)
+            })
+            .collect();
+        bar.finish_and_clear();
+        let mut total = Sweep::new(thresholds.clone(), classes.len());
+        let mut problems = Vec::new();
+        for (id, r) in results {
+            match r {
+                Ok(s) => total.merge(&s),
+                Err(e) => problems.push(format!("{id}: {e:#}")),
+            }
+        }
+        if !problems.is_empty() {
+            eprintln!(
+                "{} of {} images could not be evaluated:",
+                problems.len(),
+                ids.len()
+            );
+            for p in problems.iter().take(20) {
+                eprintln!("  {p}");
+            }
+            bail!(
+                "CAM evaluation incomplete: {} problem(s), no score reported",
+                problems.len()
+            );
+        }
+        let points = total.points();
+        let best = total.best().context("no threshold")?;
+        println!("{:>9}  {:>8}", "threshold", "mIoU %");
+        for p in &points {
+            let mark = if p.threshold == best.threshold {
+                "  <- best"
+            } else {
+                ""
+            };
+            println!("{:>9.3}  {:>8.2}{mark}", p.threshold, p.miou * 100.0);
+        }
+        println!("images: {}", ids.len());
+        println!(
+            "best threshold: {:.3}  mIoU: {:.2} % ({:.6})",
+            best.threshold,
+            best.miou * 100.0,
+            best.miou
+        );
+        if let Some(path) = &cli.json {
+            let json = serde_json::json!({
+                "images": ids.len(),
+                "classes": classes.names,
+                "points": points.iter().map(|p| serde_json::json!({
+                    "threshold": p.threshold,
+                    "miou": p.miou,
+                })).collect::<Vec<_>>(),
+                "best": {"threshold": best.threshold, "miou": best.miou},
+                "per_class_iou_at_best": total.confusions()[
+                    points.iter().position(|p| p.threshold == best.threshold).unwrap_or(0)
+                ].iou(),
+            });
+            ssc_core::atomic::write(path, &serde_json::to_vec_pretty(&json)?)?;
+        }
+        Ok(())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::parse_thresholds;
+
+        #[test]
+        fn thresholds_parse_as_range_or_list() {
+            let t = parse_thresholds("0.05:0.60:0.05").unwrap();
+            assert_eq!(t.len(), 12);
+            assert!((t[11] - 0.60).abs() < 1e-6);
+            assert_eq!(parse_thresholds("0.15,0.2").unwrap(), vec![0.15, 0.2]);
+            for bad in ["0.6:0.05:0.05", "0:1:0", "a", "0.1:0.2", ""] {
+                assert!(parse_thresholds(bad).is_err(), "{bad} accepted");
+            }
+        }
+    }
 }

@@ -12,7 +12,7 @@ use clap::Parser;
 use serde::{Deserialize, Serialize};
 use ssc_core::dataset::{DatasetSpec, Item};
 use ssc_core::superpixels::{self, Params};
-use ssc_tools::batch::{self, BatchArgs, DatasetArgs, Job, RunOptions};
+use ssc_tools::batch::{self, BatchArgs, DatasetArgs, Job, Resumable, RunOptions};
 
 #[derive(Parser)]
 #[command(
@@ -116,7 +116,7 @@ impl SuperpixelJob {
     }
 }
 
-impl Job for SuperpixelJob {
+impl Resumable for SuperpixelJob {
     type Item = Item;
 
     fn id<'a>(&self, item: &'a Item) -> &'a str {
@@ -137,7 +137,9 @@ impl Job for SuperpixelJob {
             && seg.count <= self.params.max_regions
             && superpixels::validate(&seg).is_ok()
     }
+}
 
+impl Job for SuperpixelJob {
     fn process(&self, item: &Item) -> Result<()> {
         let img = ssc_core::imageio::read_rgb(&item.image)?;
         let seg = superpixels::superpixels_image(&img, &self.params)?;

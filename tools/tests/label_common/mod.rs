@@ -1,0 +1,143 @@
+//! Shared helpers of the `ssc-label` CLI tests: ONNX Runtime detection (skip when absent), a
+//! tiny synthetic benchmark, and a tiny CAM network exported from random weights.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use ssc_core::rng::Rng;
+use ssc_core::synth::{SynthConfig, write_dataset};
+use ssc_models::config::ResNetConfig;
+use ssc_models::onnx::{Weights, export_cam};
+
+pub const LABEL: &str = env!("CARGO_BIN_EXE_ssc-label");
+
+/// Whether the ONNX Runtime library loads; prints a SKIP notice when not.
+pub fn ort_available() -> bool {
+    match ssc_inference::runtime::init(None) {
+        Ok(_) => true,
+        Err(e) => {
+            eprintln!("SKIP: {e}");
+            false
+        }
+    }
+}
+
+/// A synthetic benchmark with `n` train images near `size` px and 3 classes.
+pub fn benchmark(dir: &Path, n: usize, size: usize) -> (PathBuf, SynthConfig) {
+    let root = dir.join("synth");
+    let cfg = SynthConfig {
+        num_train: n,
+        num_val: 1,
+        size,
+        classes: 3,
+        ..SynthConfig::synthetic()
+    };
+    write_dataset(&cfg, &root, &|| {}).unwrap();
+    (root, cfg)
+}
+
+/// Exports a tiny OS16 CAM network (ResNet blocks [1,1,1,1], base width 8) with random
+/// weights and `classes` outputs to `<dir>/cam.onnx`.
+pub fn tiny_cam_model(dir: &Path, classes: usize) -> PathBuf {
+    let cfg = ResNetConfig::tiny_os16();
+    let mut rng = Rng::new(7);
+    let mut w = Weights::new();
+    let conv = |w: &mut Weights, rng: &mut Rng, name: &str, o: usize, i: usize, k: usize| {
+        let std = (2.0 / (i * k * k) as f64).sqrt();
+        let v = (0..o * i * k * k)
+            .map(|_| (rng.normal() * std) as f32)
+            .collect();
+        w.insert(format!("{name}.weight"), v, vec![o, i, k, k]);
+    };
+    let bn = |w: &mut Weights, rng: &mut Rng, name: &str, c: usize| {
+        let mut v = |lo: f64, hi: f64| (0..c).map(|_| rng.uniform(lo, hi) as f32).collect();
+        w.insert(format!("{name}.weight"), v(0.5, 1.5), vec![c]);
+        w.insert(format!("{name}.bias"), v(-0.2, 0.2), vec![c]);
+        w.insert(format!("{name}.running_mean"), v(-0.2, 0.2), vec![c]);
+        w.insert(format!("{name}.running_var"), v(0.5, 2.0), vec![c]);
+    };
+    conv(&mut w, &mut rng, "conv1", cfg.base_width, 3, 7);
+    bn(&mut w, &mut rng, "bn1", cfg.base_width);
+    let mut in_c = cfg.base_width;
+    for l in 0..4 {
+        let planes = cfg.base_width << l;
+        let out = cfg.out_channels(l);
+        let p = format!("layer{}.0", l + 1);
+        conv(&mut w, &mut rng, &format!("{p}.conv1"), planes, in_c, 1);
+        conv(&mut w, &mut rng, &format!("{p}.conv2"), planes, planes, 3);
+        conv(&mut w, &mut rng, &format!("{p}.conv3"), out, planes, 1);
+        conv(&mut w, &mut rng, &format!("{p}.downsample.0"), out, in_c, 1);
+        for (n, c) in [
+            ("bn1", planes),
+            ("bn2", planes),
+            ("bn3", out),
+            ("downsample.1", out),
+        ] {
+            bn(&mut w, &mut rng, &format!("{p}.{n}"), c);
+        }
+        in_c = out;
+    }
+    conv(&mut w, &mut rng, "classifier", classes, in_c, 1);
+    let bytes = export_cam(&w, &cfg, classes, 0.55).unwrap();
+    let path = dir.join("cam.onnx");
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// `ssc-label cams` with the shard variables of the environment cleared.
+pub fn label_cmd(model: &Path, root: &Path, out: &Path, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(LABEL);
+    cmd.args(["cams", "--model"])
+        .arg(model)
+        .arg("--root")
+        .arg(root)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .env("RUST_LOG", "warn");
+    for var in [
+        "SLURM_ARRAY_TASK_ID",
+        "SLURM_ARRAY_TASK_COUNT",
+        "JOB_COMPLETION_INDEX",
+        "SSC_NUM_SHARDS",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+pub fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// Names in `dir` (hidden ones included).
+pub fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Ids of the CAM files in `dir`.
+pub fn cam_ids(dir: &Path) -> Vec<String> {
+    names(dir)
+        .into_iter()
+        .filter(|n| !n.starts_with('.'))
+        .filter_map(|n| n.strip_suffix(".safetensors").map(str::to_string))
+        .collect()
+}
+
+pub fn train_ids(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("train_{i:05}")).collect()
+}
