@@ -1,1 +1,7 @@
-//! placeholder
+//! ssc's at-scale inference on ONNX Runtime (§10.3): CAMs, IRN random walk, pseudo-masks,
+//! predictions. No candle here: the networks run as exported ONNX graphs through `ort`.
+
+pub mod error;
+pub mod runtime;
+
+pub use error::{InferenceError, Result};

@@ -11,6 +11,7 @@ pub mod error;
 pub mod import;
 pub mod init;
 pub mod irn;
+pub mod onnx;
 pub mod ops;
 pub mod resnet;
 pub mod vgg;
