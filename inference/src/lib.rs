@@ -3,5 +3,6 @@
 
 pub mod error;
 pub mod runtime;
+pub mod segment;
 
 pub use error::{InferenceError, Result};
