@@ -6,5 +6,6 @@ pub mod error;
 pub mod pipeline;
 pub mod refine;
 pub mod runtime;
+pub mod segment;
 
 pub use error::{InferenceError, Result};

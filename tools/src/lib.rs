@@ -2,6 +2,7 @@
 
 pub mod batch;
 pub mod label_pseudo;
+pub mod serve;
 
 use std::path::Path;
 

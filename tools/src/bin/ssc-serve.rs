@@ -1,0 +1,225 @@
+//! `ssc-serve`: Label Studio ML backend pre-annotating images with brush masks predicted by an
+//! exported DeepLab model (§6.5 multi-scale inference through ONNX Runtime). The HTTP layer is
+//! `ssc_tools::serve`; this binary parses options, opens one model session per worker and
+//! serves until SIGTERM / ctrl-c, finishing the requests in flight.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use image::RgbImage;
+use ssc_core::classes::ClassMap;
+use ssc_inference::runtime::SessionConfig;
+use ssc_inference::segment::{DeepLabSegmenter, SegmentConfig};
+use ssc_tools::serve::routes::shutdown_signal;
+use ssc_tools::serve::{
+    RemoteLabelStudio, SegmentError, Segmentation, Segmenter, ServeConfig, router, serve,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "ssc-serve",
+    version,
+    about = "Label Studio ML backend: brush-mask pre-annotations from an ssc DeepLab model"
+)]
+struct Cli {
+    /// DeepLab model exported by ssc (`.onnx` with `ssc.*` metadata).
+    #[arg(long)]
+    model: PathBuf,
+    /// Class names of the model's outputs (`voc`, `coco` or a file); default: the model's
+    /// metadata. Must have as many classes as the model.
+    #[arg(long)]
+    classes: Option<String>,
+    /// Folder that `/data/local-files/?d=…` and relative image paths resolve under (Label
+    /// Studio's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT).
+    #[arg(long, env = "SSC_SERVE_LOCAL_ROOT")]
+    local_root: Option<PathBuf>,
+    /// Folder that `/data/upload/<project>/<file>` resolves under (`<LS data dir>/media/upload`).
+    #[arg(long, env = "SSC_SERVE_UPLOAD_ROOT")]
+    upload_root: Option<PathBuf>,
+    /// Label Studio URL to fetch other images from (plain http).
+    #[arg(long, env = "LABEL_STUDIO_URL")]
+    label_studio_url: Option<String>,
+    /// Label Studio API token for fetching images.
+    #[arg(long, env = "LABEL_STUDIO_API_KEY", hide_env_values = true)]
+    label_studio_api_key: Option<String>,
+    /// Require HTTP basic auth `user:password` on every route.
+    #[arg(long, env = "SSC_SERVE_BASIC_AUTH", hide_env_values = true)]
+    basic_auth: Option<String>,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port (0 picks a free one; the address is logged).
+    #[arg(long, default_value_t = 9090)]
+    port: u16,
+    /// Model sessions, i.e. images segmented at once; further requests wait.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// ONNX Runtime intra-op threads per session.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// ONNX Runtime library (else ORT_DYLIB_PATH or a project-local .ort/lib).
+    #[arg(long)]
+    ort_lib: Option<PathBuf>,
+    /// Base input side of §6.5.
+    #[arg(long, default_value_t = 512)]
+    input_size: usize,
+    /// Extra scales fused by maximum (§6.5); `--scales ''` for single scale.
+    #[arg(long, value_delimiter = ',', default_value = "0.5,0.75,1.0,1.25,1.5")]
+    scales: Vec<String>,
+    /// `model_version` reported to Label Studio (default: `ssc-<model file stem>`).
+    #[arg(long)]
+    model_version: Option<String>,
+    /// `from_name` / `to_name` used when a request carries no labeling config.
+    #[arg(long, default_value = "tag")]
+    from_name: String,
+    #[arg(long, default_value = "image")]
+    to_name: String,
+    /// Largest request body in MiB.
+    #[arg(long, default_value_t = 8)]
+    max_body_mib: usize,
+    /// Largest image in megapixels.
+    #[arg(long, default_value_t = 25.0)]
+    max_megapixels: f64,
+    /// Seconds a request waits for a free worker before 503.
+    #[arg(long, default_value_t = 30.0)]
+    queue_timeout: f64,
+}
+
+/// The ONNX DeepLab segmenter behind the server's trait.
+struct Onnx(DeepLabSegmenter);
+
+impl Segmenter for Onnx {
+    fn segment(&mut self, image: &RgbImage) -> Result<Segmentation, SegmentError> {
+        let p = self.0.predict(image)?;
+        Ok(Segmentation {
+            width: p.width,
+            height: p.height,
+            labels: p.labels,
+            scores: p.scores,
+        })
+    }
+}
+
+fn config(cli: &Cli, names: &[String]) -> Result<ServeConfig> {
+    let classes = match &cli.classes {
+        Some(spec) => {
+            let c = ssc_tools::class_map(spec)?;
+            if c.len() != names.len() {
+                bail!(
+                    "--classes has {} classes but the model outputs {}",
+                    c.len(),
+                    names.len()
+                );
+            }
+            c
+        }
+        None => ClassMap::custom(names.to_vec()),
+    };
+    if !(cli.queue_timeout.is_finite() && cli.queue_timeout > 0.0) {
+        bail!("--queue-timeout must be a positive number of seconds");
+    }
+    if !(cli.max_megapixels.is_finite() && cli.max_megapixels > 0.0) {
+        bail!("--max-megapixels must be positive");
+    }
+    for (flag, dir) in [
+        ("--local-root", &cli.local_root),
+        ("--upload-root", &cli.upload_root),
+    ] {
+        if let Some(d) = dir
+            && !d.is_dir()
+        {
+            bail!("{flag} {}: not a folder", d.display());
+        }
+    }
+    let remote = match (&cli.label_studio_url, &cli.label_studio_api_key) {
+        (Some(url), key) => Some(RemoteLabelStudio {
+            url: url.clone(),
+            api_key: key.clone().unwrap_or_default(),
+        }),
+        (None, _) => None,
+    };
+    if let Some(a) = &cli.basic_auth
+        && !a.contains(':')
+    {
+        bail!("--basic-auth must be user:password");
+    }
+    let stem = cli
+        .model
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("model");
+    let mut cfg = ServeConfig::new(classes);
+    cfg.model_version = cli.model_version.clone().unwrap_or(format!("ssc-{stem}"));
+    cfg.model_class = "SscDeepLab".into();
+    cfg.local_root = cli.local_root.clone();
+    cfg.upload_root = cli.upload_root.clone();
+    cfg.remote = remote;
+    cfg.from_name = cli.from_name.clone();
+    cfg.to_name = cli.to_name.clone();
+    cfg.max_body_bytes = cli.max_body_mib << 20;
+    cfg.max_pixels = (cli.max_megapixels * 1e6) as u64;
+    cfg.queue_timeout = Duration::from_secs_f64(cli.queue_timeout);
+    cfg.basic_auth = cli.basic_auth.clone();
+    Ok(cfg)
+}
+
+fn run(cli: Cli) -> Result<()> {
+    anyhow::ensure!((1..=64).contains(&cli.workers), "--workers must be 1…64");
+    let scales = cli
+        .scales
+        .iter()
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| {
+            s.trim()
+                .parse::<f64>()
+                .with_context(|| format!("--scales: bad number {s:?}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let session = SessionConfig {
+        intra_threads: cli.threads.max(1),
+        library: cli.ort_lib.clone(),
+        ..SessionConfig::default()
+    };
+    let seg_cfg = SegmentConfig {
+        input_size: cli.input_size,
+        scales,
+    };
+    let mut segmenters: Vec<Box<dyn Segmenter>> = Vec::with_capacity(cli.workers);
+    let mut names = Vec::new();
+    for _ in 0..cli.workers {
+        let s = DeepLabSegmenter::open(&cli.model, &session, seg_cfg.clone())
+            .with_context(|| format!("opening {}", cli.model.display()))?;
+        names = s.class_names().to_vec();
+        segmenters.push(Box::new(Onnx(s)));
+    }
+    let cfg = config(&cli, &names)?;
+    let app = router(cfg, segmenters).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async move {
+        let addr = format!("{}:{}", cli.host, cli.port);
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        let local: SocketAddr = listener.local_addr()?;
+        tracing::info!(
+            "ssc-serve listening on http://{local} ({} classes, {} workers)",
+            names.len(),
+            cli.workers
+        );
+        serve(listener, app, shutdown_signal())
+            .await
+            .context("serving")
+    })?;
+    tracing::info!("ssc-serve stopped");
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    ssc_tools::run_main(|| run(Cli::parse()))
+}

@@ -1,0 +1,20 @@
+//! `ssc-serve`: a Label Studio ML backend (annotation-tool integration) that pre-annotates
+//! images with brush masks from a segmentation model (§6.5 predictions).
+//!
+//! The HTTP layer ([`routes`]) is independent of the model: it drives any [`Segmenter`]
+//! (image → label map + per-class scores), so it is tested with a synthetic segmenter and
+//! served with the ONNX one. [`images`] resolves Label Studio image URLs under a local root
+//! (refusing escapes) or fetches them from Label Studio, [`auth`] checks optional basic auth,
+//! [`config`] holds the limits.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod images;
+pub mod predictor;
+pub mod routes;
+
+pub use config::{RemoteLabelStudio, ServeConfig};
+pub use error::ApiError;
+pub use predictor::{SegmentError, Segmentation, Segmenter};
+pub use routes::{router, serve};
