@@ -1,5 +1,7 @@
 //! Shared plumbing of ssc's command-line tools: logging, progress bars, class maps.
 
+pub mod irn_cli;
+
 use std::path::Path;
 
 use anyhow::Result;

@@ -368,3 +368,19 @@ pub fn train(
     report.weights = Some(weights);
     Ok((nets, report))
 }
+
+/// A trained IRN from a weights file in the layout of [`WEIGHTS_FILE`] (backbone under
+/// [`BACKBONE_PREFIX`], edge branch at the root), on the CPU.
+pub fn load_irn(weights: &Path, cfg: &ssc_models::config::IrnConfig) -> Result<Irn> {
+    let tensors = candle_core::safetensors::load(weights, &Device::Cpu)
+        .map_err(|e| TrainError::file(weights, format!("cannot read IRN weights: {e}")))?;
+    let vb = candle_nn::VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
+    Irn::new(cfg, vb).map_err(|e| TrainError::file(weights, format!("not an IRN: {e}")))
+}
+
+/// Edge logits of `net` (CPU) for a normalised image batch `N×3×H×W` (row-major); returns the
+/// `N×1×⌈H/4⌉×⌈W/4⌉` logits row-major.
+pub fn edge_logits(net: &Irn, images: &[f32], shape: [usize; 4]) -> Result<Vec<f32>> {
+    let x = Tensor::from_slice(images, &shape, &Device::Cpu)?;
+    Ok(net.forward(&x)?.flatten_all()?.to_vec1()?)
+}
