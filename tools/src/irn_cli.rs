@@ -158,29 +158,34 @@ pub fn run_ir_labels(args: &IrLabelArgs, progress: bool) -> Result<IrLabelSummar
         indicatif::ProgressBar::hidden()
     };
     let written = AtomicU64::new(0);
-    let results: Vec<_> = ds
-        .items
-        .par_iter()
-        .map(|it| {
-            let r = one_label(&it.id, &it.image, &args.cams, &out, &cfg, args.overwrite)
-                .and_then(|(map, new)| {
-                    written.fetch_add(new as u64, Ordering::Relaxed);
-                    let mut st = None;
-                    if let Some(gt) = &it.gt {
-                        let g = read_mask(gt, &ds.classes)?;
-                        if g.size() != map.size() {
-                            bail!("{}: GT size {:?} differs from {:?}", gt.display(), g.size(), map.size());
+    let results: Vec<_> =
+        ds.items
+            .par_iter()
+            .map(|it| {
+                let r = one_label(&it.id, &it.image, &args.cams, &out, &cfg, args.overwrite)
+                    .and_then(|(map, new)| {
+                        written.fetch_add(new as u64, Ordering::Relaxed);
+                        let mut st = None;
+                        if let Some(gt) = &it.gt {
+                            let g = read_mask(gt, &ds.classes)?;
+                            if g.size() != map.size() {
+                                bail!(
+                                    "{}: GT size {:?} differs from {:?}",
+                                    gt.display(),
+                                    g.size(),
+                                    map.size()
+                                );
+                            }
+                            let mut s = IrLabelStats::default();
+                            s.add(&map.data, &g.data);
+                            st = Some(s);
                         }
-                        let mut s = IrLabelStats::default();
-                        s.add(&map.data, &g.data);
-                        st = Some(s);
-                    }
-                    Ok(st)
-                });
-            pb.inc(1);
-            (it.id.clone(), r)
-        })
-        .collect();
+                        Ok(st)
+                    });
+                pb.inc(1);
+                (it.id.clone(), r)
+            })
+            .collect();
     pb.finish_and_clear();
     let mut summary = IrLabelSummary::default();
     let mut total: Option<IrLabelStats> = None;
@@ -207,7 +212,10 @@ pub fn run_ir_labels(args: &IrLabelArgs, progress: bool) -> Result<IrLabelSummar
 /// skipped (resume), failures are listed at the end and make the command fail.
 pub fn ir_labels(args: IrLabelArgs) -> Result<()> {
     let s = run_ir_labels(&args, true)?;
-    eprintln!("IR labels: {} written, {} already present", s.written, s.skipped);
+    eprintln!(
+        "IR labels: {} written, {} already present",
+        s.written, s.skipped
+    );
     if let Some(st) = s.stats {
         eprintln!(
             "vs GT: precision {:.2} % (of non-ignored pixels), coverage {:.2} % (not ignored)",
@@ -371,7 +379,8 @@ fn locate(checkpoint: &Path) -> Result<(PathBuf, PathBuf)> {
 pub fn export_irn(checkpoint: &Path, out: &Path) -> Result<()> {
     let (weights, config) = locate(checkpoint)?;
     let cfg: IrnTrainConfig = serde_json::from_str(
-        &std::fs::read_to_string(&config).with_context(|| format!("reading {}", config.display()))?,
+        &std::fs::read_to_string(&config)
+            .with_context(|| format!("reading {}", config.display()))?,
     )
     .with_context(|| format!("{}: not an IRN training config", config.display()))?;
     let f = TensorFile::open(&weights)?;

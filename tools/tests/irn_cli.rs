@@ -41,7 +41,11 @@ fn write_gt_cams(data: &Path, cams: &Path) {
             .collect();
         let high_res: Vec<f32> = keys
             .iter()
-            .flat_map(|&k| gt.data.iter().map(move |&v| (v as i64 == k + 1) as u8 as f32))
+            .flat_map(|&k| {
+                gt.data
+                    .iter()
+                    .map(move |&v| (v as i64 == k + 1) as u8 as f32)
+            })
             .collect();
         let rec = CamRecord {
             keys: keys.clone(),
@@ -79,18 +83,35 @@ fn ir_labels_resume_stats_and_failures() {
     write_gt_cams(&data, &cams);
     let out = tmp.path().join("ir");
     let args = LabelCli::parse_from([
-        "x", "--dataset", s(&data), "--cams", s(&cams), "--out", s(&out),
+        "x",
+        "--dataset",
+        s(&data),
+        "--cams",
+        s(&cams),
+        "--out",
+        s(&out),
     ])
     .a;
     let first = run_ir_labels(&args, false).unwrap();
-    assert_eq!((first.written, first.skipped, first.failed.len()), (6, 0, 0));
+    assert_eq!(
+        (first.written, first.skipped, first.failed.len()),
+        (6, 0, 0)
+    );
     let st = first.stats.unwrap();
     // Perfect CAMs: the CRF keeps nearly every confident pixel right; the band between the
     // thresholds is empty, so almost nothing is ignored.
     assert!(st.precision() > 0.9, "precision {}", st.precision());
-    assert!(st.coverage() > 0.9 && st.coverage() <= 1.0, "coverage {}", st.coverage());
+    assert!(
+        st.coverage() > 0.9 && st.coverage() <= 1.0,
+        "coverage {}",
+        st.coverage()
+    );
     let ds = open_split(&data, "train").unwrap();
-    let lab = read_mask(&out.join(format!("{}.png", ds.items[0].id)), &ClassMap::voc()).unwrap();
+    let lab = read_mask(
+        &out.join(format!("{}.png", ds.items[0].id)),
+        &ClassMap::voc(),
+    )
+    .unwrap();
     assert!(lab.data.iter().all(|&v| v <= 3 || v == 255));
 
     // A second run skips everything and reports the same statistics.
@@ -105,7 +126,11 @@ fn ir_labels_resume_stats_and_failures() {
     let r = run_ir_labels(&args, false).unwrap();
     assert_eq!(r.failed.len(), 1);
     assert_eq!(&r.failed[0].0, id);
-    assert!(r.failed[0].1.contains(&format!("{id}.safetensors")), "{}", r.failed[0].1);
+    assert!(
+        r.failed[0].1.contains(&format!("{id}.safetensors")),
+        "{}",
+        r.failed[0].1
+    );
     assert!(ir_labels(args).is_err());
 }
 
@@ -137,8 +162,17 @@ fn train_then_export_matches_candle() {
     let run = tmp.path().join("run");
     let onnx = tmp.path().join("irn.onnx");
     let args = TrainCli::parse_from([
-        "x", "--dataset", s(&data), "--out", s(&run), "--config", s(&cfg_path),
-        "--ir-labels", s(&ir), "--export", s(&onnx),
+        "x",
+        "--dataset",
+        s(&data),
+        "--out",
+        s(&run),
+        "--config",
+        s(&cfg_path),
+        "--ir-labels",
+        s(&ir),
+        "--export",
+        s(&onnx),
     ])
     .a;
     train_irn(args).unwrap();
@@ -165,7 +199,10 @@ fn train_then_export_matches_candle() {
             .collect();
         let want = edge_logits(&net, &x, shape).unwrap();
         let got = model.run(&x, shape).unwrap();
-        assert_eq!(got[0].shape, [shape[0], 1, shape[2].div_ceil(4), shape[3].div_ceil(4)]);
+        assert_eq!(
+            got[0].shape,
+            [shape[0], 1, shape[2].div_ceil(4), shape[3].div_ceil(4)]
+        );
         let err = got[0]
             .data
             .iter()

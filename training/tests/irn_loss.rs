@@ -71,7 +71,13 @@ fn affinity_matches_core_routine() {
     assert_eq!(aff.dims(), [2, d, s]);
     for n in 0..2 {
         let want = path_affinity(&b[n * h * w..(n + 1) * h * w], h, w, &idx).unwrap();
-        let got: Vec<f32> = aff.get(n).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let got: Vec<f32> = aff
+            .get(n)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         assert_eq!(got, want, "sample {n}");
     }
     // A map of the wrong size is an error, not a panic.
@@ -95,7 +101,10 @@ fn gradient_matches_finite_differences() {
         .collect();
     let t = EdgeTargets::from_labels(&[&ls[0], &ls[1]], DType::F64, &dev).unwrap();
     let (a, b) = (ls[0].counts(), ls[1].counts());
-    assert!(a.0 + b.0 > 0 && a.1 + b.1 > 0 && a.2 + b.2 > 0, "all terms present");
+    assert!(
+        a.0 + b.0 > 0 && a.1 + b.1 > 0 && a.2 + b.2 > 0,
+        "all terms present"
+    );
     let loss = |z: &[f64]| -> f64 {
         let zt = Tensor::from_slice(z, (2, 1, h, w), &dev).unwrap();
         scalar(&edge_loss(&zt, &g, &t).unwrap().total).unwrap()

@@ -44,7 +44,11 @@ fn tiny(classes: usize) -> IrnTrainConfig {
     c
 }
 
-fn edge_weights(cfg: &IrnTrainConfig, set: Arc<IrnTrainSet>, opts: &IrnTrainOptions) -> Vec<(String, Vec<f32>)> {
+fn edge_weights(
+    cfg: &IrnTrainConfig,
+    set: Arc<IrnTrainSet>,
+    opts: &IrnTrainOptions,
+) -> Vec<(String, Vec<f32>)> {
     let (nets, report) = train(cfg, set, opts).unwrap();
     for l in &report.epoch_losses {
         assert!(l.total.is_finite() && l.total > 0.0, "{l:?}");
@@ -77,11 +81,17 @@ fn resume_after_kill_gives_identical_weights() {
     opts.stop_after_epoch = Some(1);
     let after_one = edge_weights(&cfg, set.clone(), &opts);
     assert_ne!(after_one, straight, "one epoch must differ from two");
-    assert!(!b.join(WEIGHTS_FILE).exists(), "no final weights when stopped early");
+    assert!(
+        !b.join(WEIGHTS_FILE).exists(),
+        "no final weights when stopped early"
+    );
     let mut opts = IrnTrainOptions::new(&b);
     opts.resume = true;
     let resumed = edge_weights(&cfg, set, &opts);
-    assert_eq!(resumed, straight, "resume must reproduce the uninterrupted run exactly");
+    assert_eq!(
+        resumed, straight,
+        "resume must reproduce the uninterrupted run exactly"
+    );
 
     // The final file holds the whole network (frozen backbone + edge branch).
     let f = candle_core::safetensors::load(a.join(WEIGHTS_FILE), &Device::Cpu).unwrap();
@@ -110,8 +120,12 @@ fn missing_ir_label_names_the_file() {
     let data = tmp.path().join("data");
     let classes = dataset(&data);
     let ds = open_split(&data, "train").unwrap();
-    let victim = data.join("ir_labels").join(format!("{}.png", ds.items[2].id));
+    let victim = data
+        .join("ir_labels")
+        .join(format!("{}.png", ds.items[2].id));
     std::fs::remove_file(&victim).unwrap();
-    let err = IrnTrainSet::new(&ds, &data, &tiny(classes)).unwrap_err().to_string();
+    let err = IrnTrainSet::new(&ds, &data, &tiny(classes))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains(&victim.display().to_string()), "{err}");
 }

@@ -160,7 +160,7 @@ impl IrnTrainConfig {
         }
         let c = self.data.crop;
         // The network's stride-4 output is ⌈crop/4⌉; the label grid round(crop/4) must agree.
-        if c == 0 || c % 4 != 0 {
+        if c == 0 || !c.is_multiple_of(4) {
             return bad(format!("crop {c} must be a positive multiple of 4"));
         }
         let (lo, hi) = self.data.scale_range;
@@ -170,9 +170,12 @@ impl IrnTrainConfig {
         let idx = ssc_core::randomwalk::paths::PathIndex::new(self.data.radius)?;
         idx.sources(self.grid(), self.grid())?;
         if !(1..=255).contains(&self.num_classes) {
-            return bad(format!("num_classes {} must be in 1..=255", self.num_classes));
+            return bad(format!(
+                "num_classes {} must be in 1..=255",
+                self.num_classes
+            ));
         }
-        if !(self.lr > 0.0) || self.weight_decay < 0.0 {
+        if self.lr.is_nan() || self.lr <= 0.0 || self.weight_decay < 0.0 {
             return bad("lr must be > 0 and weight_decay ≥ 0".into());
         }
         Ok(())
@@ -196,7 +199,10 @@ mod tests {
             assert_eq!(back, c);
         }
         let v = IrnTrainConfig::voc();
-        assert_eq!((v.grid(), v.data.radius, v.batch_size, v.epochs), (128, 10, 16, 3));
+        assert_eq!(
+            (v.grid(), v.data.radius, v.batch_size, v.epochs),
+            (128, 10, 16, 3)
+        );
         assert_eq!(IrnTrainConfig::synthetic(3).num_classes, 4);
         assert!(IrnTrainConfig::preset("nope", 1).is_err());
     }

@@ -62,7 +62,11 @@ impl PathGather {
                     }
                 }
             }
-            groups.push((Tensor::from_vec(flat, dirs.len() * p * n_sources, dev)?, dirs.len(), p));
+            groups.push((
+                Tensor::from_vec(flat, dirs.len() * p * n_sources, dev)?,
+                dirs.len(),
+                p,
+            ));
             grouped_order.extend(dirs);
         }
         let mut restore = vec![0u32; nd];
@@ -135,7 +139,10 @@ impl EdgeTargets {
             .first()
             .ok_or_else(|| TrainError::Config("empty batch of affinity labels".into()))?;
         let (d, s) = (first.n_directions, first.n_sources);
-        if labels.iter().any(|l| (l.n_directions, l.n_sources) != (d, s)) {
+        if labels
+            .iter()
+            .any(|l| (l.n_directions, l.n_sources) != (d, s))
+        {
             return Err(TrainError::Config(
                 "affinity labels of one batch differ in size".into(),
             ));

@@ -268,14 +268,14 @@ pub fn train(
         iteration: 0,
         seed: cfg.seed,
     };
-    if opts.resume {
-        if let Some(dir) = checkpoint::latest(&opts.out)? {
-            let ck = checkpoint::load(&dir, dev)?;
-            load_vars(&nets.edge_vars, &ck.net, &dir.join("net.safetensors"))?;
-            sgd.load_state(&ck.optim)?;
-            state = ck.state;
-            tracing::info!(checkpoint = %dir.display(), epoch = state.epoch, "resumed");
-        }
+    if opts.resume
+        && let Some(dir) = checkpoint::latest(&opts.out)?
+    {
+        let ck = checkpoint::load(&dir, dev)?;
+        load_vars(&nets.edge_vars, &ck.net, &dir.join("net.safetensors"))?;
+        sgd.load_state(&ck.optim)?;
+        state = ck.state;
+        tracing::info!(checkpoint = %dir.display(), epoch = state.epoch, "resumed");
     }
     std::fs::create_dir_all(&opts.out).map_err(|e| TrainError::file(&opts.out, e.to_string()))?;
     let config_json = serde_json::to_value(cfg).map_err(|e| TrainError::Config(e.to_string()))?;
@@ -307,7 +307,11 @@ pub fn train(
             return Ok((nets, report));
         }
         let epoch = state.epoch;
-        let pb = bar(opts, per_epoch, format!("irn epoch {}/{}", epoch + 1, cfg.epochs));
+        let pb = bar(
+            opts,
+            per_epoch,
+            format!("irn epoch {}/{}", epoch + 1, cfg.epochs),
+        );
         let mut sum = IrnLossTerms::default();
         for batch in load_epoch(set.clone(), cfg.seed, epoch, cfg.batch_size) {
             let batch = batch?;
