@@ -148,5 +148,8 @@ fn training_lowers_the_loss() {
     // Epoch means are noisy (each epoch draws new crops): compare 3-epoch means.
     let first = l[..3].iter().sum::<f64>() / 3.0;
     let last = l[l.len() - 3..].iter().sum::<f64>() / 3.0;
-    assert!(last < 0.92 * first, "first {first:.4}, last {last:.4}: {l:?}");
+    assert!(
+        last < 0.92 * first,
+        "first {first:.4}, last {last:.4}: {l:?}"
+    );
 }

@@ -22,7 +22,7 @@ use ssc_models::irn::Irn;
 
 use super::config::IrnTrainConfig;
 use super::data::{IrnBatch, IrnTrainSet, load_epoch};
-use super::loss::{EdgeTargets, PathGather, edge_loss, scalar};
+use super::loss::{PathGather, edge_loss_fused, scalar};
 use crate::checkpoint::{self, CheckpointData, TrainState, load_vars, var_tensors};
 use crate::error::{Result, TrainError};
 use crate::optim::{ParamGroup, Sgd, SgdConfig};
@@ -180,8 +180,7 @@ fn step(
     sgd.set_lr_factor(factor);
     let logits = nets.net.forward(&x)?;
     let refs: Vec<_> = batch.targets.iter().collect();
-    let t = EdgeTargets::from_labels(&refs, DType::F32, dev)?;
-    let l = edge_loss(&logits, gather, &t)?;
+    let l = edge_loss_fused(&logits, gather, &refs)?;
     let terms = IrnLossTerms {
         bg_pos: scalar(&l.bg_pos)?,
         fg_pos: scalar(&l.fg_pos)?,
