@@ -289,6 +289,11 @@ pub fn resolve_config(args: &TrainIrnArgs, num_foreground: usize) -> Result<IrnT
     if args.resume
         && let Some(c) = saved_config(&args.out)?
     {
+        if args.config.is_some() || args.epochs.is_some() || args.batch_size.is_some() {
+            tracing::warn!(
+                "resuming with the saved config; --config/--epochs/--batch-size ignored"
+            );
+        }
         return Ok(c);
     }
     let mut c = match &args.config {
