@@ -209,6 +209,7 @@ fn train_then_export_matches_candle() {
             .zip(&want)
             .map(|(a, b)| (a - b).abs())
             .fold(0.0f32, f32::max);
+        eprintln!("{shape:?}: max |onnx − candle| = {err:e}");
         assert!(err <= 1e-4, "{shape:?}: max |onnx − candle| = {err}");
     }
 }
