@@ -3,6 +3,7 @@
 pub mod batch;
 pub mod label_pseudo;
 pub mod serve;
+pub mod irn_cli;
 
 use std::path::Path;
 

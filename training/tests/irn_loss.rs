@@ -6,7 +6,7 @@ use ssc_core::randomwalk::affinity::path_affinity;
 use ssc_core::randomwalk::labels::affinity_labels;
 use ssc_core::randomwalk::paths::PathIndex;
 use ssc_core::rng::Rng;
-use ssc_training::irn::loss::{EPS, EdgeTargets, PathGather, edge_loss, scalar};
+use ssc_training::irn::loss::{EPS, EdgeTargets, PathGather, edge_loss, edge_loss_fused, scalar};
 
 fn logit(p: f64) -> f64 {
     (p / (1.0 - p)).ln()
@@ -135,4 +135,54 @@ fn gradient_matches_finite_differences() {
     }
     // Only path maxima get gradient, but a good share of the map is some path's maximum.
     assert!(nonzero > z0.len() / 4, "{nonzero} non-zero gradients");
+}
+
+/// The fused host loss equals the tensor route in value, terms and gradient.
+#[test]
+fn fused_loss_matches_tensor_route() {
+    let dev = Device::Cpu;
+    let (h, w) = (9, 12);
+    let idx = PathIndex::new(4).unwrap();
+    let mut rng = Rng::new(21);
+    let z0: Vec<f64> = (0..3 * h * w).map(|_| rng.normal() * 2.0).collect();
+    let labels: Vec<u8> = (0..3 * h * w)
+        .map(|_| [0u8, 0, 1, 2, 255][rng.below(5) as usize])
+        .collect();
+    let g = PathGather::new(&idx, h, w, &dev).unwrap();
+    let ls: Vec<_> = (0..3)
+        .map(|n| affinity_labels(&labels[n * h * w..(n + 1) * h * w], h, w, &idx, 21).unwrap())
+        .collect();
+    let refs: Vec<_> = ls.iter().collect();
+    let t = EdgeTargets::from_labels(&refs, DType::F64, &dev).unwrap();
+    let var = Var::from_tensor(&Tensor::from_slice(&z0, (3, 1, h, w), &dev).unwrap()).unwrap();
+    let a = edge_loss(var.as_tensor(), &g, &t).unwrap();
+    let b = edge_loss_fused(var.as_tensor(), &g, &refs).unwrap();
+    for (x, y) in [
+        (&a.total, &b.total),
+        (&a.bg_pos, &b.bg_pos),
+        (&a.fg_pos, &b.fg_pos),
+        (&a.neg, &b.neg),
+    ] {
+        let (x, y) = (scalar(x).unwrap(), scalar(y).unwrap());
+        assert!((x - y).abs() < 1e-12, "{x} vs {y}");
+    }
+    let grad = |l: &Tensor| -> Vec<f64> {
+        let gs = l.backward().unwrap();
+        gs.get(var.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    };
+    let (ga, gb) = (grad(&a.total), grad(&b.total));
+    let max = ga
+        .iter()
+        .zip(&gb)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max);
+    assert!(max < 1e-12, "gradients differ by {max}");
+    assert!(ga.iter().any(|v| v.abs() > 1e-6));
+    // Label sets that do not fit the batch are an error.
+    assert!(edge_loss_fused(var.as_tensor(), &g, &refs[..2]).is_err());
 }

@@ -160,7 +160,7 @@ impl IrnTrainConfig {
         }
         let c = self.data.crop;
         // The network's stride-4 output is ⌈crop/4⌉; the label grid round(crop/4) must agree.
-        if c == 0 || c % 4 != 0 {
+        if c == 0 || !c.is_multiple_of(4) {
             return bad(format!("crop {c} must be a positive multiple of 4"));
         }
         let (lo, hi) = self.data.scale_range;
@@ -175,7 +175,7 @@ impl IrnTrainConfig {
                 self.num_classes
             ));
         }
-        if !(self.lr > 0.0) || self.weight_decay < 0.0 {
+        if self.lr.is_nan() || self.lr <= 0.0 || self.weight_decay < 0.0 {
             return bad("lr must be > 0 and weight_decay ≥ 0".into());
         }
         Ok(())

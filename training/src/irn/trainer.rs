@@ -22,7 +22,7 @@ use ssc_models::irn::Irn;
 
 use super::config::IrnTrainConfig;
 use super::data::{IrnBatch, IrnTrainSet, load_epoch};
-use super::loss::{EdgeTargets, PathGather, edge_loss, scalar};
+use super::loss::{PathGather, edge_loss_fused, scalar};
 use crate::checkpoint::{self, CheckpointData, TrainState, load_vars, var_tensors};
 use crate::error::{Result, TrainError};
 use crate::optim::{ParamGroup, Sgd, SgdConfig};
@@ -180,8 +180,7 @@ fn step(
     sgd.set_lr_factor(factor);
     let logits = nets.net.forward(&x)?;
     let refs: Vec<_> = batch.targets.iter().collect();
-    let t = EdgeTargets::from_labels(&refs, DType::F32, dev)?;
-    let l = edge_loss(&logits, gather, &t)?;
+    let l = edge_loss_fused(&logits, gather, &refs)?;
     let terms = IrnLossTerms {
         bg_pos: scalar(&l.bg_pos)?,
         fg_pos: scalar(&l.fg_pos)?,
@@ -268,14 +267,14 @@ pub fn train(
         iteration: 0,
         seed: cfg.seed,
     };
-    if opts.resume {
-        if let Some(dir) = checkpoint::latest(&opts.out)? {
-            let ck = checkpoint::load(&dir, dev)?;
-            load_vars(&nets.edge_vars, &ck.net, &dir.join("net.safetensors"))?;
-            sgd.load_state(&ck.optim)?;
-            state = ck.state;
-            tracing::info!(checkpoint = %dir.display(), epoch = state.epoch, "resumed");
-        }
+    if opts.resume
+        && let Some(dir) = checkpoint::latest(&opts.out)?
+    {
+        let ck = checkpoint::load(&dir, dev)?;
+        load_vars(&nets.edge_vars, &ck.net, &dir.join("net.safetensors"))?;
+        sgd.load_state(&ck.optim)?;
+        state = ck.state;
+        tracing::info!(checkpoint = %dir.display(), epoch = state.epoch, "resumed");
     }
     std::fs::create_dir_all(&opts.out).map_err(|e| TrainError::file(&opts.out, e.to_string()))?;
     let config_json = serde_json::to_value(cfg).map_err(|e| TrainError::Config(e.to_string()))?;
@@ -371,4 +370,20 @@ pub fn train(
     save_weights(&weights, &nets.weights()?)?;
     report.weights = Some(weights);
     Ok((nets, report))
+}
+
+/// A trained IRN from a weights file in the layout of [`WEIGHTS_FILE`] (backbone under
+/// [`BACKBONE_PREFIX`], edge branch at the root), on the CPU.
+pub fn load_irn(weights: &Path, cfg: &ssc_models::config::IrnConfig) -> Result<Irn> {
+    let tensors = candle_core::safetensors::load(weights, &Device::Cpu)
+        .map_err(|e| TrainError::file(weights, format!("cannot read IRN weights: {e}")))?;
+    let vb = candle_nn::VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
+    Irn::new(cfg, vb).map_err(|e| TrainError::file(weights, format!("not an IRN: {e}")))
+}
+
+/// Edge logits of `net` (CPU) for a normalised image batch `N×3×H×W` (row-major); returns the
+/// `N×1×⌈H/4⌉×⌈W/4⌉` logits row-major.
+pub fn edge_logits(net: &Irn, images: &[f32], shape: [usize; 4]) -> Result<Vec<f32>> {
+    let x = Tensor::from_slice(images, &shape, &Device::Cpu)?;
+    Ok(net.forward(&x)?.flatten_all()?.to_vec1()?)
 }
