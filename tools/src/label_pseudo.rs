@@ -14,7 +14,7 @@ use ssc_core::pseudo::CONFIDENCE_FRACTION;
 use ssc_inference::refine::{RefineParams, refine};
 use ssc_inference::runtime::{Device, Model, SessionConfig};
 
-use crate::batch::{self, BatchArgs, DatasetArgs, Job, RunOptions};
+use crate::batch::{self, BatchArgs, DatasetArgs, Job, Resumable, RunOptions};
 
 /// Options of `ssc-label pseudo`.
 #[derive(clap::Args, Debug)]
@@ -89,7 +89,7 @@ impl PseudoJob {
     }
 }
 
-impl Job for PseudoJob {
+impl Resumable for PseudoJob {
     type Item = Item;
 
     fn id<'a>(&self, item: &'a Item) -> &'a str {
@@ -119,6 +119,9 @@ impl Job for PseudoJob {
             == Some((mask.width as u32, mask.height as u32))
     }
 
+}
+
+impl Job for PseudoJob {
     fn process(&self, item: &Item) -> Result<()> {
         let cam_path = self.cams.join(format!("{}.safetensors", item.id));
         let cam = CamRecord::read(&cam_path)?;

@@ -44,39 +44,6 @@ impl PathGather {
     /// radius). `_dev` is kept for API stability: the arg-max search runs on the host.
     pub fn new(index: &PathIndex, h: usize, w: usize, _dev: &Device) -> Result<Self> {
         let (rows, cols, col0) = index.sources(h, w)?;
-        let n_sources = rows * cols;
-        let nd = index.n_directions();
-        let mut lengths: Vec<usize> = (0..nd).map(|d| index.path(d).len()).collect();
-        lengths.sort_unstable();
-        lengths.dedup();
-        let mut groups = Vec::with_capacity(lengths.len());
-        let mut grouped_order = Vec::with_capacity(nd);
-        for &p in &lengths {
-            let dirs: Vec<usize> = (0..nd).filter(|&d| index.path(d).len() == p).collect();
-            let mut flat = Vec::with_capacity(dirs.len() * p * n_sources);
-            for &d in &dirs {
-                for &(py, px) in index.path(d) {
-                    for i in 0..rows {
-                        for j in 0..cols {
-                            // Inside the grid by construction of the source range.
-                            let y = i as isize + py;
-                            let x = (col0 + j) as isize + px;
-                            flat.push((y as usize * w + x as usize) as u32);
-                        }
-                    }
-                }
-            }
-            groups.push((
-                Tensor::from_vec(flat, dirs.len() * p * n_sources, dev)?,
-                dirs.len(),
-                p,
-            ));
-            grouped_order.extend(dirs);
-        }
-        let mut restore = vec![0u32; nd];
-        for (pos, &d) in grouped_order.iter().enumerate() {
-            restore[d] = pos as u32;
-        }
         let sources = (0..rows)
             .flat_map(|i| (0..cols).map(move |j| (i * w + col0 + j) as u32))
             .collect();
