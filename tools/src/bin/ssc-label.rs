@@ -36,7 +36,7 @@ enum Command {
 
 #[derive(clap::Args)]
 struct CamsArgs {
-    /// The exported CAM network (`ssc-export cam`).
+    /// The exported CAM network (`ssc-export --arch cam`).
     #[arg(long)]
     model: PathBuf,
     #[command(flatten)]
