@@ -168,6 +168,31 @@ fn killed_run_resumes_to_a_complete_valid_set() {
         .filter(|n| n.contains(".tmp-"))
         .collect();
     assert!(temps.is_empty(), "temporary files left: {temps:?}");
+
+    // A truncated file (e.g. a copy cut short) is redone; the others are skipped.
+    let victim = out.join("train_00007.safetensors");
+    let before = CamRecord::read(&victim).unwrap();
+    let bytes = std::fs::read(&victim).unwrap();
+    std::fs::write(&victim, &bytes[..bytes.len() - 100]).unwrap();
+    let o = label_cmd(&model, &root, &out, &args).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let m = json(&out.join("manifest.0-of-1.json"));
+    assert_eq!(
+        (m["skipped"].as_u64(), m["written"].as_u64()),
+        (Some(n as u64 - 1), Some(1))
+    );
+    // Same record up to float noise (ONNX Runtime need not be bit-reproducible).
+    let after = CamRecord::read(&victim).unwrap();
+    assert_eq!(
+        (after.keys.clone(), after.size),
+        (before.keys.clone(), before.size)
+    );
+    let diff = after
+        .high_res
+        .iter()
+        .zip(&before.high_res)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(diff < 1e-4, "rewritten CAM differs by {diff}");
 }
 
 #[test]

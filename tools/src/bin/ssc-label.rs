@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use serde::{Deserialize, Serialize};
-use ssc_core::cam::CamRecord;
 use ssc_core::dataset::{DatasetSpec, Item};
 use ssc_inference::cam::{self, CamConfig, Normalizer, Prepared};
 use ssc_inference::pipeline::{self, PipelineConfig};
@@ -36,7 +35,7 @@ enum Command {
 
 #[derive(clap::Args)]
 struct CamsArgs {
-    /// The exported CAM network (`ssc-export cam`).
+    /// The exported CAM network (`ssc-export --arch cam`).
     #[arg(long)]
     model: PathBuf,
     #[command(flatten)]
@@ -127,18 +126,59 @@ impl Resumable for CamJob {
         vec![self.path(item)]
     }
 
-    /// Done when the file reads as a CAM record of the image's size with valid keys.
+    /// Done when the file is a complete CAM record of the image's size with valid keys. Only
+    /// the safetensors header and the keys are read (a resume pass over a whole dataset must
+    /// not read every high-res CAM); truncation shows as a length mismatch.
     fn is_done(&self, item: &Item) -> bool {
-        let Ok(rec) = CamRecord::read(&self.path(item)) else {
+        let Ok((w, h)) = ssc_core::imageio::image_size(&item.image) else {
             return false;
         };
-        let size = ssc_core::imageio::image_size(&item.image).ok();
-        size == Some((rec.size.1 as u32, rec.size.0 as u32))
-            && rec
-                .keys
-                .iter()
-                .all(|&k| k >= 0 && (k as usize) < self.classes)
+        cam_file_ok(&self.path(item), (h as usize, w as usize), self.classes).unwrap_or(false)
     }
+}
+
+/// Checks a CAM file's safetensors header against the image size `(h, w)`, its total length,
+/// and its keys against the class count.
+fn cam_file_ok(path: &Path, (h, w): (usize, usize), classes: usize) -> Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    let mut n = [0u8; 8];
+    f.read_exact(&mut n)?;
+    let n = u64::from_le_bytes(n);
+    if n > 1 << 20 || 8 + n > len {
+        return Ok(false);
+    }
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header)?;
+    let header: serde_json::Value = serde_json::from_slice(&header)?;
+    let tensor = |name: &str| -> Option<(Vec<usize>, u64, u64)> {
+        let t = header.get(name)?;
+        let shape = serde_json::from_value(t.get("shape")?.clone()).ok()?;
+        let [a, b]: [u64; 2] = serde_json::from_value(t.get("data_offsets")?.clone()).ok()?;
+        Some((shape, a, b))
+    };
+    let (Some(keys), Some(cam), Some(hr)) = (tensor("keys"), tensor("cam"), tensor("high_res"))
+    else {
+        return Ok(false);
+    };
+    let k = keys.0.first().copied().unwrap_or(usize::MAX);
+    let end = keys.2.max(cam.2).max(hr.2);
+    if keys.0.len() != 1
+        || cam.0 != [k, h.div_ceil(4), w.div_ceil(4)]
+        || hr.0 != [k, h, w]
+        || 8 + n + end != len
+        || keys.2 - keys.1 != 8 * k as u64
+    {
+        return Ok(false);
+    }
+    let mut raw = vec![0u8; 8 * k];
+    f.seek(SeekFrom::Start(8 + n + keys.1))?;
+    f.read_exact(&mut raw)?;
+    Ok(raw.chunks_exact(8).all(|c| {
+        let v = i64::from_le_bytes(c.try_into().unwrap_or([0xff; 8]));
+        v >= 0 && (v as usize) < classes
+    }))
 }
 
 fn main() -> std::process::ExitCode {
