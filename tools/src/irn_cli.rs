@@ -379,8 +379,9 @@ fn locate(checkpoint: &Path) -> Result<(PathBuf, PathBuf)> {
 
 /// Exports a trained IRN (weights file, checkpoint folder or run folder; the `config.json`
 /// beside it gives the network) to ONNX with
-/// [`ssc_models::onnx::export_irn_edge`]. The exporter names the branch `edge{n}` and the
-/// backbone at the root; the training layout (`fc_edge{n}`, `backbone.`) is renamed here.
+/// [`ssc_models::onnx::export_irn_edge`]. The exporter reads the backbone at the root and the
+/// branch as `fc_edge{n}` (IRN's names); the training layout keeps the backbone under
+/// `backbone.`, which is stripped here.
 pub fn export_irn(checkpoint: &Path, out: &Path) -> Result<()> {
     let (weights, config) = locate(checkpoint)?;
     let cfg: IrnTrainConfig = serde_json::from_str(
@@ -393,8 +394,8 @@ pub fn export_irn(checkpoint: &Path, out: &Path) -> Result<()> {
     for name in f.names() {
         let new = if let Some(rest) = name.strip_prefix(BACKBONE_PREFIX) {
             rest.to_string()
-        } else if let Some(rest) = name.strip_prefix("fc_edge") {
-            format!("edge{rest}")
+        } else if name.starts_with("fc_edge") {
+            name.clone()
         } else {
             continue;
         };

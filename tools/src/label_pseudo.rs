@@ -118,7 +118,6 @@ impl Resumable for PseudoJob {
         ssc_core::imageio::image_size(&item.image).ok()
             == Some((mask.width as u32, mask.height as u32))
     }
-
 }
 
 impl Job for PseudoJob {

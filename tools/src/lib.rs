@@ -1,9 +1,9 @@
 //! Shared plumbing of ssc's command-line tools: logging, progress bars, class maps.
 
 pub mod batch;
+pub mod irn_cli;
 pub mod label_pseudo;
 pub mod serve;
-pub mod irn_cli;
 
 use std::path::Path;
 

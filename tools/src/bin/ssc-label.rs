@@ -31,6 +31,12 @@ struct Cli {
 enum Command {
     /// Multi-scale CAMs (spec §3.2) of every image: `<out>/<id>.safetensors`.
     Cams(CamsArgs),
+    /// IR labels (spec §4.1: CAM thresholds + dense CRF + ignore band) from CAM files:
+    /// `<out>/<id>.png`, with precision/coverage against the ground truth when it exists.
+    Irlabels(ssc_tools::irn_cli::IrLabelArgs),
+    /// Pseudo-masks (spec §4.7–4.8): CAM files + exported IRN edge network → random walk →
+    /// `<out>/<id>.png`, optionally score stacks and confidence masks.
+    Pseudo(ssc_tools::label_pseudo::PseudoArgs),
 }
 
 #[derive(clap::Args)]
@@ -184,6 +190,8 @@ fn cam_file_ok(path: &Path, (h, w): (usize, usize), classes: usize) -> Result<bo
 fn main() -> std::process::ExitCode {
     ssc_tools::run_main(|| match Cli::parse().command {
         Command::Cams(args) => cams(args),
+        Command::Irlabels(args) => ssc_tools::irn_cli::ir_labels(args),
+        Command::Pseudo(args) => ssc_tools::label_pseudo::run(&args),
     })
 }
 

@@ -39,6 +39,8 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         eval_split: Vec<String>,
     },
+    /// Train the IRN class-boundary network on IR labels (spec §4.3–4.6).
+    Irn(ssc_tools::irn_cli::TrainIrnArgs),
     /// Train and evaluate the five ablation variants with the same seed (Table VII).
     Ablation {
         #[command(flatten)]
@@ -172,6 +174,7 @@ fn options(c: &Common, out: &Path) -> Result<TrainOptions> {
 
 fn run() -> Result<()> {
     match Cli::parse().command {
+        Command::Irn(args) => ssc_tools::irn_cli::train_irn(args),
         Command::Cam {
             common,
             variant,
