@@ -375,7 +375,7 @@ impl Lattice {
                 buf.values.clear();
                 buf.values.resize(self.m + 1, [0.0; LANES]);
                 buf.scratch.resize(self.m + 1, [0.0; LANES]);
-                self.splat_group(weights, q, vp, g, &mut buf.values);
+                self.splat_group_dispatch(weights, q, vp, g, &mut buf.values);
                 self.blur_group(&mut buf.values, &mut buf.scratch);
             });
         // Vertex-major copy: slicing a point then reads each vertex's channels from one
@@ -395,7 +395,40 @@ impl Lattice {
             });
     }
 
+    /// [`Self::splat_group`] with AVX2 when the CPU has it (the same operations in the same
+    /// order, so the same results).
+    fn splat_group_dispatch(
+        &self,
+        weights: &[f32],
+        q: &[f32],
+        vp: usize,
+        g: usize,
+        values: &mut [Row],
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, the only requirement of `splat_group_avx2`.
+            unsafe { self.splat_group_avx2(weights, q, vp, g, values) };
+            return;
+        }
+        self.splat_group(weights, q, vp, g, values);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn splat_group_avx2(
+        &self,
+        weights: &[f32],
+        q: &[f32],
+        vp: usize,
+        g: usize,
+        values: &mut [Row],
+    ) {
+        self.splat_group(weights, q, vp, g, values);
+    }
+
     /// Splats channels `g·LANES..(g+1)·LANES` of every point, in point order.
+    #[inline(always)]
     fn splat_group(&self, weights: &[f32], q: &[f32], vp: usize, g: usize, values: &mut [Row]) {
         let d1 = self.d + 1;
         for (p, src) in q.chunks_exact(vp).enumerate() {
