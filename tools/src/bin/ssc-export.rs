@@ -54,8 +54,8 @@ struct ExportArgs {
     /// Weights: safetensors or PyTorch `.pth` (torchvision names).
     #[arg(long)]
     weights: Option<PathBuf>,
-    /// Resolved network config JSON (as written beside checkpoints); default: inferred from
-    /// the weights, with the stride/dilation layout of `--arch`.
+    /// Network config JSON, or a training run's `config.json`; default: inferred from the
+    /// weights, with the stride/dilation layout of `--arch`.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Class names for the metadata: `voc`, `coco` or a class-list file (background first).
@@ -209,9 +209,15 @@ fn dim0(w: &Weights, name: &str, file: &Path) -> Result<usize> {
         .with_context(|| format!("{}: no tensor `{name}`", file.display()))
 }
 
+/// A network config, or a training run's `config.json` (whose `net` field is the network).
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_slice(&text).with_context(|| format!("{}: not a valid config", path.display()))
+    let mut v: serde_json::Value = serde_json::from_slice(&text)
+        .with_context(|| format!("{}: not JSON", path.display()))?;
+    if let Some(net) = v.get_mut("net") {
+        v = net.take();
+    }
+    serde_json::from_value(v).with_context(|| format!("{}: not a valid config", path.display()))
 }
 
 /// Metadata class names: from `--classes`, else defaults by count.
