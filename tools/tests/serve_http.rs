@@ -368,6 +368,21 @@ fn bad_requests_get_json_errors_and_the_server_stays_up() {
     let n = tcp.read(&mut head).unwrap();
     assert!(String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 413"));
     drop(tcp);
+    // a chunked body (no length announced) is cut off at the limit while it is read
+    let mut tcp = TcpStream::connect(srv.addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let chunk = vec![b' '; 70 << 10];
+    write!(
+        tcp,
+        "POST /predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n",
+        chunk.len()
+    )
+    .unwrap();
+    tcp.write_all(&chunk).unwrap();
+    tcp.write_all(b"\r\n0\r\n\r\n").unwrap();
+    let n = tcp.read(&mut head).unwrap();
+    assert!(String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 413"));
+    drop(tcp);
     assert_eq!(
         srv.calls.load(Ordering::SeqCst),
         0,

@@ -49,7 +49,7 @@ pub struct ServeConfig {
 }
 
 impl ServeConfig {
-    /// Defaults for a class list: 8 MiB bodies, 40 Mpx images, 64 MiB files, 30 s queue wait,
+    /// Defaults for a class list: 8 MiB bodies, 25 Mpx images, 64 MiB files, 30 s queue wait,
     /// no auth, `tag` / `image` control names (those of ssc's labeling config).
     pub fn new(classes: ClassMap) -> Self {
         ServeConfig {
@@ -62,7 +62,7 @@ impl ServeConfig {
             from_name: "tag".into(),
             to_name: "image".into(),
             max_body_bytes: 8 << 20,
-            max_pixels: 40_000_000,
+            max_pixels: 25_000_000,
             max_image_bytes: 64 << 20,
             queue_timeout: Duration::from_secs(30),
             basic_auth: None,
