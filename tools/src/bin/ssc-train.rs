@@ -184,13 +184,11 @@ fn run() -> Result<()> {
             let ds = open_split(&common.data, &common.split)?;
             let k = ds.classes.num_foreground();
             let mut cfg = resolve(&common, k, Some(Variant::parse(&variant)?))?;
-            if resume {
-                if let Some(saved) = saved_config(&common.out)? {
-                    if saved != cfg {
-                        tracing::warn!("resuming with the checkpoint's saved config");
-                    }
-                    cfg = saved;
+            if resume && let Some(saved) = saved_config(&common.out)? {
+                if saved != cfg {
+                    tracing::warn!("resuming with the checkpoint's saved config");
                 }
+                cfg = saved;
             }
             let mut opts = options(&common, &common.out)?;
             opts.resume = resume;

@@ -301,7 +301,7 @@ impl CamTrainConfig {
         if self.batch_size == 0 || self.epochs == 0 {
             return bad("batch_size and epochs must be > 0".into());
         }
-        if self.data.crop == 0 || self.data.crop % 16 != 0 {
+        if self.data.crop == 0 || !self.data.crop.is_multiple_of(16) {
             return bad(format!(
                 "crop {} must be a positive multiple of 16 (the decoder upsamples ×16)",
                 self.data.crop
@@ -317,7 +317,7 @@ impl CamTrainConfig {
                 self.decoder.in_channels, self.net.num_classes
             ));
         }
-        if self.eval_scales.iter().any(|s| !(*s > 0.0)) || self.eval_scales.is_empty() {
+        if self.eval_scales.iter().any(|s| s.is_nan() || *s <= 0.0) || self.eval_scales.is_empty() {
             return bad(format!("eval_scales {:?} must be > 0", self.eval_scales));
         }
         Ok(())

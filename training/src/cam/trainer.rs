@@ -403,20 +403,20 @@ pub fn train(
         iteration: 0,
         seed: cfg.seed,
     };
-    if opts.resume {
-        if let Some(dir) = checkpoint::latest(&opts.out)? {
-            let ck = checkpoint::load(&dir, dev)?;
-            load_vars(&nets.net_vars, &ck.net, &dir.join("net.safetensors"))?;
-            if let Some((_, vm)) = &nets.decoder {
-                load_vars(vm, &ck.decoder, &dir.join("decoder.safetensors"))?;
-            }
-            sgd.load_state(&ck.optim)?;
-            if let Some(a) = adam.as_mut() {
-                a.load_state(&ck.optim)?;
-            }
-            state = ck.state;
-            tracing::info!(checkpoint = %dir.display(), epoch = state.epoch, "resumed");
+    if opts.resume
+        && let Some(dir) = checkpoint::latest(&opts.out)?
+    {
+        let ck = checkpoint::load(&dir, dev)?;
+        load_vars(&nets.net_vars, &ck.net, &dir.join("net.safetensors"))?;
+        if let Some((_, vm)) = &nets.decoder {
+            load_vars(vm, &ck.decoder, &dir.join("decoder.safetensors"))?;
         }
+        sgd.load_state(&ck.optim)?;
+        if let Some(a) = adam.as_mut() {
+            a.load_state(&ck.optim)?;
+        }
+        state = ck.state;
+        tracing::info!(checkpoint = %dir.display(), epoch = state.epoch, "resumed");
     }
     std::fs::create_dir_all(&opts.out).map_err(|e| TrainError::file(&opts.out, e.to_string()))?;
     let config_json = serde_json::to_value(cfg).map_err(|e| TrainError::Config(e.to_string()))?;
