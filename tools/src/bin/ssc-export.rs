@@ -163,14 +163,14 @@ fn infer_layout(
             let mut blocks = [0usize; 4];
             for name in w.names() {
                 let mut parts = name.split('.');
-                if let (Some(l), Some(i)) = (parts.next(), parts.next()) {
-                    if let (Some(l), Ok(i)) = (l.strip_prefix("layer"), i.parse::<usize>()) {
-                        if let Ok(l) = l.parse::<usize>() {
-                            if (1..=4).contains(&l) {
-                                blocks[l - 1] = blocks[l - 1].max(i + 1);
-                            }
-                        }
-                    }
+                if let (Some(l), Some(i)) = (parts.next(), parts.next())
+                    && let (Some(Ok(l)), Ok(i)) = (
+                        l.strip_prefix("layer").map(str::parse::<usize>),
+                        i.parse::<usize>(),
+                    )
+                    && (1..=4).contains(&l)
+                {
+                    blocks[l - 1] = blocks[l - 1].max(i + 1);
                 }
             }
             let base = dim0(w, "conv1.weight", sd.path())?;
@@ -212,8 +212,8 @@ fn dim0(w: &Weights, name: &str, file: &Path) -> Result<usize> {
 /// A network config, or a training run's `config.json` (whose `net` field is the network).
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut v: serde_json::Value = serde_json::from_slice(&text)
-        .with_context(|| format!("{}: not JSON", path.display()))?;
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&text).with_context(|| format!("{}: not JSON", path.display()))?;
     if let Some(net) = v.get_mut("net") {
         v = net.take();
     }
