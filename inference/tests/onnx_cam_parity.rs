@@ -55,3 +55,75 @@ fn cam_pairs_match_pytorch() {
         );
     }
 }
+
+/// The exported graph run by ONNX Runtime equals the candle CAM network on the same input
+/// and weights (≤ 1e-4), at every fixture scale.
+#[test]
+fn cam_export_matches_the_candle_network() {
+    use candle_core::{DType, Device, Tensor};
+    use ssc_models::cam::CamNet;
+    use ssc_models::config::CamNetConfig;
+    use ssc_models::import::load_state_dict;
+
+    let (Some(cam_dir), Some(resnet_dir)) = (
+        fixtures::case(env!("CARGO_MANIFEST_DIR"), "cam"),
+        fixtures::case(env!("CARGO_MANIFEST_DIR"), "resnet"),
+    ) else {
+        return;
+    };
+    if !common::ort_available() {
+        return;
+    }
+    let cfg_json = common::json(&cam_dir.join("config.json"));
+    let rn_json = common::json(&resnet_dir.join("config.json"));
+    let net_cfg = CamNetConfig {
+        backbone: common::resnet_config(&rn_json, &rn_json["configs"]["os16"]),
+        num_classes: cfg_json["C"].as_u64().unwrap() as usize,
+        drs_delta: rn_json["drs_delta"].as_f64().unwrap(),
+    };
+    let mut tensors = load_state_dict(resnet_dir.join("weights.safetensors"))
+        .unwrap()
+        .into_tensors();
+    tensors.extend(
+        load_state_dict(cam_dir.join("weights.safetensors"))
+            .unwrap()
+            .into_tensors(),
+    );
+    let vb = candle_nn::VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
+    let net = CamNet::new(&net_cfg, vb).unwrap();
+
+    let mut w = Weights::open(resnet_dir.join("weights.safetensors")).unwrap();
+    w.merge(
+        Weights::open(cam_dir.join("weights.safetensors")).unwrap(),
+        "",
+    );
+    let bytes = export_cam(
+        &w,
+        &net_cfg.backbone,
+        net_cfg.num_classes,
+        net_cfg.drs_delta as f32,
+    )
+    .unwrap();
+    let mut model = Model::from_bytes(&bytes, "cam.onnx", &SessionConfig::default()).unwrap();
+
+    let t = TensorFile::open(cam_dir.join("tensors.safetensors")).unwrap();
+    for i in 0..cfg_json["per_scale"].as_array().unwrap().len() {
+        let (x, xs) = t.f32(&format!("scale{i}_input")).unwrap();
+        let ort = model.run(&x, xs.clone().try_into().unwrap()).unwrap();
+        let input = Tensor::from_vec(x, xs, &Device::Cpu).unwrap();
+        let candle: Vec<f32> = net
+            .forward_cam(&input)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        common::assert_close(
+            &format!("scale {i}: ort vs candle"),
+            &ort[0].data,
+            &candle,
+            1e-4,
+            0.0,
+        );
+    }
+}

@@ -35,6 +35,9 @@ impl Conv3 {
     }
 
     /// `padding` is the zero padding (0 after an explicit reflection pad).
+    ///
+    /// # Shapes
+    /// `x`: N×C_in×H×W → N×C_out×(H+2p−2)×(W+2p−2).
     fn forward(&self, x: &Tensor, padding: usize) -> Result<Tensor> {
         let p = ConvParams {
             padding,
@@ -65,6 +68,8 @@ impl LayerNorm {
         })
     }
 
+    /// # Shapes
+    /// `x`: N×C×H×W → the same shape.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         layer_norm_munit(x, &self.gamma, &self.beta, self.eps)
     }
@@ -97,6 +102,8 @@ impl ConvBlock {
         })
     }
 
+    /// # Shapes
+    /// `x`: N×C_in×H×W → N×C_out×H×W.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let y = if self.reflect {
             self.conv.forward(&reflection_pad2d(x, 1)?, 0)?
@@ -126,6 +133,8 @@ impl UpSample {
         })
     }
 
+    /// # Shapes
+    /// `x`: N×C_in×H×W → N×C_out×2H×2W.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let y = x.conv_transpose2d(&self.up_weight, 1, 0, 2, 1)?;
         let y = instance_norm(&y, self.in_eps)?.relu()?;
