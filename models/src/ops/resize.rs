@@ -5,23 +5,10 @@
 use candle_core::{Result, Tensor};
 
 /// The `[out, in]` interpolation matrix of PyTorch's 1-D linear resize with
-/// `align_corners=False` and no explicit scale factor: source coordinate
-/// `(o + 0.5)·in/out − 0.5`, clamped at 0; the upper neighbour is clamped to `in − 1`.
+/// `align_corners=False` (source coordinate `(o + 0.5)·in/out − 0.5`, clamped at 0; upper
+/// neighbour clamped to `in − 1`). One definition serves both sides: `ssc_core::resize`.
 pub fn bilinear_matrix(input: usize, output: usize) -> Vec<f64> {
-    let mut m = vec![0f64; output * input];
-    if input == 0 {
-        return m;
-    }
-    let scale = input as f64 / output as f64;
-    for o in 0..output {
-        let src = ((o as f64 + 0.5) * scale - 0.5).max(0.0);
-        let i0 = (src.floor() as usize).min(input - 1);
-        let i1 = (i0 + 1).min(input - 1);
-        let l1 = src - i0 as f64;
-        m[o * input + i0] += 1.0 - l1;
-        m[o * input + i1] += l1;
-    }
-    m
+    ssc_core::resize::bilinear_matrix_f64(input, output)
 }
 
 fn matrix(input: usize, output: usize, like: &Tensor) -> Result<Tensor> {
