@@ -180,6 +180,28 @@ pub fn load(dir: &Path, dev: &Device) -> Result<CheckpointData> {
     })
 }
 
+/// Creates the run folder `out` and writes the resolved config beside the checkpoints
+/// (`out/config.json`), so every artifact of a run carries the settings that made it.
+/// Returns the config as JSON (stored again in each checkpoint).
+pub fn write_run_config<C: Serialize>(out: &Path, cfg: &C) -> Result<serde_json::Value> {
+    std::fs::create_dir_all(out).map_err(|e| TrainError::file(out, e.to_string()))?;
+    let value = serde_json::to_value(cfg).map_err(|e| TrainError::Config(e.to_string()))?;
+    let json =
+        serde_json::to_string_pretty(&value).map_err(|e| TrainError::Config(e.to_string()))?;
+    ssc_core::atomic::write(&out.join("config.json"), json.as_bytes())?;
+    Ok(value)
+}
+
+/// Full batches per epoch of a training set; zero is an error naming the sizes.
+pub fn batches_per_epoch(per_epoch: usize, images: usize, batch_size: usize) -> Result<usize> {
+    if per_epoch == 0 {
+        return Err(TrainError::Config(format!(
+            "{images} images make no full batch of {batch_size}"
+        )));
+    }
+    Ok(per_epoch)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

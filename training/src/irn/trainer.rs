@@ -276,22 +276,12 @@ pub fn train(
         state = ck.state;
         tracing::info!(checkpoint = %dir.display(), epoch = state.epoch, "resumed");
     }
-    std::fs::create_dir_all(&opts.out).map_err(|e| TrainError::file(&opts.out, e.to_string()))?;
-    let config_json = serde_json::to_value(cfg).map_err(|e| TrainError::Config(e.to_string()))?;
-    ssc_core::atomic::write(
-        &opts.out.join("config.json"),
-        serde_json::to_string_pretty(&config_json)
-            .map_err(|e| TrainError::Config(e.to_string()))?
-            .as_bytes(),
+    let config_json = checkpoint::write_run_config(&opts.out, cfg)?;
+    let per_epoch = checkpoint::batches_per_epoch(
+        set.batches_per_epoch(cfg.batch_size),
+        set.len(),
+        cfg.batch_size,
     )?;
-    let per_epoch = set.batches_per_epoch(cfg.batch_size);
-    if per_epoch == 0 {
-        return Err(TrainError::Config(format!(
-            "{} images make no full batch of {}",
-            set.len(),
-            cfg.batch_size
-        )));
-    }
     let total = (per_epoch * cfg.epochs) as u64;
     let mut report = IrnTrainReport {
         epochs: state.epoch,
