@@ -1,0 +1,234 @@
+//! The main job's chain end to end on a tiny synthetic benchmark, through the real binaries:
+//! synth → superpixels → classifier → export → CAMs → seed sweep → IR labels → IRN → export →
+//! pseudo-masks → evaluation. It checks that every stage consumes the previous one's output
+//! and that every output is complete and well-formed (the numbers of so short a training are
+//! not meaningful, only their validity is).
+
+use std::path::Path;
+use std::process::Command;
+
+fn run(bin: &str, args: &[&str]) -> String {
+    let out = Command::new(bin)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap_or_else(|e| panic!("{bin}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{bin} {args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn count(dir: &Path, ext: &str) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == ext)
+        })
+        .count()
+}
+
+#[test]
+fn pseudo_label_pipeline_runs_end_to_end() {
+    if ssc_inference::runtime::find_library(None).is_err() {
+        eprintln!("SKIP: ONNX Runtime library not found (run scripts/setup-ort.sh)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let data = d.join("synth");
+    run(
+        env!("CARGO_BIN_EXE_ssc-synth"),
+        &[
+            "generate",
+            "--out",
+            s(&data),
+            "--num-images",
+            "16",
+            "--num-val",
+            "4",
+            "--size",
+            "48",
+            "--classes",
+            "3",
+        ],
+    );
+    run(
+        env!("CARGO_BIN_EXE_ssc-superpixels"),
+        &[
+            "--root",
+            s(&data),
+            "--split",
+            "train",
+            "--out",
+            s(&data.join("superpixels")),
+            "--k",
+            "40",
+            "--min-size",
+            "20",
+        ],
+    );
+    assert_eq!(count(&data.join("superpixels"), "png"), 16);
+    let cam = d.join("cam");
+    run(
+        env!("CARGO_BIN_EXE_ssc-train"),
+        &[
+            "cam",
+            "--data",
+            s(&data),
+            "--preset",
+            "synthetic",
+            "--epochs",
+            "1",
+            "--out",
+            s(&cam),
+        ],
+    );
+    let cam_onnx = d.join("cam.onnx");
+    run(
+        env!("CARGO_BIN_EXE_ssc-export"),
+        &[
+            "--arch",
+            "cam",
+            "--weights",
+            s(&cam.join("cam_net.safetensors")),
+            "--config",
+            s(&cam.join("config.json")),
+            "--classes",
+            s(&data.join("classes.txt")),
+            "--out",
+            s(&cam_onnx),
+        ],
+    );
+    let cams = d.join("cams");
+    run(
+        env!("CARGO_BIN_EXE_ssc-label"),
+        &[
+            "cams",
+            "--model",
+            s(&cam_onnx),
+            "--root",
+            s(&data),
+            "--split",
+            "train",
+            "--out",
+            s(&cams),
+        ],
+    );
+    assert_eq!(count(&cams, "safetensors"), 16);
+    let sweep = run(
+        env!("CARGO_BIN_EXE_ssc-eval"),
+        &[
+            "cams",
+            "--cams",
+            s(&cams),
+            "--gt",
+            s(&data),
+            "--split",
+            "train",
+        ],
+    );
+    assert!(sweep.contains("best threshold"), "{sweep}");
+    let ir = d.join("ir");
+    let irl = run(
+        env!("CARGO_BIN_EXE_ssc-label"),
+        &[
+            "irlabels",
+            "--dataset",
+            s(&data),
+            "--split",
+            "train",
+            "--cams",
+            s(&cams),
+            "--out",
+            s(&ir),
+        ],
+    );
+    assert_eq!(count(&ir, "png"), 16, "{irl}");
+    let irn_onnx = d.join("irn.onnx");
+    run(
+        env!("CARGO_BIN_EXE_ssc-train"),
+        &[
+            "irn",
+            "--dataset",
+            s(&data),
+            "--split",
+            "train",
+            "--ir-labels",
+            s(&ir),
+            "--preset",
+            "synthetic",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--out",
+            s(&d.join("irn")),
+            "--export",
+            s(&irn_onnx),
+        ],
+    );
+    let pseudo = d.join("pseudo");
+    run(
+        env!("CARGO_BIN_EXE_ssc-label"),
+        &[
+            "pseudo",
+            "--irn",
+            s(&irn_onnx),
+            "--cams",
+            s(&cams),
+            "--root",
+            s(&data),
+            "--split",
+            "train",
+            "--out",
+            s(&pseudo),
+            "--scores",
+            "--confidence",
+        ],
+    );
+    assert_eq!(count(&pseudo, "png"), 16);
+    assert_eq!(count(&pseudo.join("scores"), "safetensors"), 16);
+    assert_eq!(count(&pseudo.join("confidence"), "png"), 16);
+    // Pseudo-masks are valid masks of the right sizes: the evaluator accepts every one.
+    let eval = run(
+        env!("CARGO_BIN_EXE_ssc-eval"),
+        &["--pred", s(&pseudo), "--gt", s(&data), "--split", "train"],
+    );
+    assert!(eval.contains("images: 16"), "{eval}");
+    // A rerun of the pseudo stage finds everything done.
+    run(
+        env!("CARGO_BIN_EXE_ssc-label"),
+        &[
+            "pseudo",
+            "--irn",
+            s(&irn_onnx),
+            "--cams",
+            s(&cams),
+            "--root",
+            s(&data),
+            "--split",
+            "train",
+            "--out",
+            s(&pseudo),
+            "--scores",
+            "--confidence",
+        ],
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(pseudo.join("manifest.0-of-1.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["skipped"].as_u64(), Some(16), "{manifest}");
+    assert_eq!(manifest["written"].as_u64(), Some(0));
+}
