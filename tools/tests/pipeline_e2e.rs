@@ -180,24 +180,22 @@ fn pseudo_label_pipeline_runs_end_to_end() {
         ],
     );
     let pseudo = d.join("pseudo");
-    run(
-        env!("CARGO_BIN_EXE_ssc-label"),
-        &[
-            "pseudo",
-            "--irn",
-            s(&irn_onnx),
-            "--cams",
-            s(&cams),
-            "--root",
-            s(&data),
-            "--split",
-            "train",
-            "--out",
-            s(&pseudo),
-            "--scores",
-            "--confidence",
-        ],
-    );
+    let pseudo_args = [
+        "pseudo",
+        "--irn",
+        s(&irn_onnx),
+        "--cams",
+        s(&cams),
+        "--root",
+        s(&data),
+        "--split",
+        "train",
+        "--out",
+        s(&pseudo),
+        "--scores",
+        "--confidence",
+    ];
+    run(env!("CARGO_BIN_EXE_ssc-label"), &pseudo_args);
     assert_eq!(count(&pseudo, "png"), 16);
     assert_eq!(count(&pseudo.join("scores"), "safetensors"), 16);
     assert_eq!(count(&pseudo.join("confidence"), "png"), 16);
@@ -208,24 +206,7 @@ fn pseudo_label_pipeline_runs_end_to_end() {
     );
     assert!(eval.contains("images: 16"), "{eval}");
     // A rerun of the pseudo stage finds everything done.
-    run(
-        env!("CARGO_BIN_EXE_ssc-label"),
-        &[
-            "pseudo",
-            "--irn",
-            s(&irn_onnx),
-            "--cams",
-            s(&cams),
-            "--root",
-            s(&data),
-            "--split",
-            "train",
-            "--out",
-            s(&pseudo),
-            "--scores",
-            "--confidence",
-        ],
-    );
+    run(env!("CARGO_BIN_EXE_ssc-label"), &pseudo_args);
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(pseudo.join("manifest.0-of-1.json")).unwrap())
             .unwrap();
