@@ -11,7 +11,7 @@ use candle_nn::{Init, VarBuilder};
 
 use crate::config::DecoderConfig;
 use crate::init::{PYTORCH_CONV_WEIGHT, pytorch_conv_bias};
-use crate::ops::conv::{ConvParams, conv2d};
+use crate::ops::conv::{ConvParams, conv_transpose2d, conv2d};
 use crate::ops::norm::{instance_norm, layer_norm_munit};
 use crate::ops::pad::reflection_pad2d;
 
@@ -136,7 +136,7 @@ impl UpSample {
     /// # Shapes
     /// `x`: N×C_in×H×W → N×C_out×2H×2W.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.conv_transpose2d(&self.up_weight, 1, 0, 2, 1)?;
+        let y = conv_transpose2d(x, &self.up_weight, 2, 1)?;
         let y = instance_norm(&y, self.in_eps)?.relu()?;
         self.block.forward(&y)
     }

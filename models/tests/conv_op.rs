@@ -137,3 +137,45 @@ fn bias_is_added_per_channel_and_bad_shapes_fail() {
     let big = Tensor::zeros((2, 3, 5, 5), DType::F32, &dev).unwrap();
     assert!(conv2d(&bad, &big, ConvParams::default(), true).is_err());
 }
+
+/// (h, w, c_in, c_out, k, stride, padding): the decoder's 4×4/s2/p1, H≠W, stride 1 and 3.
+const TRANSPOSED: &[(usize, usize, usize, usize, usize, usize, usize)] = &[
+    (4, 5, 2, 3, 4, 2, 1),
+    (3, 3, 3, 2, 3, 1, 1),
+    (3, 4, 2, 2, 3, 3, 0),
+    (5, 4, 1, 2, 4, 2, 2),
+];
+
+#[test]
+fn transposed_conv_matches_builtin_and_finite_differences() {
+    use ssc_models::ops::conv_transpose2d;
+    let dev = Device::Cpu;
+    for (i, &(h, w, ci, co, k, s, p)) in TRANSPOSED.iter().enumerate() {
+        let x = random_f64(&[2, ci, h, w], 300 + i as u64, &dev).unwrap();
+        let wt = random_f64(&[ci, co, k, k], 350 + i as u64, &dev).unwrap();
+        let ours = conv_transpose2d(&x, &wt, s, p).unwrap();
+        let theirs = x.conv_transpose2d(&wt, p, 0, s, 1).unwrap();
+        assert_eq!(ours.dims(), theirs.dims(), "case {i}");
+        let err = (ours - theirs)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
+        assert!(err < 1e-12, "case {i}: forward differs by {err}");
+        let r = check(|t| conv_transpose2d(t, &wt, s, p), &x, 1e-6, i as u64).unwrap();
+        assert!(
+            r.passes(1e-8, 1e-8) && r.max_abs_grad > 0.01,
+            "case {i} dx: {r:?}"
+        );
+        let r = check(|t| conv_transpose2d(&x, t, s, p), &wt, 1e-6, i as u64).unwrap();
+        assert!(
+            r.passes(1e-8, 1e-8) && r.max_abs_grad > 0.01,
+            "case {i} dw: {r:?}"
+        );
+    }
+}

@@ -104,32 +104,44 @@ impl Geom {
         self.kh == 1 && self.kw == 1 && self.p.stride == 1 && self.p.padding == 0
     }
 
-    /// Input column for output column `o` and kernel column `j`, if inside the image.
+    /// Output columns `lo..hi` whose kernel column `j` lands inside a row of length `len`,
+    /// and the input column of `lo` (the rest follow at `stride`).
     #[inline]
-    fn src(&self, o: usize, j: usize, len: usize) -> Option<usize> {
-        let i = (o * self.p.stride + j * self.p.dilation).checked_sub(self.p.padding)?;
-        (i < len).then_some(i)
+    fn span(&self, j: usize, len: usize, out: usize) -> (usize, usize, usize) {
+        let (s, off) = (self.p.stride, j * self.p.dilation);
+        let lo = self.p.padding.saturating_sub(off).div_ceil(s);
+        let hi = if len + self.p.padding > off {
+            ((len - 1 + self.p.padding - off) / s + 1).min(out)
+        } else {
+            0
+        };
+        if lo >= hi {
+            return (0, 0, 0);
+        }
+        (lo, hi, lo * s + off - self.p.padding)
     }
 
     fn im2col<T: Copy + Default>(&self, x: &[T]) -> Vec<T> {
-        let (k, l) = (self.k(), self.l());
+        let (k, l, s) = (self.k(), self.l(), self.p.stride);
         let mut col = vec![T::default(); self.n * k * l];
         for n in 0..self.n {
             for c in 0..self.c {
                 let plane = &x[(n * self.c + c) * self.h * self.w..][..self.h * self.w];
                 for i in 0..self.kh {
+                    let (ylo, yhi, iy0) = self.span(i, self.h, self.oh);
                     for j in 0..self.kw {
+                        let (xlo, xhi, ix0) = self.span(j, self.w, self.ow);
                         let row = (c * self.kh + i) * self.kw + j;
                         let dst = &mut col[(n * k + row) * l..][..l];
-                        for oy in 0..self.oh {
-                            let Some(iy) = self.src(oy, i, self.h) else {
-                                continue;
-                            };
+                        for oy in ylo..yhi {
+                            let iy = iy0 + (oy - ylo) * s;
                             let src_row = &plane[iy * self.w..][..self.w];
-                            let dst_row = &mut dst[oy * self.ow..][..self.ow];
-                            for (ox, d) in dst_row.iter_mut().enumerate() {
-                                if let Some(ix) = self.src(ox, j, self.w) {
-                                    *d = src_row[ix];
+                            let dst_row = &mut dst[oy * self.ow..][xlo..xhi];
+                            if s == 1 {
+                                dst_row.copy_from_slice(&src_row[ix0..ix0 + (xhi - xlo)]);
+                            } else {
+                                for (q, d) in dst_row.iter_mut().enumerate() {
+                                    *d = src_row[ix0 + q * s];
                                 }
                             }
                         }
@@ -141,25 +153,23 @@ impl Geom {
     }
 
     fn col2im<T: Copy + Default + std::ops::AddAssign>(&self, col: &[T]) -> Vec<T> {
-        let (k, l) = (self.k(), self.l());
+        let (k, l, s) = (self.k(), self.l(), self.p.stride);
         let mut x = vec![T::default(); self.n * self.c * self.h * self.w];
         for n in 0..self.n {
             for c in 0..self.c {
                 let plane = &mut x[(n * self.c + c) * self.h * self.w..][..self.h * self.w];
                 for i in 0..self.kh {
+                    let (ylo, yhi, iy0) = self.span(i, self.h, self.oh);
                     for j in 0..self.kw {
+                        let (xlo, xhi, ix0) = self.span(j, self.w, self.ow);
                         let row = (c * self.kh + i) * self.kw + j;
                         let src = &col[(n * k + row) * l..][..l];
-                        for oy in 0..self.oh {
-                            let Some(iy) = self.src(oy, i, self.h) else {
-                                continue;
-                            };
+                        for oy in ylo..yhi {
+                            let iy = iy0 + (oy - ylo) * s;
                             let dst_row = &mut plane[iy * self.w..][..self.w];
-                            let src_row = &src[oy * self.ow..][..self.ow];
-                            for (ox, &v) in src_row.iter().enumerate() {
-                                if let Some(ix) = self.src(ox, j, self.w) {
-                                    dst_row[ix] += v;
-                                }
+                            let src_row = &src[oy * self.ow..][xlo..xhi];
+                            for (q, &v) in src_row.iter().enumerate() {
+                                dst_row[ix0 + q * s] += v;
                             }
                         }
                     }
@@ -399,4 +409,60 @@ impl Module for Conv2d {
             None => Ok(y),
         }
     }
+}
+
+/// Transposed convolution without bias (`groups = 1`, `output_padding = 0`), equal to
+/// `F.conv_transpose2d(x, w, None, stride, padding)`, differentiable in `x` and `w`.
+///
+/// Why not candle's `conv_transpose2d`: its CPU kernel is a direct loop that made the §2.4
+/// decoder cost more than the whole classifier step. Here the input is spread onto a
+/// stride-spaced zero grid, padded by `k − 1 − padding`, and convolved (im2col op) with the
+/// spatially flipped, in/out-swapped kernel — the textbook identity, so gradients come from
+/// the conv op and plain tensor ops.
+///
+/// # Shapes
+/// `x`: `[N, C_in, H, W]`, `w`: `[C_in, C_out, k, k]` → `[N, C_out, (H−1)·s − 2p + k, …]`.
+pub fn conv_transpose2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
+    let (n, c, h, wd) = x.dims4()?;
+    let (ci, co, kh, kw) = w.dims4()?;
+    if ci != c || kh != kw || stride == 0 || padding + 1 > kh {
+        candle_core::bail!(
+            "conv_transpose2d: input {:?}, kernel {:?}, stride {stride}, padding {padding} \
+             unsupported (square kernel, padding < k)",
+            x.dims(),
+            w.dims()
+        );
+    }
+    if !x.device().is_cpu() {
+        return x.conv_transpose2d(w, padding, 0, stride, 1);
+    }
+    let k = kh;
+    // Zero insertion: [N,C,H,W] → [N,C,H·s,W·s] with x at multiples of s (the trailing s−1
+    // zeros of each axis are absorbed by the padding below).
+    let spread = if stride == 1 {
+        x.clone()
+    } else {
+        let zeros = x.zeros_like()?;
+        let mut cols = vec![x.clone()];
+        cols.extend(std::iter::repeat_n(zeros.clone(), stride - 1));
+        let y = Tensor::stack(&cols, 4)?.reshape((n, c, h, wd * stride))?;
+        let zeros = y.zeros_like()?;
+        let mut rows = vec![y];
+        rows.extend(std::iter::repeat_n(zeros, stride - 1));
+        Tensor::stack(&rows, 3)?.reshape((n, c, h * stride, wd * stride))?
+    };
+    let len = |l: usize| (l - 1) * stride + 1;
+    let pad = k - 1 - padding;
+    let core = spread.narrow(2, 0, len(h))?.narrow(3, 0, len(wd))?;
+    let padded = core
+        .pad_with_zeros(2, pad, pad)?
+        .pad_with_zeros(3, pad, pad)?;
+    let rev = Tensor::from_vec((0..k as u32).rev().collect::<Vec<_>>(), k, w.device())?;
+    let flipped = w
+        .index_select(&rev, 2)?
+        .index_select(&rev, 3)?
+        .transpose(0, 1)?
+        .contiguous()?;
+    debug_assert_eq!(flipped.dims(), &[co, ci, k, k]);
+    conv2d(&padded, &flipped, ConvParams::default(), true)
 }

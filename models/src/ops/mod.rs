@@ -11,4 +11,4 @@ pub use pool::max_pool2d;
 pub use resize::bilinear;
 pub mod conv;
 
-pub use conv::{Conv2d, ConvParams, conv2d};
+pub use conv::{Conv2d, ConvParams, conv_transpose2d, conv2d};

@@ -264,7 +264,7 @@ fn sorted_vars(vm: &VarMap) -> Result<Vec<(String, Var)>> {
 }
 
 /// The SGD groups of §2.8 and the decoder's Adam.
-fn optimisers(cfg: &CamTrainConfig, nets: &Networks) -> Result<(Sgd, Option<Adam>)> {
+pub fn optimisers(cfg: &CamTrainConfig, nets: &Networks) -> Result<(Sgd, Option<Adam>)> {
     let (cls, bb): (Vec<_>, Vec<_>) = sorted_vars(&nets.net_vars)?
         .into_iter()
         .partition(|(k, _)| k.starts_with("classifier."));
@@ -293,9 +293,11 @@ fn optimisers(cfg: &CamTrainConfig, nets: &Networks) -> Result<(Sgd, Option<Adam
     Ok((sgd, adam))
 }
 
-/// One training step; returns the loss terms.
+/// One training step (forward, the variant's losses, backward, optimiser steps) at poly
+/// factor `factor`; `epoch` decides whether the alignment term is past its warm-up. Public
+/// for the step-cost bench; [`train`] is the entry point for training.
 #[allow(clippy::too_many_arguments)]
-fn step(
+pub fn step(
     cfg: &CamTrainConfig,
     nets: &Networks,
     sgd: &mut Sgd,
