@@ -238,12 +238,15 @@ impl CamStage {
     }
 }
 
+/// One image's CAM network outputs (one per scale) and its original `(H, W)`.
+pub type CamOutputs = (Vec<ScaleOutput>, (usize, usize));
+
 /// Runs the CAM network on a batch of prepared images (inference stage): one result per image,
 /// in order, with the image's size.
 pub fn infer_batch<'a>(
     model: &mut Model,
     preps: impl IntoIterator<Item = &'a Prepared>,
-) -> Vec<Result<(Vec<ScaleOutput>, (usize, usize))>> {
+) -> Vec<Result<CamOutputs>> {
     let preps: Vec<&Prepared> = preps.into_iter().collect();
     let sizes: Vec<(usize, usize)> = preps.iter().map(|p| p.size).collect();
     cam::infer_batch(model, &preps)

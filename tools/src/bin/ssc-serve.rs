@@ -199,13 +199,16 @@ fn config(cli: &Cli, names: &[String]) -> Result<ServeConfig> {
     Ok(cfg)
 }
 
+/// One segmenter per worker.
+type Segmenters = Vec<Box<dyn Segmenter>>;
+
 /// One segmenter per worker and the label names of their outputs.
 fn segmenters(
     cli: &Cli,
     session: &SessionConfig,
     scales: Vec<f64>,
-) -> Result<(Vec<Box<dyn Segmenter>>, Vec<String>)> {
-    let mut segmenters: Vec<Box<dyn Segmenter>> = Vec::with_capacity(cli.workers);
+) -> Result<(Segmenters, Vec<String>)> {
+    let mut segmenters: Segmenters = Vec::with_capacity(cli.workers);
     let mut names = Vec::new();
     if let (Some(cam), Some(irn)) = (&cli.cam_model, &cli.irn_model) {
         let cam_cfg = CamConfig {
