@@ -10,7 +10,7 @@ use ssc_core::cam::CamRecord;
 use ssc_core::classes::ClassMap;
 use ssc_core::dataset::Item;
 use ssc_core::mask::{LabelMap, read_mask, write_grey_png, write_palette_png};
-use ssc_core::pseudo::CONFIDENCE_FRACTION;
+use ssc_core::pseudo::{CONFIDENCE_FRACTION, PseudoLabel};
 use ssc_inference::refine::{RefineParams, refine};
 use ssc_inference::runtime::{Device, Model, SessionConfig};
 
@@ -52,14 +52,103 @@ pub struct PseudoArgs {
     pub batch: BatchArgs,
 }
 
+/// Where and how pseudo-masks are written: `<out>/<id>.png` (palette, or grey class ids),
+/// optionally `<out>/scores/<id>.safetensors` and `<out>/confidence/<id>.png`. Shared by
+/// `ssc-label pseudo` and the one-pass `ssc-label masks`, so both write identical files; all
+/// mask writing goes through [`MaskOutputs::write`].
+#[derive(Debug, Clone)]
+pub struct MaskOutputs {
+    /// Output folder.
+    pub out: PathBuf,
+    /// Class names and palette colours.
+    pub classes: ClassMap,
+    /// Grey PNGs (class ids) instead of palette PNGs.
+    pub grey: bool,
+    /// Also write score stacks.
+    pub scores: bool,
+    /// Also write confidence masks.
+    pub confidence: bool,
+}
+
+impl MaskOutputs {
+    /// The mask of `id`.
+    pub fn mask_path(&self, id: &str) -> PathBuf {
+        mask_path(&self.out, id)
+    }
+    /// The score stack of `id`.
+    pub fn score_path(&self, id: &str) -> PathBuf {
+        self.out.join("scores").join(format!("{id}.safetensors"))
+    }
+    /// The confidence mask of `id`.
+    pub fn confidence_path(&self, id: &str) -> PathBuf {
+        self.out.join("confidence").join(format!("{id}.png"))
+    }
+
+    /// Every file written for `id`.
+    pub fn outputs(&self, id: &str) -> Vec<PathBuf> {
+        let mut v = vec![self.mask_path(id)];
+        if self.scores {
+            v.push(self.score_path(id));
+        }
+        if self.confidence {
+            v.push(self.confidence_path(id));
+        }
+        v
+    }
+
+    /// Refuses ids whose mask would overwrite another image's confidence mask (an image
+    /// folder with a `confidence/` sub-folder while confidence masks are requested).
+    pub fn check_ids<'a>(&self, mut ids: impl Iterator<Item = &'a str>) -> Result<()> {
+        if !self.confidence {
+            return Ok(());
+        }
+        if let Some(id) = ids.find(|id| id.starts_with("confidence/")) {
+            anyhow::bail!(
+                "the mask of image `{id}` would overwrite a confidence mask: move the \
+                 `confidence` sub-folder or drop --confidence"
+            );
+        }
+        Ok(())
+    }
+
+    /// Done when every output exists and the mask decodes with the image's size.
+    pub fn is_done(&self, item: &Item) -> bool {
+        if !self.outputs(&item.id).iter().all(|p| p.is_file()) {
+            return false;
+        }
+        let Ok(mask) = read_mask(&self.mask_path(&item.id), &self.classes) else {
+            return false;
+        };
+        ssc_core::imageio::image_size(&item.image).ok()
+            == Some((mask.width as u32, mask.height as u32))
+    }
+
+    /// Writes the outputs of `id`, the mask last: its presence marks the item as done.
+    pub fn write(&self, id: &str, label: &PseudoLabel) -> Result<()> {
+        let mask = LabelMap::new(label.width, label.height, label.pred.clone())?;
+        if self.scores {
+            label.save_scores(&self.score_path(id))?;
+        }
+        if self.confidence {
+            let conf = label.confidence_mask(CONFIDENCE_FRACTION)?;
+            write_grey_png(
+                &self.confidence_path(id),
+                &LabelMap::new(label.width, label.height, conf)?,
+            )?;
+        }
+        if self.grey {
+            write_grey_png(&self.mask_path(id), &mask)?;
+        } else {
+            write_palette_png(&self.mask_path(id), &mask, &self.classes)?;
+        }
+        Ok(())
+    }
+}
+
 struct PseudoJob {
     cams: PathBuf,
-    out: PathBuf,
-    classes: ClassMap,
+    outputs: MaskOutputs,
     params: RefineParams,
-    grey: bool,
-    scores: bool,
-    confidence: bool,
     model_path: PathBuf,
     session: SessionConfig,
     /// One ONNX session per concurrent worker (`Session::run` takes `&mut self`).
@@ -67,16 +156,6 @@ struct PseudoJob {
 }
 
 impl PseudoJob {
-    fn mask_path(&self, id: &str) -> PathBuf {
-        self.out.join(format!("{id}.png"))
-    }
-    fn score_path(&self, id: &str) -> PathBuf {
-        self.out.join("scores").join(format!("{id}.safetensors"))
-    }
-    fn confidence_path(&self, id: &str) -> PathBuf {
-        self.out.join("confidence").join(format!("{id}.png"))
-    }
-
     fn with_model<T>(&self, f: impl FnOnce(&mut Model) -> Result<T>) -> Result<T> {
         let taken = self.models.lock().expect("model pool").pop();
         let mut model = match taken {
@@ -97,26 +176,11 @@ impl Resumable for PseudoJob {
     }
 
     fn outputs(&self, item: &Item) -> Vec<PathBuf> {
-        let mut v = vec![self.mask_path(&item.id)];
-        if self.scores {
-            v.push(self.score_path(&item.id));
-        }
-        if self.confidence {
-            v.push(self.confidence_path(&item.id));
-        }
-        v
+        self.outputs.outputs(&item.id)
     }
 
-    /// Done when every output exists and the mask decodes with the image's size.
     fn is_done(&self, item: &Item) -> bool {
-        if !self.outputs(item).iter().all(|p| p.is_file()) {
-            return false;
-        }
-        let Ok(mask) = read_mask(&self.mask_path(&item.id), &self.classes) else {
-            return false;
-        };
-        ssc_core::imageio::image_size(&item.image).ok()
-            == Some((mask.width as u32, mask.height as u32))
+        self.outputs.is_done(item)
     }
 }
 
@@ -128,28 +192,12 @@ impl Job for PseudoJob {
         let label = self
             .with_model(|m| Ok(refine(m, &image, &cam, &self.params)?))
             .with_context(|| format!("{}: refinement", item.image.display()))?;
-        let mask = LabelMap::new(label.width, label.height, label.pred.clone())?;
-        if self.scores {
-            label.save_scores(&self.score_path(&item.id))?;
-        }
-        if self.confidence {
-            let conf = label.confidence_mask(CONFIDENCE_FRACTION)?;
-            write_grey_png(
-                &self.confidence_path(&item.id),
-                &LabelMap::new(label.width, label.height, conf)?,
-            )?;
-        }
-        // The mask last: its presence marks the item as done.
-        if self.grey {
-            write_grey_png(&self.mask_path(&item.id), &mask)?;
-        } else {
-            write_palette_png(&self.mask_path(&item.id), &mask, &self.classes)?;
-        }
-        Ok(())
+        self.outputs.write(&item.id, &label)
     }
 }
 
-fn read_params(path: &Option<PathBuf>) -> Result<RefineParams> {
+/// The refinement settings of `--params` (default: the reference's).
+pub fn read_params(path: &Option<PathBuf>) -> Result<RefineParams> {
     match path {
         None => Ok(RefineParams::default()),
         Some(p) => {
@@ -158,6 +206,18 @@ fn read_params(path: &Option<PathBuf>) -> Result<RefineParams> {
                 .with_context(|| format!("{}: not refine params", p.display()))
         }
     }
+}
+
+/// Opens an exported IRN edge network, refusing any other kind of model.
+pub fn open_irn(path: &Path, session: &SessionConfig) -> Result<Model> {
+    let model = Model::open(path, session)?;
+    anyhow::ensure!(
+        model.info().arch == "irn",
+        "{}: not an IRN edge model (arch `{}`)",
+        path.display(),
+        model.info().arch
+    );
+    Ok(model)
 }
 
 /// Runs `ssc-label pseudo`.
@@ -183,25 +243,23 @@ pub fn run(args: &PseudoArgs) -> Result<()> {
         ..SessionConfig::default()
     };
     // Fail early, before the run, on a bad model file.
-    let first = Model::open(&args.irn, &session)?;
-    anyhow::ensure!(
-        first.info().arch == "irn",
-        "{}: not an IRN edge model (arch `{}`)",
-        args.irn.display(),
-        first.info().arch
-    );
+    let first = open_irn(&args.irn, &session)?;
     let job = PseudoJob {
         cams: args.cams.clone(),
-        out: args.out.clone(),
-        classes: ds.classes.clone(),
+        outputs: MaskOutputs {
+            out: args.out.clone(),
+            classes: ds.classes.clone(),
+            grey: args.grey,
+            scores: args.scores,
+            confidence: args.confidence,
+        },
         params,
-        grey: args.grey,
-        scores: args.scores,
-        confidence: args.confidence,
         model_path: args.irn.clone(),
         session,
         models: Mutex::new(vec![first]),
     };
+    job.outputs
+        .check_ids(ds.items.iter().map(|i| i.id.as_str()))?;
     let opts = RunOptions::from_args("ssc-label pseudo", &args.out, &args.batch)?;
     let pool = batch::thread_pool(args.batch.threads)?;
     let manifest = pool.install(|| batch::run(&job, &ds.items, &opts))?;

@@ -2,6 +2,8 @@
 
 pub mod batch;
 pub mod irn_cli;
+pub mod label_cams;
+pub mod label_masks;
 pub mod label_pseudo;
 pub mod serve;
 

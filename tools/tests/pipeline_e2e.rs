@@ -1,8 +1,9 @@
 //! The main job's chain end to end on a tiny synthetic benchmark, through the real binaries:
 //! synth → superpixels → classifier → export → CAMs → seed sweep → IR labels → IRN → export →
-//! pseudo-masks → evaluation. It checks that every stage consumes the previous one's output
-//! and that every output is complete and well-formed (the numbers of so short a training are
-//! not meaningful, only their validity is).
+//! pseudo-masks → evaluation, then the one-pass `ssc-label masks` against CAMs + pseudo. It
+//! checks that every stage consumes the previous one's output and that every output is
+//! complete and well-formed (the numbers of so short a training are not meaningful, only their
+//! validity is).
 
 use std::path::Path;
 use std::process::Command;
@@ -212,4 +213,33 @@ fn pseudo_label_pipeline_runs_end_to_end() {
             .unwrap();
     assert_eq!(manifest["skipped"].as_u64(), Some(16), "{manifest}");
     assert_eq!(manifest["written"].as_u64(), Some(0));
+
+    // With the trained networks, the one-pass stage writes the masks of CAMs + pseudo.
+    let one_pass = d.join("one-pass");
+    run(
+        env!("CARGO_BIN_EXE_ssc-label"),
+        &[
+            "masks",
+            "--cam-model",
+            s(&cam_onnx),
+            "--irn-model",
+            s(&irn_onnx),
+            "--root",
+            s(&data),
+            "--split",
+            "train",
+            "--out",
+            s(&one_pass),
+        ],
+    );
+    let voc = ssc_core::classes::ClassMap::voc();
+    for e in std::fs::read_dir(&pseudo).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_some_and(|x| x == "png") {
+            let a = ssc_core::mask::read_mask(&path, &voc).unwrap();
+            let b =
+                ssc_core::mask::read_mask(&one_pass.join(path.file_name().unwrap()), &voc).unwrap();
+            assert!(a == b, "{}: one-pass mask differs", path.display());
+        }
+    }
 }

@@ -1,5 +1,7 @@
 //! `ssc-serve`: Label Studio ML backend pre-annotating images with brush masks predicted by an
-//! exported DeepLab model (§6.5 multi-scale inference through ONNX Runtime). The HTTP layer is
+//! exported DeepLab model (§6.5 multi-scale inference through ONNX Runtime), or by the CAM +
+//! IRN models of the pseudo-label stage (§3 CAMs with predicted labels → §4.7 random walk,
+//! `--cam-model` + `--irn-model`). The HTTP layer is
 //! `ssc_tools::serve`; this binary parses options, opens one model session per worker and
 //! serves until SIGTERM / ctrl-c, finishing the requests in flight.
 
@@ -11,8 +13,11 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use image::RgbImage;
 use ssc_core::classes::ClassMap;
+use ssc_inference::cam::CamConfig;
 use ssc_inference::runtime::SessionConfig;
 use ssc_inference::segment::{DeepLabSegmenter, SegmentConfig};
+use ssc_tools::label_pseudo::read_params;
+use ssc_tools::serve::camirn::CamIrnSegmenter;
 use ssc_tools::serve::routes::shutdown_signal;
 use ssc_tools::serve::{
     RemoteLabelStudio, SegmentError, Segmentation, Segmenter, ServeConfig, router, serve,
@@ -22,12 +27,34 @@ use ssc_tools::serve::{
 #[command(
     name = "ssc-serve",
     version,
-    about = "Label Studio ML backend: brush-mask pre-annotations from an ssc DeepLab model"
+    about = "Label Studio ML backend: brush-mask pre-annotations from an ssc DeepLab model or \
+             CAM + IRN models"
 )]
 struct Cli {
     /// DeepLab model exported by ssc (`.onnx` with `ssc.*` metadata).
+    #[arg(
+        long,
+        required_unless_present = "cam_model",
+        conflicts_with = "cam_model"
+    )]
+    model: Option<PathBuf>,
+    /// CAM network exported by ssc (`ssc-export --arch cam`): serve CAMs with predicted labels
+    /// refined by the IRN random walk instead of a DeepLab model.
+    #[arg(long, requires = "irn_model")]
+    cam_model: Option<PathBuf>,
+    /// IRN edge network exported by ssc (`ssc-export --arch irn`), with --cam-model.
+    #[arg(long, requires = "cam_model")]
+    irn_model: Option<PathBuf>,
+    /// CAM image scales with --cam-model (§3.2).
+    #[arg(long, value_delimiter = ',', default_value = "1.0,0.5,1.5,2.0")]
+    cam_scales: Vec<f64>,
+    /// Predicted-label threshold with --cam-model (see `ssc-label cams --label-threshold`).
+    #[arg(long, default_value_t = 0.5)]
+    label_threshold: f32,
+    /// Random-walk settings as JSON (`RefineParams`) with --cam-model; default: the
+    /// reference's.
     #[arg(long)]
-    model: PathBuf,
+    walk_params: Option<PathBuf>,
     /// Class names of the model's outputs (`voc`, `coco` or a file); default: the model's
     /// metadata. Must have as many classes as the model.
     #[arg(long)]
@@ -63,10 +90,10 @@ struct Cli {
     /// ONNX Runtime library (else ORT_DYLIB_PATH or a project-local .ort/lib).
     #[arg(long)]
     ort_lib: Option<PathBuf>,
-    /// Base input side of §6.5.
+    /// Base input side of §6.5 (DeepLab).
     #[arg(long, default_value_t = 512)]
     input_size: usize,
-    /// Extra scales fused by maximum (§6.5); `--scales ''` for single scale.
+    /// Extra scales fused by maximum (§6.5, DeepLab); `--scales ''` for single scale.
     #[arg(long, value_delimiter = ',', default_value = "0.5,0.75,1.0,1.25,1.5")]
     scales: Vec<String>,
     /// `model_version` reported to Label Studio (default: `ssc-<model file stem>`).
@@ -148,12 +175,18 @@ fn config(cli: &Cli, names: &[String]) -> Result<ServeConfig> {
     }
     let stem = cli
         .model
-        .file_stem()
+        .as_ref()
+        .or(cli.cam_model.as_ref())
+        .and_then(|m| m.file_stem())
         .and_then(|s| s.to_str())
         .unwrap_or("model");
     let mut cfg = ServeConfig::new(classes);
     cfg.model_version = cli.model_version.clone().unwrap_or(format!("ssc-{stem}"));
-    cfg.model_class = "SscDeepLab".into();
+    cfg.model_class = if cli.cam_model.is_some() {
+        "SscCamIrn".into()
+    } else {
+        "SscDeepLab".into()
+    };
     cfg.local_root = cli.local_root.clone();
     cfg.upload_root = cli.upload_root.clone();
     cfg.remote = remote;
@@ -164,6 +197,49 @@ fn config(cli: &Cli, names: &[String]) -> Result<ServeConfig> {
     cfg.queue_timeout = Duration::from_secs_f64(cli.queue_timeout);
     cfg.basic_auth = cli.basic_auth.clone();
     Ok(cfg)
+}
+
+/// One segmenter per worker.
+type Segmenters = Vec<Box<dyn Segmenter>>;
+
+/// One segmenter per worker and the label names of their outputs.
+fn segmenters(
+    cli: &Cli,
+    session: &SessionConfig,
+    scales: Vec<f64>,
+) -> Result<(Segmenters, Vec<String>)> {
+    let mut segmenters: Segmenters = Vec::with_capacity(cli.workers);
+    let mut names = Vec::new();
+    if let (Some(cam), Some(irn)) = (&cli.cam_model, &cli.irn_model) {
+        let cam_cfg = CamConfig {
+            scales: cli.cam_scales.clone(),
+            predict_labels: true,
+            label_threshold: cli.label_threshold,
+        };
+        let params = read_params(&cli.walk_params)?;
+        for _ in 0..cli.workers {
+            let s = CamIrnSegmenter::open(cam, irn, session, cam_cfg.clone(), params.clone())
+                .with_context(|| format!("opening {} + {}", cam.display(), irn.display()))?;
+            names = s.class_names();
+            segmenters.push(Box::new(s));
+        }
+        return Ok((segmenters, names));
+    }
+    let model = cli
+        .model
+        .as_ref()
+        .context("--model or --cam-model is needed")?;
+    let seg_cfg = SegmentConfig {
+        input_size: cli.input_size,
+        scales,
+    };
+    for _ in 0..cli.workers {
+        let s = DeepLabSegmenter::open(model, session, seg_cfg.clone())
+            .with_context(|| format!("opening {}", model.display()))?;
+        names = s.class_names().to_vec();
+        segmenters.push(Box::new(Onnx(s)));
+    }
+    Ok((segmenters, names))
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -183,18 +259,7 @@ fn run(cli: Cli) -> Result<()> {
         library: cli.ort_lib.clone(),
         ..SessionConfig::default()
     };
-    let seg_cfg = SegmentConfig {
-        input_size: cli.input_size,
-        scales,
-    };
-    let mut segmenters: Vec<Box<dyn Segmenter>> = Vec::with_capacity(cli.workers);
-    let mut names = Vec::new();
-    for _ in 0..cli.workers {
-        let s = DeepLabSegmenter::open(&cli.model, &session, seg_cfg.clone())
-            .with_context(|| format!("opening {}", cli.model.display()))?;
-        names = s.class_names().to_vec();
-        segmenters.push(Box::new(Onnx(s)));
-    }
+    let (segmenters, names) = segmenters(&cli, &session, scales)?;
     let cfg = config(&cli, &names)?;
     let app = router(cfg, segmenters).map_err(|e| anyhow::anyhow!("{e}"))?;
     let rt = tokio::runtime::Builder::new_multi_thread()

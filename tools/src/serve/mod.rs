@@ -3,11 +3,13 @@
 //!
 //! The HTTP layer ([`routes`]) is independent of the model: it drives any [`Segmenter`]
 //! (image → label map + per-class scores), so it is tested with a synthetic segmenter and
-//! served with the ONNX one. [`images`] resolves Label Studio image URLs under a local root
+//! served with an ONNX one: a DeepLab model, or the CAM + IRN pair of the pseudo-label stage
+//! ([`camirn`]). [`images`] resolves Label Studio image URLs under a local root
 //! (refusing escapes) or fetches them from Label Studio, [`auth`] checks optional basic auth,
 //! [`config`] holds the limits.
 
 pub mod auth;
+pub mod camirn;
 pub mod config;
 pub mod error;
 pub mod images;

@@ -1,13 +1,17 @@
 //! Shared helpers of the `ssc-label` CLI tests: ONNX Runtime detection (skip when absent), a
-//! tiny synthetic benchmark, and a tiny CAM network exported from random weights.
+//! tiny synthetic benchmark, and tiny CAM and IRN networks exported from random weights.
 #![allow(dead_code)]
+
+#[path = "../../../inference/tests/common/mod.rs"]
+mod inference_common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use ssc_core::rng::Rng;
 use ssc_core::synth::{SynthConfig, write_dataset};
-use ssc_models::config::ResNetConfig;
+use ssc_models::config::{IrnConfig, ResNetConfig};
+use ssc_models::onnx::export::export_irn_edge;
 use ssc_models::onnx::{Weights, export_cam};
 
 pub const LABEL: &str = env!("CARGO_BIN_EXE_ssc-label");
@@ -85,17 +89,43 @@ pub fn tiny_cam_model(dir: &Path, classes: usize) -> PathBuf {
     path
 }
 
-/// `ssc-label cams` with the shard variables of the environment cleared.
-pub fn label_cmd(model: &Path, root: &Path, out: &Path, extra: &[&str]) -> Command {
+/// Exports a tiny IRN edge network (the tiny OS16 backbone, random weights) to
+/// `<dir>/irn.onnx`. The edge head's bias is negative so that most of the map is "no edge"
+/// and the walk actually spreads.
+pub fn tiny_irn_model(dir: &Path) -> PathBuf {
+    let mut rng = Rng::new(11);
+    let cfg = IrnConfig::tiny();
+    let mut w = Weights::new();
+    inference_common::random_resnet(&cfg.backbone, &mut rng, &mut w);
+    let ew = cfg.edge_width;
+    for (k, c) in cfg.feature_channels().into_iter().enumerate() {
+        w.insert(
+            format!("fc_edge{}.0.weight", k + 1),
+            inference_common::randn(&mut rng, ew * c, 0.3),
+            vec![ew, c, 1, 1],
+        );
+        w.insert(
+            format!("fc_edge{}.1.weight", k + 1),
+            vec![1.0; ew],
+            vec![ew],
+        );
+        w.insert(format!("fc_edge{}.1.bias", k + 1), vec![0.0; ew], vec![ew]);
+    }
+    w.insert(
+        "fc_edge6.weight",
+        inference_common::randn(&mut rng, 5 * ew, 0.3),
+        vec![1, 5 * ew, 1, 1],
+    );
+    w.insert("fc_edge6.bias", vec![-1.0], vec![1]);
+    let path = dir.join("irn.onnx");
+    std::fs::write(&path, export_irn_edge(&w, &cfg).unwrap()).unwrap();
+    path
+}
+
+/// `ssc-label <sub>` with the shard variables of the environment cleared.
+pub fn label(sub: &str) -> Command {
     let mut cmd = Command::new(LABEL);
-    cmd.args(["cams", "--model"])
-        .arg(model)
-        .arg("--root")
-        .arg(root)
-        .arg("--out")
-        .arg(out)
-        .args(extra)
-        .env("RUST_LOG", "warn");
+    cmd.arg(sub).env("RUST_LOG", "warn");
     for var in [
         "SLURM_ARRAY_TASK_ID",
         "SLURM_ARRAY_TASK_COUNT",
@@ -104,6 +134,19 @@ pub fn label_cmd(model: &Path, root: &Path, out: &Path, extra: &[&str]) -> Comma
     ] {
         cmd.env_remove(var);
     }
+    cmd
+}
+
+/// `ssc-label cams` with the shard variables of the environment cleared.
+pub fn label_cmd(model: &Path, root: &Path, out: &Path, extra: &[&str]) -> Command {
+    let mut cmd = label("cams");
+    cmd.arg("--model")
+        .arg(model)
+        .arg("--root")
+        .arg(root)
+        .arg("--out")
+        .arg(out)
+        .args(extra);
     cmd
 }
 

@@ -1,0 +1,243 @@
+//! `ssc-label masks` (CAM → IRN edge map → random walk → pseudo-mask in one pass) with tiny
+//! exported networks (random weights) on tiny data: its outputs equal `ssc-label cams`
+//! followed by `ssc-label pseudo`, it resumes and shards, and on an unlabelled nested image
+//! folder with `--predict-labels` it writes a mask for every readable image and reports the
+//! unreadable ones. Skips when the ONNX Runtime library is absent.
+
+mod label_common;
+
+use std::path::Path;
+use std::process::Command;
+
+use label_common::*;
+use ssc_core::cam::CamRecord;
+
+fn masks_cmd(cam: &Path, irn: &Path, root: &Path, out: &Path, extra: &[&str]) -> Command {
+    let mut cmd = label("masks");
+    cmd.arg("--cam-model")
+        .arg(cam)
+        .arg("--irn-model")
+        .arg(irn)
+        .arg("--root")
+        .arg(root)
+        .arg("--out")
+        .arg(out)
+        .args(extra);
+    cmd
+}
+
+fn run_ok(mut cmd: Command) -> String {
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    text(&o)
+}
+
+/// Class ids of a palette or grey mask PNG.
+fn decoded(path: &Path) -> Vec<u8> {
+    ssc_core::mask::read_mask(path, &ssc_core::classes::ClassMap::voc())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .data
+}
+
+/// Asserts two masks are equal without printing whole pixel arrays.
+fn same(a: &[u8], b: &[u8], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: sizes differ");
+    let diff = a.iter().zip(b).filter(|(x, y)| x != y).count();
+    assert_eq!(diff, 0, "{what}: {diff} of {} pixels differ", a.len());
+}
+
+#[test]
+fn one_pass_equals_cams_then_pseudo_and_resumes() {
+    if !ort_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let n = 5;
+    let (root, cfg) = benchmark(d, n, 48);
+    let cam = tiny_cam_model(d, cfg.classes);
+    let irn = tiny_irn_model(d);
+    let common = ["--split", "train", "--threads", "2"];
+
+    // Two stages through files.
+    let cams = d.join("cams");
+    run_ok({
+        let mut c = label_cmd(&cam, &root, &cams, &common);
+        c.args(["--batch", "2"]);
+        c
+    });
+    let two = d.join("two-stage");
+    run_ok({
+        let mut c = label("pseudo");
+        c.arg("--irn").arg(&irn).arg("--cams").arg(&cams);
+        c.arg("--root").arg(&root).arg("--out").arg(&two);
+        c.args(common).args(["--scores", "--confidence"]);
+        c
+    });
+
+    // One pass.
+    let one = d.join("one-pass");
+    let mut args = common.to_vec();
+    args.extend(["--batch", "2", "--scores", "--confidence", "--save-cams"]);
+    run_ok(masks_cmd(&cam, &irn, &root, &one, &args));
+
+    let mut foreground = 0;
+    for id in train_ids(n) {
+        let (a, b) = (
+            decoded(&two.join(format!("{id}.png"))),
+            decoded(&one.join(format!("{id}.png"))),
+        );
+        same(&a, &b, &id);
+        foreground += a.iter().filter(|&&v| v != 0).count();
+        let conf = format!("confidence/{id}.png");
+        same(
+            &decoded(&two.join(&conf)),
+            &decoded(&one.join(&conf)),
+            &conf,
+        );
+        assert!(one.join(format!("scores/{id}.safetensors")).is_file());
+        let (ca, cb) = (
+            CamRecord::read(&cams.join(format!("{id}.safetensors"))).unwrap(),
+            CamRecord::read(&one.join(format!("cams/{id}.safetensors"))).unwrap(),
+        );
+        assert_eq!((ca.keys, ca.size), (cb.keys, cb.size), "{id}");
+        assert!(ca.high_res == cb.high_res, "{id}: saved CAMs differ");
+    }
+    assert!(foreground > 0, "the walk labelled no pixel as foreground");
+    // The saved CAMs are a complete `ssc-label cams` folder.
+    assert_eq!(json(&one.join("cams/cams.json"))["arch"], "cam");
+    let m = json(&one.join("manifest.0-of-1.json"));
+    assert_eq!(m["tool"], "ssc-label masks");
+    assert_eq!(
+        (m["items"].as_u64(), m["written"].as_u64()),
+        (Some(n as u64), Some(n as u64))
+    );
+    assert_eq!(json(&one.join("masks.json"))["stage"], "masks");
+
+    // Resume: everything done is skipped; a lost confidence mask redoes only its image.
+    std::fs::remove_file(one.join("confidence/train_00002.png")).unwrap();
+    run_ok(masks_cmd(&cam, &irn, &root, &one, &args));
+    let m = json(&one.join("manifest.0-of-1.json"));
+    assert_eq!(
+        (m["skipped"].as_u64(), m["written"].as_u64()),
+        (Some(n as u64 - 1), Some(1))
+    );
+    // Other walk settings in the same folder are refused instead of mixed in.
+    let params = d.join("params.json");
+    std::fs::write(&params, r#"{"bg_thres": 0.5}"#).unwrap();
+    let mut other = args.clone();
+    other.extend(["--params", params.to_str().unwrap()]);
+    let o = masks_cmd(&cam, &irn, &root, &one, &other).output().unwrap();
+    assert!(!o.status.success());
+    assert!(text(&o).contains("masks.json"), "{}", text(&o));
+
+    // Two shards write disjoint halves whose union is the dataset.
+    let sharded = d.join("sharded");
+    for shard in ["0/2", "1/2"] {
+        let mut a = vec!["--split", "train", "--threads", "1", "--shard", shard];
+        a.push("--grey");
+        run_ok(masks_cmd(&cam, &irn, &root, &sharded, &a));
+    }
+    let (m0, m1) = (
+        json(&sharded.join("manifest.0-of-2.json")),
+        json(&sharded.join("manifest.1-of-2.json")),
+    );
+    assert_eq!(
+        (m0["written"].as_u64(), m1["written"].as_u64()),
+        (Some(3), Some(2))
+    );
+    for id in train_ids(n) {
+        // Grey masks hold the same class ids as the palette ones.
+        same(
+            &decoded(&sharded.join(format!("{id}.png"))),
+            &decoded(&two.join(format!("{id}.png"))),
+            &id,
+        );
+    }
+}
+
+#[test]
+fn predicted_labels_on_a_nested_unlabelled_folder_report_unreadable_files() {
+    if !ort_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (synth, cfg) = benchmark(d, 2, 40);
+    let cam = tiny_cam_model(d, cfg.classes);
+    let irn = tiny_irn_model(d);
+    let classes = d.join("classes.txt");
+    std::fs::write(&classes, "background\nstar\ndrop\nbean\n").unwrap();
+
+    // photos/a/x.jpg, photos/a/b/y.png (readable); photos/c/broken.jpg (a truncated JPEG),
+    // photos/c/d/notes.png (text named like an image); photos/readme.txt (not an image name:
+    // not part of the folder dataset).
+    let root = d.join("photos");
+    for sub in ["a/b", "c/d"] {
+        std::fs::create_dir_all(root.join(sub)).unwrap();
+    }
+    let jpg = synth.join("JPEGImages/train_00000.jpg");
+    std::fs::copy(&jpg, root.join("a/x.jpg")).unwrap();
+    ssc_core::imageio::read_rgb(synth.join("JPEGImages/train_00001.jpg"))
+        .unwrap()
+        .save(root.join("a/b/y.png"))
+        .unwrap();
+    let bytes = std::fs::read(&jpg).unwrap();
+    std::fs::write(root.join("c/broken.jpg"), &bytes[..bytes.len() / 3]).unwrap();
+    std::fs::write(root.join("c/d/notes.png"), "not an image\n").unwrap();
+    std::fs::write(root.join("readme.txt"), "hello\n").unwrap();
+
+    let out = d.join("masks");
+    let o = masks_cmd(
+        &cam,
+        &irn,
+        &root,
+        &out,
+        &[
+            "--dataset",
+            "folder",
+            "--classes",
+            classes.to_str().unwrap(),
+            "--predict-labels",
+            "--label-threshold",
+            "0.0",
+            "--scales",
+            "1.0,0.5",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    for id in ["a/x", "a/b/y"] {
+        let mask = decoded(&out.join(format!("{id}.png")));
+        let img = ssc_core::imageio::read_rgb(root.join(if id == "a/x" {
+            "a/x.jpg"
+        } else {
+            "a/b/y.png"
+        }))
+        .unwrap();
+        assert_eq!(mask.len(), (img.width() * img.height()) as usize, "{id}");
+        assert!(
+            mask.iter().all(|&v| v <= 3),
+            "{id}: values beyond the classes"
+        );
+    }
+    assert!(!out.join("c/broken.png").exists());
+    assert!(!out.join("c/d/notes.png").exists());
+    let m = json(&out.join("manifest.0-of-1.json"));
+    assert_eq!(
+        (m["items"].as_u64(), m["written"].as_u64()),
+        (Some(4), Some(2))
+    );
+    let failed: Vec<&str> = m["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, ["c/broken", "c/d/notes"]);
+    let log = text(&o);
+    for name in ["c/broken", "c/d/notes", "2 of 4 item(s) failed"] {
+        assert!(log.contains(name), "{name} not reported:\n{log}");
+    }
+}
