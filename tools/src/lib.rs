@@ -3,6 +3,7 @@
 pub mod batch;
 pub mod irn_cli;
 pub mod label_pseudo;
+pub mod outputs;
 pub mod serve;
 
 use std::path::Path;
