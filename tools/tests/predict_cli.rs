@@ -15,6 +15,7 @@ use ssc_core::classes::ClassMap;
 use ssc_core::formats::MaskSource;
 use ssc_core::formats::coco::{CocoReadOptions, read_coco};
 use ssc_core::formats::cvat::read_cvat;
+use ssc_core::formats::labelstudio::{LabelStudioOptions, read_tasks};
 use ssc_core::mask::read_mask;
 use ssc_core::rng::Rng;
 use ssc_models::config::DeepLabConfig;
@@ -234,9 +235,32 @@ fn list_input_and_flip_crf_overlay_scores() {
 
     // plain run from the list: ids relative to the deepest common folder (`sub`)
     let plain = dir.path().join("plain");
-    let o = run(&model, &list, &plain, &["--threads", "1", "--scales", ""]);
+    let args = [
+        "--threads",
+        "1",
+        "--scales",
+        "",
+        "--format",
+        "voc,labelstudio",
+    ];
+    let o = run(&model, &list, &plain, &args);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(plain.join("b.png").is_file() && plain.join("deeper/c.png").is_file());
+    let ls = read_tasks(
+        &plain.join("labelstudio-tasks.json"),
+        &classes(),
+        &LabelStudioOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(ls.len(), 2);
+    for (m, (id, rel)) in ls
+        .iter()
+        .zip([("b", "b.jpg"), ("deeper/c", "deeper/c.bmp")])
+    {
+        let png = read_mask(&plain.join(format!("{id}.png")), &classes()).unwrap();
+        assert_eq!(m.labels, png.data, "labelstudio {id}");
+        assert!(m.image.ends_with(rel), "{} vs {rel}", m.image);
+    }
+    assert!(plain.join("labelstudio-config.xml").is_file());
 
     for (name, extra) in [
         (
@@ -284,4 +308,20 @@ fn list_input_and_flip_crf_overlay_scores() {
     }
     // flipping changes nothing about the outputs' shape but is recorded
     assert_eq!(json(&dir.path().join("npy/predict.json"))["flip"], true);
+}
+
+#[test]
+fn a_bad_model_or_input_fails_before_any_work() {
+    let Some((dir, model, input)) = setup() else {
+        return;
+    };
+    let out = dir.path().join("out");
+    let missing = dir.path().join("nope.onnx");
+    let o = run(&missing, &input, &out, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("nope.onnx"), "{}", text(&o));
+    let o = run(&model, &dir.path().join("no-such-folder"), &out, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("no-such-folder"), "{}", text(&o));
+    assert!(!out.join("manifest.0-of-1.json").exists());
 }

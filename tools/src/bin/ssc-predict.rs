@@ -15,7 +15,9 @@
 //! one image at a time (bounded memory); items are taken in id order so the aggregate files
 //! need only a small reorder buffer; shards, resume (an image whose mask, overlay and scores
 //! exist and match its size is skipped), per-image failures listed at the end and in
-//! `manifest.<i>-of-<n>.json`, non-zero exit when any image failed.
+//! `manifest.<i>-of-<n>.json`, non-zero exit when any image failed. Items finished by an
+//! earlier run are read back from their PNGs into the aggregate files, with score 1 (the
+//! per-class scores of a prediction are not stored).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -450,7 +452,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             if seg.is_none() {
                 let taken = spare.lock().unwrap_or_else(|p| p.into_inner()).take();
-                match taken.map_or_else(|| open(), Ok) {
+                match taken.map_or_else(&open, Ok) {
                     Ok(s) => seg = Some(s),
                     Err(err) => {
                         // cannot happen after the first open succeeded, but never hang
