@@ -9,7 +9,9 @@
 //! cargo bench -p ssc-tools --bench predict
 //! SSC_BENCH_IMAGES=100 SSC_BENCH_INPUT_SIZE=256 SSC_BENCH_ARGS="--crf" cargo bench -p ssc-tools --bench predict
 //! ```
-//! Defaults: 500 images near 128 px, `--input-size 128`, the reference scales. Needs the
+//! Defaults: 500 images near 128 px, `--input-size 128`, the reference scales, files in the
+//! system temporary folder (`SSC_BENCH_DIR=/dev/shm` takes the per-file fsync of the atomic
+//! writes out of the measurement). Needs the
 //! ONNX Runtime library (`.ort/lib` or `ORT_DYLIB_PATH`); prints a notice and exits otherwise.
 
 #[path = "../../inference/tests/common/mod.rs"]
@@ -57,7 +59,18 @@ fn vm_hwm(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Runs ssc-predict once; returns (seconds, peak kB).
+/// CPU seconds (user + system) a running process has used so far, from /proc (clock ticks
+/// of 1/100 s, the Linux default).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // fields after the parenthesised command name; utime and stime are fields 14 and 15
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// Runs ssc-predict once; returns (seconds, peak kB, CPU seconds).
 fn run(
     model: &Path,
     input: &Path,
@@ -65,7 +78,7 @@ fn run(
     threads: usize,
     size: usize,
     extra: &[String],
-) -> (f64, u64) {
+) -> (f64, u64, f64) {
     let _ = std::fs::remove_dir_all(out);
     let start = Instant::now();
     let mut child = Command::new(PREDICT)
@@ -88,9 +101,13 @@ fn run(
         .spawn()
         .expect("ssc-predict starts");
     let mut peak = 0;
+    let mut cpu = 0.0f64;
     let status = loop {
         if let Some(kb) = vm_hwm(child.id()) {
             peak = peak.max(kb);
+        }
+        if let Some(c) = cpu_seconds(child.id()) {
+            cpu = cpu.max(c);
         }
         if let Some(s) = child.try_wait().unwrap() {
             break s;
@@ -99,7 +116,7 @@ fn run(
     };
     let secs = start.elapsed().as_secs_f64();
     assert!(status.success(), "ssc-predict failed");
-    (secs, peak)
+    (secs, peak, cpu)
 }
 
 fn main() {
@@ -113,7 +130,10 @@ fn main() {
         .split_whitespace()
         .map(str::to_string)
         .collect();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = match std::env::var_os("SSC_BENCH_DIR") {
+        Some(d) => tempfile::tempdir_in(d).unwrap(),
+        None => tempfile::tempdir().unwrap(),
+    };
     let cfg = SynthConfig {
         num_train: n,
         num_val: 0,
@@ -133,18 +153,14 @@ fn main() {
     let _ = run(&onnx, &images, &dir.path().join("warm"), 1, size, &extra);
     let mut rates = Vec::new();
     for threads in [1, 2] {
-        let (secs, peak) = run(
-            &onnx,
-            &images,
-            &dir.path().join("out"),
-            threads,
-            size,
-            &extra,
-        );
+        let out = dir.path().join("out");
+        let (secs, peak, cpu) = run(&onnx, &images, &out, threads, size, &extra);
         let rate = n as f64 / secs;
         println!(
-            "threads {threads}: {secs:.2} s, {rate:.1} images/s, peak RSS {:.1} MiB",
-            peak as f64 / 1024.0
+            "threads {threads}: {secs:.2} s, {rate:.1} images/s, peak RSS {:.1} MiB, \
+             CPU {cpu:.1} s ({:.2} cores busy on average)",
+            peak as f64 / 1024.0,
+            cpu / secs
         );
         rates.push(rate);
     }
