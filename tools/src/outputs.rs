@@ -463,6 +463,9 @@ impl Outputs {
 
     /// Announces that item `id` produced no mask (failed), so later items are not held back.
     pub fn skip(&self, id: &str) {
+        if !self.ordered {
+            return;
+        }
         let mut a = self.lock();
         if let Some(pos) = a.order.as_ref().and_then(|o| o.get(id).copied()) {
             a.pending.insert(pos, None);

@@ -218,7 +218,19 @@ fn nested_mixed_folder_with_a_corrupt_file_then_resume() {
     let cvat = read_cvat(&out.join("cvat.zip"), &classes()).unwrap();
     assert_same("cvat after resume", &cvat, &masks);
 
+    // other mask settings are refused in a folder made with these, unless --overwrite
+    let mut flipped = args.to_vec();
+    flipped.push("--flip");
+    let o = run(&model, &input, &out, &flipped);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).contains("predict.json") && text(&o).contains("flip"),
+        "{}",
+        text(&o)
+    );
+
     // without the corrupt file the run succeeds
+
     std::fs::remove_file(input.join("sub/broken.jpg")).unwrap();
     let o = run(&model, &input, &out, &args);
     assert!(o.status.success(), "{}", text(&o));

@@ -205,6 +205,35 @@ struct Settings<'a> {
     version: &'static str,
 }
 
+/// The settings that decide what a mask looks like: a folder holding masks made otherwise is
+/// not resumed into (its finished items would be kept as they are).
+const MASK_SETTINGS: [&str; 5] = ["class_names", "input_size", "scales", "flip", "crf"];
+
+/// Writes `predict.json`, refusing (unless `overwrite`) a folder whose earlier run used other
+/// mask settings.
+fn write_settings(out: &Path, s: &Settings<'_>, overwrite: bool) -> Result<()> {
+    let path = out.join("predict.json");
+    let new = serde_json::to_value(s)?;
+    if path.is_file() && !overwrite {
+        let old: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)
+            .with_context(|| format!("{}: not valid JSON", path.display()))?;
+        let differ: Vec<&str> = MASK_SETTINGS
+            .into_iter()
+            .filter(|k| old.get(k) != new.get(k))
+            .collect();
+        if !differ.is_empty() {
+            bail!(
+                "{} holds masks made with other settings ({}); choose another --out, or pass \
+                 --overwrite to redo every image",
+                path.display(),
+                differ.join(", ")
+            );
+        }
+    }
+    ssc_core::atomic::write(&path, &serde_json::to_vec_pretty(&new)?)?;
+    Ok(())
+}
+
 struct PredictJob {
     out: PathBuf,
     classes: ClassMap,
@@ -407,10 +436,7 @@ fn run(cli: Cli) -> Result<()> {
         formats: cli.formats.formats().iter().map(|f| f.name()).collect(),
         version: env!("CARGO_PKG_VERSION"),
     };
-    ssc_core::atomic::write(
-        &cli.out.join("predict.json"),
-        &serde_json::to_vec_pretty(&settings)?,
-    )?;
+    write_settings(&cli.out, &settings, cli.batch.overwrite)?;
     let job = PredictJob {
         out: cli.out.clone(),
         classes,
