@@ -7,6 +7,12 @@
 //!
 //! The last resize runs one output row at a time (horizontal pass once, vertical pass per
 //! row), so memory stays `K × h × W` rather than `K × H × W` even for large images.
+//!
+//! Horizontal flipping is off by default, as in the reference (§6.5 "no flipping"); with
+//! [`DeepLabSegmenter::with_flip`] each scale's `pre_logits` is the mean of the map of the
+//! input and the mirrored map of the mirrored input, before the maximum over scales.
+//! [`DeepLabSegmenter::probabilities`] gives the full `K × H × W` soft-max for callers that
+//! need per-pixel scores or a dense CRF (§6.6).
 
 use image::RgbImage;
 use ssc_core::resize::bilinear_chw;
@@ -51,6 +57,79 @@ pub struct Prediction {
 pub struct DeepLabSegmenter {
     model: Model,
     cfg: SegmentConfig,
+    flip: bool,
+}
+
+/// Per-pixel soft-max probabilities at the image size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probabilities {
+    /// Number of classes.
+    pub classes: usize,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Class-major `K × H × W` values, summing to 1 over classes at each pixel.
+    pub data: Vec<f32>,
+}
+
+impl Probabilities {
+    /// Arg-max labels (first maximum wins) and per-class mean probability over the pixels
+    /// labelled with the class, as [`DeepLabSegmenter::predict`] reports them. `data` may
+    /// be replaced by other class-major marginals (a CRF's) of the same shape first.
+    pub fn prediction(&self) -> Prediction {
+        let (k, n) = (self.classes, self.width as usize * self.height as usize);
+        let mut labels = Vec::with_capacity(n);
+        let mut prob_sum = vec![0f64; k];
+        let mut count = vec![0u64; k];
+        for p in 0..n {
+            let mut best = 0;
+            for c in 1..k {
+                if self.data[c * n + p] > self.data[best * n + p] {
+                    best = c;
+                }
+            }
+            prob_sum[best] += f64::from(self.data[best * n + p]);
+            count[best] += 1;
+            labels.push(best as u8);
+        }
+        Prediction {
+            width: self.width,
+            height: self.height,
+            labels,
+            scores: mean_scores(&prob_sum, &count),
+        }
+    }
+}
+
+fn mean_scores(prob_sum: &[f64], count: &[u64]) -> Vec<f32> {
+    prob_sum
+        .iter()
+        .zip(count)
+        .map(|(&p, &n)| if n == 0 { 0.0 } else { (p / n as f64) as f32 })
+        .collect()
+}
+
+/// Soft-max over the classes of class-major `K × N` values, in place.
+fn softmax_planes(data: &mut [f32], k: usize) {
+    let n = data.len() / k.max(1);
+    let mut z = vec![0f32; k];
+    for p in 0..n {
+        let mut max = f32::NEG_INFINITY;
+        for (c, zc) in z.iter_mut().enumerate() {
+            *zc = data[c * n + p];
+            max = max.max(*zc);
+        }
+        let denom: f32 = z.iter().map(|&v| (v - max).exp()).sum();
+        for (c, &zc) in z.iter().enumerate() {
+            data[c * n + p] = (zc - max).exp() / denom;
+        }
+    }
+}
+
+/// Mirrors each row of a `c × h × w` planar array.
+fn hflip(data: &mut [f32], w: usize) {
+    data.chunks_exact_mut(w).for_each(<[f32]>::reverse);
 }
 
 impl DeepLabSegmenter {
@@ -88,7 +167,17 @@ impl DeepLabSegmenter {
                 info.class_names.len()
             )));
         }
-        Ok(DeepLabSegmenter { model, cfg })
+        Ok(DeepLabSegmenter {
+            model,
+            cfg,
+            flip: false,
+        })
+    }
+
+    /// Also runs the mirrored input at every scale and averages (see the module docs).
+    pub fn with_flip(mut self, flip: bool) -> Self {
+        self.flip = flip;
+        self
     }
 
     /// Class names from the model's metadata (background first).
@@ -116,8 +205,51 @@ impl DeepLabSegmenter {
         }
     }
 
+    /// [`Self::pre_logits`], averaged with the mirrored map of the mirrored input when
+    /// flipping is on.
+    fn pre_logits_tta(
+        &mut self,
+        input: &[f32],
+        h: usize,
+        w: usize,
+    ) -> Result<(usize, usize, usize, Vec<f32>)> {
+        let (k, ph, pw, mut out) = self.pre_logits(input, h, w)?;
+        if self.flip {
+            let mut mirrored = input.to_vec();
+            hflip(&mut mirrored, w);
+            let (_, _, _, mut back) = self.pre_logits(&mirrored, h, w)?;
+            hflip(&mut back, pw);
+            out.iter_mut()
+                .zip(&back)
+                .for_each(|(a, &b)| *a = 0.5 * (*a + b));
+        }
+        Ok((k, ph, pw, out))
+    }
+
     /// Segments `image` (§6.5; see the module docs).
     pub fn predict(&mut self, image: &RgbImage) -> Result<Prediction> {
+        let (k, ph, pw, fused) = self.fused_logits(image)?;
+        let (iw, ih) = (image.width() as usize, image.height() as usize);
+        Ok(upsample_argmax(&fused, k, ph, pw, ih, iw)?)
+    }
+
+    /// The soft-max probabilities of `image` at its own size (`K × H × W`; §6.5 step 4
+    /// before the arg-max). Needs `K × H × W` floats, unlike [`Self::predict`].
+    pub fn probabilities(&mut self, image: &RgbImage) -> Result<Probabilities> {
+        let (k, ph, pw, fused) = self.fused_logits(image)?;
+        let (iw, ih) = (image.width() as usize, image.height() as usize);
+        let mut data = bilinear_chw(&fused, k, ph, pw, ih, iw)?;
+        softmax_planes(&mut data, k);
+        Ok(Probabilities {
+            classes: k,
+            width: iw as u32,
+            height: ih as u32,
+            data,
+        })
+    }
+
+    /// The multi-scale fused `pre_logits` of `image` at the base map size: `(K, h, w, values)`.
+    pub fn fused_logits(&mut self, image: &RgbImage) -> Result<(usize, usize, usize, Vec<f32>)> {
         let (iw, ih) = (image.width() as usize, image.height() as usize);
         if iw == 0 || ih == 0 {
             return Err(InferenceError::Invalid("empty image".into()));
@@ -137,7 +269,7 @@ impl DeepLabSegmenter {
             let (m, sd) = (info.mean[c] as f32, info.std[c] as f32);
             plane.iter_mut().for_each(|v| *v = (*v - m) / sd);
         }
-        let (k, ph, pw, mut fused) = self.pre_logits(&base, s, s)?;
+        let (k, ph, pw, mut fused) = self.pre_logits_tta(&base, s, s)?;
         if k != info.class_names.len() {
             return Err(InferenceError::Invalid(format!(
                 "model outputs {k} classes but its metadata names {}",
@@ -148,14 +280,14 @@ impl DeepLabSegmenter {
             // PyTorch's interpolate(scale_factor) floors the output size
             let side = ((s as f64 * f).floor() as usize).max(1);
             let scaled = bilinear_chw(&base, 3, s, s, side, side)?;
-            let (_, sh, sw, out) = self.pre_logits(&scaled, side, side)?;
+            let (_, sh, sw, out) = self.pre_logits_tta(&scaled, side, side)?;
             let back = bilinear_chw(&out, k, sh, sw, ph, pw)?;
             fused
                 .iter_mut()
                 .zip(&back)
                 .for_each(|(a, &b)| *a = a.max(b));
         }
-        Ok(upsample_argmax(&fused, k, ph, pw, ih, iw)?)
+        Ok((k, ph, pw, fused))
     }
 }
 
@@ -201,16 +333,11 @@ fn upsample_argmax(
             labels.push(best as u8);
         }
     }
-    let scores = prob_sum
-        .iter()
-        .zip(&count)
-        .map(|(&p, &n)| if n == 0 { 0.0 } else { (p / n as f64) as f32 })
-        .collect();
     Ok(Prediction {
         width: out_w as u32,
         height: out_h as u32,
         labels,
-        scores,
+        scores: mean_scores(&prob_sum, &count),
     })
 }
 
@@ -237,5 +364,34 @@ mod tests {
                 assert_eq!(s, 0.0);
             }
         }
+    }
+
+    #[test]
+    fn probabilities_give_the_same_prediction_as_the_row_wise_path() {
+        let logits = vec![0.0, 1.0, 2.0, 3.0, -1.0, 0.5, 1.5, 0.2, 0.1, 2.5, 0.0, 1.0];
+        let p = upsample_argmax(&logits, 2, 2, 3, 5, 7).unwrap();
+        let mut data = bilinear_chw(&logits, 2, 2, 3, 5, 7).unwrap();
+        softmax_planes(&mut data, 2);
+        for px in 0..35 {
+            assert!((data[px] + data[35 + px] - 1.0).abs() < 1e-6);
+        }
+        let probs = Probabilities {
+            classes: 2,
+            width: 7,
+            height: 5,
+            data,
+        };
+        let q = probs.prediction();
+        assert_eq!(q.labels, p.labels);
+        for (a, b) in q.scores.iter().zip(&p.scores) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn hflip_mirrors_rows() {
+        let mut v = vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        hflip(&mut v, 3);
+        assert_eq!(v, [3.0, 2.0, 1.0, 6.0, 5.0, 4.0]);
     }
 }

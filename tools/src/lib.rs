@@ -5,6 +5,7 @@ pub mod irn_cli;
 pub mod label_cams;
 pub mod label_masks;
 pub mod label_pseudo;
+pub mod outputs;
 pub mod serve;
 
 use std::path::Path;

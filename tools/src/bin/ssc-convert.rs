@@ -1,6 +1,7 @@
 //! `ssc-convert`: a folder of label masks (§1.2 label maps) to annotation-tool formats (VOC
 //! palette PNGs, CVAT "Segmentation mask 1.1" zip, COCO JSON, Label Studio tasks + config),
-//! through the streaming `ssc_core::formats` writers.
+//! through the shared output sink `ssc_tools::outputs` (the streaming `ssc_core::formats`
+//! writers).
 //!
 //! Masks are read one at a time and handed to every requested writer, so memory stays flat
 //! whatever the folder size. A bad mask (unreadable, unknown colour or class value, size
@@ -11,43 +12,12 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use ssc_core::classes::ClassMap;
-use ssc_core::formats::coco::{CocoMode, CocoOptions, CocoWriter};
-use ssc_core::formats::cvat::{CvatOptions, CvatWriter, IgnoreAs};
-use ssc_core::formats::labelstudio::{
-    LabelStudioOptions, LabelStudioWriter, write_labeling_config,
-};
-use ssc_core::formats::{MaskSource, MaskWriter};
-use ssc_core::mask::{LabelMap, check_values, read_mask, write_palette_png};
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Format {
-    /// `voc/SegmentationClass/<id>.png` palette PNGs, `voc/classes.txt`, id list.
-    Voc,
-    /// `cvat.zip` (CVAT "Segmentation mask 1.1").
-    Cvat,
-    /// `coco.json` (COCO dataset JSON with RLE segmentations).
-    Coco,
-    /// `labelstudio-tasks.json` (brush-RLE predictions) and `labelstudio-config.xml`.
-    Labelstudio,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum CocoModeArg {
-    /// One crowd annotation per class present in an image.
-    Class,
-    /// One annotation per connected component.
-    Instance,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum IgnoreArg {
-    /// Paint ignore pixels (255) as background.
-    Background,
-    /// Declare an `ignore` label in the VOC void colour (read back as 255).
-    Label,
-}
+use ssc_core::formats::MaskSource;
+use ssc_core::mask::{check_values, read_mask};
+use ssc_tools::batch::Shard;
+use ssc_tools::outputs::{FormatArgs, OutputPaths, Outputs};
 
 #[derive(Parser)]
 #[command(
@@ -66,129 +36,13 @@ struct Cli {
     /// Class list: `voc`, `coco` or a file (one name per line or a JSON list).
     #[arg(long, default_value = "voc")]
     classes: String,
-    /// Output formats (repeat or separate with commas).
-    #[arg(long = "to", value_enum, value_delimiter = ',', required = true)]
-    to: Vec<Format>,
-    /// Output folder.
+    /// Output folder: `voc/` (SegmentationClass PNGs, classes.txt, ImageSets list),
+    /// `cvat.zip`, `coco.json`, `labelstudio-tasks.json` + `labelstudio-config.xml`.
     #[arg(long)]
     out: PathBuf,
-    /// COCO annotations per class or per connected instance.
-    #[arg(long, value_enum, default_value = "class")]
-    coco_mode: CocoModeArg,
-    /// How CVAT zips carry ignore pixels.
-    #[arg(long, value_enum, default_value = "background")]
-    cvat_ignore: IgnoreArg,
-    /// Label Studio: prefix of `data.image` (local-files serving by default).
-    #[arg(long, default_value = "/data/local-files/?d=")]
-    image_prefix: String,
-    /// Label Studio: name of the BrushLabels control.
-    #[arg(long, default_value = "tag")]
-    from_name: String,
-    /// Label Studio: name of the Image object.
-    #[arg(long, default_value = "image")]
-    to_name: String,
-    /// Label Studio: `model_version` of the predictions.
-    #[arg(long, default_value = "ssc")]
-    model_version: String,
-}
-
-/// The VOC "writer": palette PNGs under `SegmentationClass` plus the class list and id list,
-/// the id list written last so a complete folder is recognisable.
-struct VocWriter {
-    root: PathBuf,
-    classes: ClassMap,
-    ids: Vec<String>,
-}
-
-impl VocWriter {
-    fn begin(root: &Path, classes: &ClassMap) -> Result<Self> {
-        let dir = root.join("SegmentationClass");
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        Ok(VocWriter {
-            root: root.to_path_buf(),
-            classes: classes.clone(),
-            ids: Vec::new(),
-        })
-    }
-}
-
-impl MaskWriter for VocWriter {
-    fn add(&mut self, m: &MaskSource) -> ssc_core::Result<()> {
-        m.present_classes(&self.classes)?;
-        let map = LabelMap::new(m.width as usize, m.height as usize, m.labels.clone())?;
-        let path = self
-            .root
-            .join("SegmentationClass")
-            .join(format!("{}.png", m.id));
-        write_palette_png(&path, &map, &self.classes)?;
-        self.ids.push(m.id.clone());
-        Ok(())
-    }
-
-    fn finish(&mut self) -> ssc_core::Result<()> {
-        let names = self.classes.names.join("\n") + "\n";
-        ssc_core::atomic::write(&self.root.join("classes.txt"), names.as_bytes())?;
-        let list = self.root.join("ImageSets/Segmentation");
-        std::fs::create_dir_all(&list).map_err(|e| ssc_core::CoreError::io(&list, e))?;
-        let ids = self.ids.join("\n") + "\n";
-        ssc_core::atomic::write(&list.join("default.txt"), ids.as_bytes())
-    }
-}
-
-/// Opens one writer per requested format (duplicates collapsed).
-fn writers(cli: &Cli, classes: &ClassMap) -> Result<Vec<(Format, Box<dyn MaskWriter>)>> {
-    let mut seen = Vec::new();
-    let mut out: Vec<(Format, Box<dyn MaskWriter>)> = Vec::new();
-    for &f in &cli.to {
-        if seen.contains(&f) {
-            continue;
-        }
-        seen.push(f);
-        let w: Box<dyn MaskWriter> = match f {
-            Format::Voc => Box::new(VocWriter::begin(&cli.out.join("voc"), classes)?),
-            Format::Cvat => {
-                let opts = CvatOptions {
-                    ignore: match cli.cvat_ignore {
-                        IgnoreArg::Background => IgnoreAs::Background,
-                        IgnoreArg::Label => IgnoreAs::Label,
-                    },
-                    ..Default::default()
-                };
-                Box::new(CvatWriter::begin(&cli.out.join("cvat.zip"), classes, opts)?)
-            }
-            Format::Coco => {
-                let opts = CocoOptions {
-                    mode: match cli.coco_mode {
-                        CocoModeArg::Class => CocoMode::PerClass,
-                        CocoModeArg::Instance => CocoMode::PerInstance,
-                    },
-                    ..Default::default()
-                };
-                Box::new(CocoWriter::begin(
-                    &cli.out.join("coco.json"),
-                    classes,
-                    opts,
-                )?)
-            }
-            Format::Labelstudio => {
-                let opts = ls_options(cli);
-                write_labeling_config(&cli.out.join("labelstudio-config.xml"), classes, &opts)?;
-                let path = cli.out.join("labelstudio-tasks.json");
-                Box::new(LabelStudioWriter::begin(&path, classes, opts)?)
-            }
-        };
-        out.push((f, w));
-    }
-    Ok(out)
-}
-
-fn ls_options(cli: &Cli) -> LabelStudioOptions {
-    LabelStudioOptions {
-        image_prefix: cli.image_prefix.clone(),
-        from_name: cli.from_name.clone(),
-        to_name: cli.to_name.clone(),
-        model_version: cli.model_version.clone(),
-    }
+    /// Output formats (`--to` is the same as `--format`).
+    #[command(flatten)]
+    formats: FormatArgs,
 }
 
 /// Mask files `<id>.png` of `dir`, sorted by id.
@@ -262,41 +116,43 @@ fn run(cli: Cli) -> Result<()> {
     }
     let images = cli.images.as_deref().map(index_images).transpose()?;
     std::fs::create_dir_all(&cli.out).with_context(|| format!("creating {}", cli.out.display()))?;
-    let mut writers = writers(&cli, &classes)?;
+    let voc = cli.out.join("voc");
+    let paths = OutputPaths {
+        masks: voc.join("SegmentationClass"),
+        files: cli.out.clone(),
+        voc_root: Some(voc),
+        shard: Shard::ALL,
+    };
+    let outputs = Outputs::create(paths, &classes, &cli.formats)?;
     let bar = ssc_tools::progress(masks.len() as u64, "converting");
     let mut bad: Vec<String> = Vec::new();
-    let mut failed = 0usize;
     for (id, path) in &masks {
         bar.inc(1);
-        let before = bad.len();
-        match load(id, path, &classes, images.as_ref()) {
-            Ok(m) => {
-                for (f, w) in &mut writers {
-                    if let Err(e) = w.add(&m) {
-                        let name = f.to_possible_value().map(|v| v.get_name().to_string());
-                        bad.push(format!(
-                            "{} ({}): {e}",
-                            path.display(),
-                            name.unwrap_or_default()
-                        ));
-                    }
-                }
-            }
-            Err(e) => bad.push(format!("{e:#}")),
+        let added = load(id, path, &classes, images.as_ref())
+            .and_then(|m| outputs.add(m).with_context(|| path.display().to_string()));
+        if let Err(e) = added {
+            bad.push(format!("{e:#}"));
         }
-        failed += usize::from(bad.len() > before);
     }
     bar.finish_and_clear();
-    for (_, w) in &mut writers {
-        w.finish()?;
-    }
-    let good = masks.len() - failed;
+    let finished = outputs.finish()?;
+    bad.extend(
+        finished
+            .failures
+            .iter()
+            .map(|f| format!("{}: {}", f.id, f.message)),
+    );
+    let good = masks.len() - bad.len();
     tracing::info!("{good} masks written to {}", cli.out.display());
     if !bad.is_empty() {
         for b in &bad {
             eprintln!("bad mask: {b}");
         }
-        bail!("{failed} of {} masks could not be converted", masks.len());
+        bail!(
+            "{} of {} masks could not be converted",
+            bad.len(),
+            masks.len()
+        );
     }
     Ok(())
 }
