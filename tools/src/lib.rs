@@ -1,6 +1,8 @@
 //! Shared plumbing of ssc's command-line tools: logging, progress bars, class maps.
 
 pub mod batch;
+pub mod deeplab_cli;
+pub mod export;
 pub mod irn_cli;
 pub mod label_cams;
 pub mod label_masks;

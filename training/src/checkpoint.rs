@@ -192,6 +192,64 @@ pub fn write_run_config<C: Serialize>(out: &Path, cfg: &C) -> Result<serde_json:
     Ok(value)
 }
 
+/// The config saved with the latest checkpoint in `out` (for `--resume`), any trainer's.
+pub fn saved_config<C: serde::de::DeserializeOwned>(out: &Path) -> Result<Option<C>> {
+    match latest(out)? {
+        None => Ok(None),
+        Some(dir) => {
+            let p = dir.join("config.json");
+            let s = std::fs::read_to_string(&p).map_err(|e| io(&p, e))?;
+            Ok(Some(
+                serde_json::from_str(&s).map_err(|e| TrainError::file(&p, e.to_string()))?,
+            ))
+        }
+    }
+}
+
+/// Writes `tensors` (moved to the CPU) to `path` atomically.
+pub fn save_weights(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<()> {
+    let cpu: HashMap<String, Tensor> = tensors
+        .iter()
+        .map(|(k, v)| Ok((k.clone(), v.to_device(&Device::Cpu)?)))
+        .collect::<Result<_>>()?;
+    let tmp = ssc_core::atomic::temp_path(path);
+    candle_core::safetensors::save(&cpu, &tmp)?;
+    std::fs::rename(&tmp, path).map_err(|e| TrainError::file(path, e.to_string()))
+}
+
+/// The variables of `vm` accepted by `keep`, sorted by name: a stable order for the
+/// optimiser state.
+pub fn sorted_vars(vm: &VarMap, keep: impl Fn(&str) -> bool) -> Result<Vec<candle_core::Var>> {
+    let data = vm
+        .data()
+        .lock()
+        .map_err(|_| TrainError::State("parameter map lock poisoned".into()))?;
+    let mut v: Vec<_> = data
+        .iter()
+        .filter(|(k, _)| keep(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(v.into_iter().map(|(_, v)| v).collect())
+}
+
+/// A per-epoch progress bar (hidden unless `show`).
+pub fn epoch_bar(show: bool, len: usize, prefix: String) -> indicatif::ProgressBar {
+    let pb = if show {
+        indicatif::ProgressBar::new(len as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} {elapsed_precise}<{eta_precise} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    pb.set_prefix(prefix);
+    pb
+}
+
 /// Full batches per epoch of a training set; zero is an error naming the sizes.
 pub fn batches_per_epoch(per_epoch: usize, images: usize, batch_size: usize) -> Result<usize> {
     if per_epoch == 0 {

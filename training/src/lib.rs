@@ -5,7 +5,9 @@
 
 pub mod cam;
 pub mod checkpoint;
+pub mod deeplab;
 pub mod error;
+pub mod init;
 pub mod irn;
 pub mod losses;
 pub mod optim;

@@ -1,13 +1,14 @@
 //! `ssc-export`: trained (or torchvision) weights → a self-describing ONNX model for the
 //! inference side (§10.3), and `.pth` → safetensors conversion.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use ssc_models::config::{CamNetConfig, DeepLabConfig, IrnConfig, ResNetConfig};
-use ssc_models::import::{StateDict, infer_resnet, load_state_dict};
-use ssc_models::onnx::{self, ExportMeta, Weights};
+use ssc_models::config::{CamNetConfig, IrnConfig};
+use ssc_models::import::{infer_resnet, load_state_dict};
+use ssc_models::onnx;
+use ssc_tools::export::{deeplab_onnx, dim0, meta, read_net_config as read_json, to_weights};
 
 #[derive(Parser)]
 #[command(
@@ -87,9 +88,9 @@ fn run() -> Result<()> {
         bail!("--arch, --weights and --out are required (or use `ssc-export convert`)");
     };
     let sd = load_state_dict(weights)?;
-    let w = to_weights(&sd)?;
     let bytes = match arch {
         Arch::Cam => {
+            let w = to_weights(&sd)?;
             let cfg: CamNetConfig = match &a.config {
                 Some(p) => read_json(p)?,
                 None => CamNetConfig {
@@ -102,6 +103,7 @@ fn run() -> Result<()> {
             onnx::export::export_cam_with(&w, &cfg.backbone, cfg.drs_delta as f32, &meta)?
         }
         Arch::Irn => {
+            let w = to_weights(&sd)?;
             let cfg: IrnConfig = match &a.config {
                 Some(p) => read_json(p)?,
                 None => IrnConfig {
@@ -112,34 +114,7 @@ fn run() -> Result<()> {
             let meta = meta(&a.classes, 0, false)?;
             onnx::export::export_irn_edge_with(&w, &cfg, &meta)?
         }
-        Arch::Deeplab => {
-            // The candle DeepLab keeps its backbone under `backbone.`; the exporter reads
-            // torchvision names at the root.
-            let w = if w.names().iter().any(|n| n.starts_with("backbone.")) {
-                let mut root = w.strip_prefix("backbone.");
-                root.merge(w.strip_prefix("classifier."), "classifier.");
-                root
-            } else {
-                w
-            };
-            let cfg: DeepLabConfig = match &a.config {
-                Some(p) => read_json(p)?,
-                None => {
-                    let (strides, dilations) = match a.output_stride {
-                        8 => ([1, 2, 1, 1], [1, 1, 2, 4]),
-                        16 => ([1, 2, 2, 1], [1, 1, 1, 2]),
-                        s => bail!("--output-stride must be 8 or 16, got {s}"),
-                    };
-                    DeepLabConfig {
-                        backbone: infer_layout(&w, &sd, strides, dilations)?,
-                        num_classes: dim0(&w, "classifier.0.weight", weights)?,
-                        ..DeepLabConfig::voc()
-                    }
-                }
-            };
-            let meta = meta(&a.classes, cfg.num_classes, true)?;
-            onnx::export::export_deeplab_with(&w, &cfg, &meta)?
-        }
+        Arch::Deeplab => deeplab_onnx(&sd, a.config.as_deref(), a.output_stride, &a.classes)?,
     };
     ssc_core::atomic::write(out, &bytes)?;
     println!(
@@ -148,97 +123,4 @@ fn run() -> Result<()> {
         bytes.len() as f64 / 1e6
     );
     Ok(())
-}
-
-/// ResNet layout inferred from `backbone.`-prefixed or root torchvision keys.
-fn infer_layout(
-    w: &Weights,
-    sd: &StateDict,
-    strides: [usize; 4],
-    dilations: [usize; 4],
-) -> Result<ResNetConfig> {
-    match infer_resnet(sd, strides, dilations) {
-        Ok(cfg) => Ok(cfg),
-        Err(_) => {
-            let mut blocks = [0usize; 4];
-            for name in w.names() {
-                let mut parts = name.split('.');
-                if let (Some(l), Some(i)) = (parts.next(), parts.next())
-                    && let (Some(Ok(l)), Ok(i)) = (
-                        l.strip_prefix("layer").map(str::parse::<usize>),
-                        i.parse::<usize>(),
-                    )
-                    && (1..=4).contains(&l)
-                {
-                    blocks[l - 1] = blocks[l - 1].max(i + 1);
-                }
-            }
-            let base = dim0(w, "conv1.weight", sd.path())?;
-            anyhow::ensure!(
-                blocks.iter().all(|&b| b > 0),
-                "{}: no torchvision ResNet layers found",
-                sd.path().display()
-            );
-            Ok(ResNetConfig {
-                blocks,
-                base_width: base,
-                strides,
-                dilations,
-                bn_eps: 1e-5,
-            })
-        }
-    }
-}
-
-fn to_weights(sd: &StateDict) -> Result<Weights> {
-    let mut w = Weights::new();
-    for (name, t) in sd.tensors() {
-        let v: Vec<f32> = t
-            .to_dtype(candle_core::DType::F32)
-            .and_then(|t| t.flatten_all())
-            .and_then(|t| t.to_vec1())
-            .with_context(|| format!("{}: tensor {name}", sd.path().display()))?;
-        w.insert(name.clone(), v, t.dims().to_vec());
-    }
-    Ok(w)
-}
-
-fn dim0(w: &Weights, name: &str, file: &Path) -> Result<usize> {
-    w.shape(name)
-        .and_then(|s| s.first().copied())
-        .with_context(|| format!("{}: no tensor `{name}`", file.display()))
-}
-
-/// A network config, or a training run's `config.json` (whose `net` field is the network).
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut v: serde_json::Value =
-        serde_json::from_slice(&text).with_context(|| format!("{}: not JSON", path.display()))?;
-    if let Some(net) = v.get_mut("net") {
-        v = net.take();
-    }
-    serde_json::from_value(v).with_context(|| format!("{}: not a valid config", path.display()))
-}
-
-/// Metadata class names: from `--classes`, else defaults by count.
-fn meta(classes: &Option<String>, n: usize, with_background: bool) -> Result<ExportMeta> {
-    let Some(spec) = classes else {
-        return Ok(if with_background {
-            ExportMeta::with_background(n)
-        } else {
-            ExportMeta::foreground(n)
-        });
-    };
-    let map = ssc_tools::class_map(spec)?;
-    let names = if with_background {
-        map.names.clone()
-    } else {
-        map.names[1..].to_vec()
-    };
-    anyhow::ensure!(
-        n == 0 || names.len() == n,
-        "--classes lists {} classes but the network has {n}",
-        names.len()
-    );
-    Ok(ExportMeta::new(names))
 }

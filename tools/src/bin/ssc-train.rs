@@ -1,4 +1,5 @@
-//! `ssc-train`: SSC classifier training (§2) and its ablation (paper Table VII).
+//! `ssc-train`: SSC classifier training (§2) and its ablation (paper Table VII), IRN (§4)
+//! and DeepLabV2 (§6).
 //!
 //! `ssc-train cam --data DIR` trains one configuration (checkpoint every epoch, `--resume`
 //! continues exactly) and optionally evaluates its CAM seeds on splits; `ssc-train ablation
@@ -41,6 +42,8 @@ enum Command {
     },
     /// Train the IRN class-boundary network on IR labels (spec §4.3–4.6).
     Irn(ssc_tools::irn_cli::TrainIrnArgs),
+    /// Train DeepLabV2 on pseudo-masks with validation mIoU (spec §6).
+    Deeplab(ssc_tools::deeplab_cli::TrainDeepLabArgs),
     /// Train and evaluate the five ablation variants with the same seed (Table VII).
     Ablation {
         #[command(flatten)]
@@ -175,6 +178,7 @@ fn options(c: &Common, out: &Path) -> Result<TrainOptions> {
 fn run() -> Result<()> {
     match Cli::parse().command {
         Command::Irn(args) => ssc_tools::irn_cli::train_irn(args),
+        Command::Deeplab(args) => ssc_tools::deeplab_cli::train_deeplab(args),
         Command::Cam {
             common,
             variant,

@@ -143,31 +143,13 @@ pub fn build_cam_net(cfg: &CamTrainConfig, vb: candle_nn::VarBuilder) -> Result<
 /// (fan_out, ReLU gain), BN γ = 1, β = 0 (the model's own hints follow PyTorch's generic
 /// conv default, which torchvision overrides). Inserted into `vm` before the model is built.
 fn torchvision_init(cfg: &CamTrainConfig, vm: &VarMap, dev: &Device) -> Result<()> {
-    // Discover names and shapes with a throw-away build.
-    let probe = VarMap::new();
-    build_cam_net(cfg, SeededInit::var_builder(&probe, 0, DType::F32, dev))?;
-    let probe = var_tensors(&probe)?;
-    let mut names: Vec<_> = probe.keys().cloned().collect();
-    names.sort();
-    let mut data = vm
-        .data()
-        .lock()
-        .map_err(|_| TrainError::State("parameter map lock poisoned".into()))?;
-    for name in names {
-        let t = &probe[&name];
-        if t.rank() != 4 || name.starts_with("classifier") {
-            continue;
-        }
-        let d = t.dims();
-        let std = (2.0 / (d[0] * d[2] * d[3]) as f64).sqrt();
-        let mut rng = ssc_core::rng::Rng::fork(cfg.seed, 0x1417 + data.len() as u64);
-        let v: Vec<f32> = (0..t.elem_count())
-            .map(|_| (rng.normal() * std) as f32)
-            .collect();
-        let w = Tensor::from_vec(v, d, dev)?;
-        data.insert(name, Var::from_tensor(&w)?);
-    }
-    Ok(())
+    crate::init::kaiming_fan_out_init(
+        vm,
+        cfg.seed,
+        dev,
+        |name| name.starts_with("classifier"),
+        |vb| build_cam_net(cfg, vb).map(|_| ()),
+    )
 }
 
 /// Fails with a clear message when `cfg` needs ImageNet weights that `opts` does not give

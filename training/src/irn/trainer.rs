@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Module, Tensor, Var};
 use candle_nn::VarMap;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use ssc_models::import::{check_resnet, load_state_dict};
 use ssc_models::init::SeededInit;
 use ssc_models::irn::Irn;
@@ -156,13 +156,7 @@ pub fn build_networks(cfg: &IrnTrainConfig, opts: &IrnTrainOptions) -> Result<Ir
 
 /// Edge variables sorted by name (a stable order for the optimiser state).
 fn sorted_vars(vm: &VarMap) -> Result<Vec<Var>> {
-    let data = vm
-        .data()
-        .lock()
-        .map_err(|_| TrainError::State("parameter map lock poisoned".into()))?;
-    let mut v: Vec<_> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    v.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(v.into_iter().map(|(_, v)| v).collect())
+    checkpoint::sorted_vars(vm, |_| true)
 }
 
 /// One training step; returns the loss terms.
@@ -196,43 +190,13 @@ fn step(
 
 /// Reads the config saved with the latest checkpoint in `out` (for `--resume`).
 pub fn saved_config(out: &Path) -> Result<Option<IrnTrainConfig>> {
-    match checkpoint::latest(out)? {
-        None => Ok(None),
-        Some(dir) => {
-            let p = dir.join("config.json");
-            let s = std::fs::read_to_string(&p).map_err(|e| TrainError::file(&p, e.to_string()))?;
-            Ok(Some(
-                serde_json::from_str(&s).map_err(|e| TrainError::file(&p, e.to_string()))?,
-            ))
-        }
-    }
+    checkpoint::saved_config(out)
 }
 
-/// Writes `tensors` (moved to the CPU) to `path` atomically.
-pub fn save_weights(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<()> {
-    let cpu: HashMap<String, Tensor> = tensors
-        .iter()
-        .map(|(k, v)| Ok((k.clone(), v.to_device(&Device::Cpu)?)))
-        .collect::<Result<_>>()?;
-    let tmp = ssc_core::atomic::temp_path(path);
-    candle_core::safetensors::save(&cpu, &tmp)?;
-    std::fs::rename(&tmp, path).map_err(|e| TrainError::file(path, e.to_string()))
-}
+pub use crate::checkpoint::save_weights;
 
 fn bar(opts: &IrnTrainOptions, len: usize, prefix: String) -> ProgressBar {
-    let pb = if opts.progress {
-        ProgressBar::new(len as u64)
-    } else {
-        ProgressBar::hidden()
-    };
-    pb.set_style(
-        ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {pos}/{len} {elapsed_precise}<{eta_precise} {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    pb.set_prefix(prefix);
-    pb
+    checkpoint::epoch_bar(opts.progress, len, prefix)
 }
 
 /// Trains the edge branch on `set` and writes checkpoints and `irn.safetensors` under

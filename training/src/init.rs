@@ -1,0 +1,50 @@
+//! torchvision's ResNet initialisation for from-scratch training (stage 1 §2.1 and DeepLab
+//! §6.1 without ImageNet weights): conv weights Kaiming-normal (fan_out, ReLU gain); every
+//! other parameter keeps the model's own hint (BN γ = 1, β = 0). The models' hints follow
+//! PyTorch's generic conv default, which torchvision overrides.
+
+use std::collections::HashMap;
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use ssc_models::init::SeededInit;
+
+use crate::checkpoint::var_tensors;
+use crate::error::{Result, TrainError};
+
+/// Inserts Kaiming-normal (fan_out) weights into `vm` for every 4-D parameter of the model
+/// that `build` constructs, except those `skip` names; call before the real build, which
+/// then reuses them. Parameters are visited in name order, each with its own seeded stream.
+pub fn kaiming_fan_out_init(
+    vm: &VarMap,
+    seed: u64,
+    dev: &Device,
+    skip: impl Fn(&str) -> bool,
+    build: impl FnOnce(VarBuilder<'static>) -> Result<()>,
+) -> Result<()> {
+    // Discover names and shapes with a throw-away build.
+    let probe = VarMap::new();
+    build(SeededInit::var_builder(&probe, 0, DType::F32, dev))?;
+    let probe: HashMap<String, Tensor> = var_tensors(&probe)?;
+    let mut names: Vec<_> = probe.keys().cloned().collect();
+    names.sort();
+    let mut data = vm
+        .data()
+        .lock()
+        .map_err(|_| TrainError::State("parameter map lock poisoned".into()))?;
+    for name in names {
+        let t = &probe[&name];
+        if t.rank() != 4 || skip(&name) {
+            continue;
+        }
+        let d = t.dims();
+        let std = (2.0 / (d[0] * d[2] * d[3]) as f64).sqrt();
+        let mut rng = ssc_core::rng::Rng::fork(seed, 0x1417 + data.len() as u64);
+        let v: Vec<f32> = (0..t.elem_count())
+            .map(|_| (rng.normal() * std) as f32)
+            .collect();
+        let w = Tensor::from_vec(v, d, dev)?;
+        data.insert(name, Var::from_tensor(&w)?);
+    }
+    Ok(())
+}
