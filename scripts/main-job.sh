@@ -2,7 +2,8 @@
 # The main job: the whole pseudo-label pipeline on the built-in synthetic benchmark, on CPU.
 #
 #   synth → superpixels → train classifier → export → CAMs → IR labels → train IRN → export
-#   → pseudo-masks → evaluation
+#   → pseudo-masks → evaluation → train DeepLabV2 on the pseudo-masks → predict the val split
+#   → evaluation
 #
 # Prints a table of mIoU per stage with the wall time of each stage. Output goes to $SSC_RUN
 # (default runs/main); $SSC_SEED sets the seed; SSC_QUICK=1 runs a small version (smaller
@@ -21,10 +22,12 @@ if [[ "${SSC_QUICK:-0}" == 1 ]]; then
   SYNTH=(--num-images 200 --num-val 40)
   CAM_EPOCHS=(--epochs 2)
   IRN_EPOCHS=(--epochs 1)
+  DL_EPOCHS=(--epochs 2)
 else
   SYNTH=()
   CAM_EPOCHS=()
   IRN_EPOCHS=()
+  DL_EPOCHS=()
 fi
 
 declare -a STAGES=()
@@ -54,21 +57,31 @@ stage "evaluate CAM seeds" bash -c "'$BIN/ssc-eval' cams --cams '$RUN/cams' --gt
 stage "IR labels" bash -c "'$BIN/ssc-label' irlabels --dataset '$DATA' --split train --cams '$RUN/cams' \
   --out '$RUN/ir_labels' | tee '$RUN/ir-labels.txt'"
 stage "train IRN" "$BIN/ssc-train" irn --dataset "$DATA" --split train --ir-labels "$RUN/ir_labels" \
-  --preset synthetic --seed "$SEED" --out "$RUN/irn" --export "$RUN/irn.onnx" "${IRN_EPOCHS[@]}"
+  --preset synthetic --seed "$SEED" --out "$RUN/irn" --export "$RUN/irn.onnx" "${IRN_EPOCHS[@]}" \
+  --backbone-weights "$RUN/cam/cam_net.safetensors"
 stage "pseudo-masks (train)" "$BIN/ssc-label" pseudo --irn "$RUN/irn.onnx" --cams "$RUN/cams" \
   --dataset voc --root "$DATA" --split train --out "$RUN/pseudo" --confidence
 stage "evaluate pseudo-masks" bash -c "'$BIN/ssc-eval' --pred '$RUN/pseudo' --gt '$DATA' --split train \
   --json '$RUN/eval-pseudo.json' | tee '$RUN/eval-pseudo.txt'"
+stage "train DeepLabV2 (pseudo-masks)" "$BIN/ssc-train" deeplab --data "$DATA" --split train \
+  --pseudo "$RUN/pseudo" --confidence "$RUN/pseudo/confidence" --val-split val --preset synthetic \
+  --seed "$SEED" --out "$RUN/deeplab" --export "$RUN/deeplab.onnx" "${DL_EPOCHS[@]}"
+sed 's|^\(.*\)$|JPEGImages/\1.jpg|' "$DATA/ImageSets/Segmentation/val.txt" > "$DATA/val-images.txt"
+stage "predict (val)" "$BIN/ssc-predict" --model "$RUN/deeplab.onnx" --input "$DATA/val-images.txt" \
+  --out "$RUN/pred-val" --input-size 128
+stage "evaluate segmentation (val)" bash -c "'$BIN/ssc-eval' --pred '$RUN/pred-val' --gt '$DATA' \
+  --split val --json '$RUN/eval-seg.json' | tee '$RUN/eval-seg.txt'"
 "$BIN/ssc-eval" baseline --gt "$DATA" --split train --json "$RUN/eval-baseline.json" \
   > "$RUN/eval-baseline.txt"
 
 echo
-echo "== main job summary (synthetic benchmark, train split, seed $SEED) =="
+echo "== main job summary (synthetic benchmark, seed $SEED: CAM seed, IR labels and pseudo-masks on train; segmentation on val) =="
 printf '%-34s %s\n' "result" "mIoU"
 printf '%-34s %s\n' "all-background baseline" "$(miou "$RUN/eval-baseline.txt")"
 printf '%-34s %s\n' "CAM seed (best threshold)" "$(miou "$RUN/eval-cams.txt")"
 printf '%-34s %s\n' "IR labels" "$(grep -iE 'precision' "$RUN/ir-labels.txt" | tail -1)"
 printf '%-34s %s\n' "pseudo-masks (IRN random walk)" "$(miou "$RUN/eval-pseudo.txt")"
+printf '%-34s %s\n' "DeepLabV2 on val (segmentation)" "$(miou "$RUN/eval-seg.txt")"
 echo
 printf '%-34s %s\n' "stage" "wall time (s)"
 total=0

@@ -178,6 +178,9 @@ fn pseudo_label_pipeline_runs_end_to_end() {
             s(&d.join("irn")),
             "--export",
             s(&irn_onnx),
+            // the trained classifier as the frozen backbone, as the main job does
+            "--backbone-weights",
+            s(&cam.join("cam_net.safetensors")),
         ],
     );
     let pseudo = d.join("pseudo");

@@ -4,9 +4,12 @@
 //!   frozen backbone from ImageNet weights, 512 crops, path radius 10 on the 128×128 label
 //!   grid, batch 16, 3 epochs). `--backbone-weights` is required.
 //! * [`IrnTrainConfig::synthetic`]: a CPU-sized run (128 crops, radius 5 on the 32×32 grid,
-//!   tiny width-8 ResNet). Without backbone weights the frozen backbone is **randomly
-//!   initialised** (seeded): its features are then random projections of the image, and the
-//!   boundary map relies on what the trained edge branch learns on top of them.
+//!   the width-16 one-block ResNet of the synthetic SSC classifier). With no ImageNet weights
+//!   the best frozen backbone at hand is the trained classifier's: pass its
+//!   `cam_net.safetensors` as `--backbone-weights` (the main job does; its `classifier.*` is
+//!   dropped). Without weights the frozen backbone is **randomly initialised** (seeded): its
+//!   features are then random projections of the image, and the boundary map relies on what
+//!   the trained edge branch learns on top of them.
 //!
 //! **Momentum.** As in stage 1 (§2.8, §9): `momentum` holds the paper value 0.9;
 //! `reference_momentum_quirk: true` trains with the reference code's effective 1e-4.
@@ -17,7 +20,7 @@
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-use ssc_models::config::IrnConfig;
+use ssc_models::config::{IrnConfig, ResNetConfig};
 
 use crate::error::{Result, TrainError};
 
@@ -112,7 +115,13 @@ impl IrnTrainConfig {
         let voc = Self::voc();
         IrnTrainConfig {
             preset: "synthetic".into(),
-            net: IrnConfig::tiny(),
+            // The backbone of the synthetic SSC classifier, so that its trained weights
+            // (`cam_net.safetensors`, the closest stand-in for ImageNet features when there are
+            // none) can serve as the frozen backbone; without them it is seeded random.
+            net: IrnConfig::for_backbone(ResNetConfig {
+                base_width: 16,
+                ..ResNetConfig::tiny_os16()
+            }),
             num_classes: num_classes + 1,
             data: IrnDataConfig {
                 crop: 128,

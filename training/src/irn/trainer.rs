@@ -16,7 +16,7 @@ use std::time::Instant;
 use candle_core::{DType, Device, Module, Tensor, Var};
 use candle_nn::VarMap;
 use indicatif::ProgressBar;
-use ssc_models::import::{check_resnet, load_state_dict};
+use ssc_models::import::{StateDict, check_resnet, load_state_dict};
 use ssc_models::init::SeededInit;
 use ssc_models::irn::Irn;
 
@@ -119,6 +119,12 @@ pub fn build_networks(cfg: &IrnTrainConfig, opts: &IrnTrainOptions) -> Result<Ir
     let bb = match &opts.backbone_weights {
         Some(p) => {
             let sd = load_state_dict(p)?;
+            // A trained ssc CAM network also serves: its backbone has torchvision names and
+            // its 1×1 classifier is dropped like an ImageNet `fc`.
+            let path = sd.path().to_path_buf();
+            let mut tensors = sd.into_tensors();
+            tensors.retain(|k, _| !k.starts_with("classifier."));
+            let sd = StateDict::from_tensors(path, tensors);
             check_resnet(&sd, &cfg.net.backbone, true)?;
             let vm = sd.var_map(DType::F32, dev)?;
             vm.data()
