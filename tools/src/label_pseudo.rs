@@ -183,6 +183,9 @@ impl MaskOutputs {
     /// Feeds an item finished by an earlier run to the annotation files, with its class
     /// scores when its score stack was kept.
     pub fn add_existing(&self, id: &str, image: &str) -> Result<()> {
+        if !self.sink.has_aggregates() {
+            return Ok(());
+        }
         let path = self.score_path(id);
         let scores = (self.scores && path.is_file())
             .then(|| PseudoLabel::load_scores(&path))
@@ -386,4 +389,72 @@ pub fn run(args: &PseudoArgs) -> Result<()> {
 /// Where `ssc-label pseudo` writes the mask of `id` (for tests and scripts).
 pub fn mask_path(out: &Path, id: &str) -> PathBuf {
     out.join(format!("{id}.png"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn class_scores_average_the_walk_score_of_each_label() {
+        // 2×2 image, foreground class keys 1 and 3 (dataset ids 2 and 4), 5 classes.
+        let label = PseudoLabel {
+            height: 2,
+            width: 2,
+            score: vec![
+                0.25, 0.25, 0.25, 0.25, // background channel
+                0.9, 0.5, 0.0, 0.1, // class id 2
+                0.0, 0.2, 0.8, 2.0, // class id 4 (out-of-range score is clamped)
+            ],
+            pred: vec![2, 2, 4, 4],
+            keys: vec![1, 3],
+        };
+        let s = class_scores(&label, 5);
+        assert_eq!(s.len(), 5);
+        assert!((s[2] - 0.7).abs() < 1e-6, "{s:?}");
+        assert_eq!((s[0], s[1], s[3], s[4]), (0.0, 0.0, 0.0, 1.0));
+        let bg = PseudoLabel {
+            pred: vec![0, 0, 2, 0],
+            ..label
+        };
+        let s = class_scores(&bg, 5);
+        assert_eq!((s[0], s[2]), (0.25, 0.0));
+    }
+
+    #[test]
+    fn grey_masks_and_annotation_files_come_from_one_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let classes = ClassMap::voc();
+        let formats = FormatArgs {
+            formats: vec![Format::Coco],
+            ..Default::default()
+        };
+        let out = MaskOutputs::create(
+            dir.path(),
+            &classes,
+            true,
+            false,
+            true,
+            &formats,
+            Shard::ALL,
+        )
+        .unwrap();
+        let label = PseudoLabel {
+            height: 1,
+            width: 2,
+            score: vec![0.25, 0.25, 0.1, 0.6],
+            pred: vec![0, 3],
+            keys: vec![2],
+        };
+        out.sink.set_order(["a"]).unwrap();
+        out.write("a", "JPEGImages/a.jpg", &label).unwrap();
+        // the PNG is written although only `coco` was asked for, as a grey PNG
+        let png = image::open(out.mask_path("a")).unwrap();
+        assert_eq!(png.to_luma8().into_raw(), vec![0, 3]);
+        assert!(out.confidence_path("a").is_file());
+        crate::outputs::finish_run(out.sink, Vec::new()).unwrap();
+        let coco: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("coco.json")).unwrap()).unwrap();
+        assert_eq!(coco["images"][0]["file_name"], "JPEGImages/a.jpg");
+    }
 }
