@@ -8,11 +8,16 @@
 //! and write the outputs. Memory is bounded by the channel sizes, not by the dataset. Shards,
 //! resume, failures and the manifest come from `crate::batch`. The CAM stage and the mask
 //! writer are those of `ssc-label cams` and `ssc-label pseudo`, so the masks equal what those
-//! two commands write one after the other.
+//! two commands write one after the other. `--format cvat,coco,labelstudio` adds the
+//! annotation-tool files of `crate::outputs` (§10.6), fed in id order; finished items of a
+//! resumed run flow through the pipeline without work so those files stay complete.
 
+use std::collections::HashSet;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use image::RgbImage;
 use ssc_core::cam::ScaleOutput;
 use ssc_core::dataset::Item;
@@ -21,9 +26,10 @@ use ssc_inference::pipeline;
 use ssc_inference::refine::{RefineParams, edge_map, refine_with_edge};
 use ssc_inference::runtime::Model;
 
-use crate::batch::{self, BatchArgs, DatasetArgs, Resumable, RunOptions, Tracker};
+use crate::batch::{self, BatchArgs, DatasetArgs, Failure, Resumable, RunOptions, Tracker};
 use crate::label_cams::{self, CamFiles, CamOptions, CamStage, write_settings};
-use crate::label_pseudo::{MaskOutputs, open_irn, read_params};
+use crate::label_pseudo::{MaskOutputs, image_ref, open_irn, read_params};
+use crate::outputs::{FormatArgs, finish_run};
 
 /// Options of `ssc-label masks`.
 #[derive(clap::Args, Debug)]
@@ -36,7 +42,8 @@ pub struct MasksArgs {
     pub irn_model: PathBuf,
     #[command(flatten)]
     pub data: DatasetArgs,
-    /// Output folder: `<id>.png` masks (sub-folders of image folders are kept), `masks.json`,
+    /// Output folder: `<id>.png` masks (sub-folders of image folders are kept; always
+    /// written, whatever `--format`), the annotation files of `--format`, `masks.json`,
     /// `manifest.<i>-of-<n>.json`.
     #[arg(long)]
     pub out: PathBuf,
@@ -57,6 +64,8 @@ pub struct MasksArgs {
     /// Random-walk / background settings as JSON (`RefineParams`); default: the reference's.
     #[arg(long)]
     pub params: Option<PathBuf>,
+    #[command(flatten)]
+    pub formats: FormatArgs,
     #[command(flatten)]
     pub batch_args: BatchArgs,
 }
@@ -148,13 +157,15 @@ pub fn run(args: &MasksArgs) -> Result<()> {
         None
     };
     let job = MasksJob {
-        masks: MaskOutputs {
-            out: args.out.clone(),
-            classes: ds.classes.clone(),
-            grey: args.grey,
-            scores: args.scores,
-            confidence: args.confidence,
-        },
+        masks: MaskOutputs::create(
+            &args.out,
+            &ds.classes,
+            args.grey,
+            args.scores,
+            args.confidence,
+            &args.formats,
+            opts.shard,
+        )?,
         cams,
     };
     job.masks
@@ -162,7 +173,16 @@ pub fn run(args: &MasksArgs) -> Result<()> {
 
     let pool = batch::thread_pool(Some(stage.threads))?;
     let plan = pool.install(|| batch::plan(&job, &ds.items, &opts));
+    let todo: HashSet<&str> = plan.todo.iter().map(|i| i.id.as_str()).collect();
+    // Every item of the shard in id order: finished ones pass through the pipeline without
+    // work and only feed the annotation files, so those are complete and in order.
+    let mine = opts
+        .shard
+        .select(ds.items.iter().collect(), |i: &&Item| &i.id);
+    let sink = &job.masks.sink;
+    sink.set_order(mine.iter().map(|i| i.id.as_str()))?;
     let tracker = Tracker::new(&opts, plan.total, plan.skipped);
+    let late: Mutex<Vec<Failure>> = Mutex::new(Vec::new());
     let n = if plan.todo.is_empty() {
         1
     } else {
@@ -178,45 +198,103 @@ pub fn run(args: &MasksArgs) -> Result<()> {
         workers.push((cam, irn));
     }
     let pcfg = stage.pipeline_config(workers.len());
-    let (stage, params, job) = (&stage, &params, &job);
-    let times = pipeline::run(
-        &plan.todo,
-        &pcfg,
-        workers,
-        |item: &&Item| -> Result<(RgbImage, Prepared)> {
-            let image = ssc_core::imageio::read_rgb(&item.image)?;
-            let prep = stage.prepare(&image)?;
-            Ok((image, prep))
-        },
-        |(cam_model, irn): &mut (Model, Model), batch: Vec<(usize, (RgbImage, Prepared))>| {
-            let cams = label_cams::infer_batch(cam_model, batch.iter().map(|(_, (_, p))| p));
-            cams.into_iter()
-                .zip(&batch)
-                .map(|(r, (_, (image, _)))| {
-                    let (outputs, size) = r?;
-                    let edge =
-                        edge_map(irn, image, params.pad_multiple).context("IRN edge network")?;
-                    Ok(Inferred {
-                        outputs,
-                        size,
-                        edge,
-                    })
+    let times = {
+        let root = &args.data.root;
+        let (stage, params, job, todo) = (&stage, &params, &job, &todo);
+        pipeline::run(
+            &mine,
+            &pcfg,
+            workers,
+            |item: &&Item| -> Result<Option<(RgbImage, Prepared)>> {
+                // Decode workers take items in order, so the oldest unfinished item is always
+                // past this point and the wait ends.
+                sink.admit(&item.id);
+                if !todo.contains(item.id.as_str()) {
+                    return Ok(None);
+                }
+                let image = ssc_core::imageio::read_rgb(&item.image)?;
+                let prep = stage.prepare(&image)?;
+                Ok(Some((image, prep)))
+            },
+            |(cam_model, irn): &mut (Model, Model),
+             batch: Vec<(usize, Option<(RgbImage, Prepared)>)>| {
+                let n = batch.len();
+                // A panic must not leave the reorder buffer waiting for these items.
+                catch_unwind(AssertUnwindSafe(|| {
+                    let fresh: Vec<&Prepared> = batch
+                        .iter()
+                        .filter_map(|(_, d)| d.as_ref().map(|(_, p)| p))
+                        .collect();
+                    let mut cams = if fresh.is_empty() {
+                        Vec::new()
+                    } else {
+                        label_cams::infer_batch(cam_model, fresh)
+                    }
+                    .into_iter();
+                    batch
+                        .iter()
+                        .map(|(_, d)| {
+                            let Some((image, _)) = d else {
+                                return Ok(None);
+                            };
+                            let (outputs, size) = cams
+                                .next()
+                                .unwrap_or_else(|| Err(anyhow!("CAM network: missing output")))?;
+                            let edge = edge_map(irn, image, params.pad_multiple)
+                                .context("IRN edge network")?;
+                            Ok(Some(Inferred {
+                                outputs,
+                                size,
+                                edge,
+                            }))
+                        })
+                        .collect()
+                }))
+                .unwrap_or_else(|_| {
+                    (0..n)
+                        .map(|_| Err(anyhow!("internal error (panic) in inference")))
+                        .collect()
                 })
-                .collect()
-        },
-        |item: &&Item, inf: Inferred| {
-            let rec = cam::finish(&inf.outputs, inf.size, item.labels.as_deref(), &stage.cfg)?;
-            if let Some(c) = &job.cams {
-                rec.write(&c.path(item), &item.id)?;
-            }
-            let label = refine_with_edge(&rec, &inf.edge, params).context("random walk")?;
-            job.masks.write(&item.id, &label)
-        },
-        |item: &&Item, r: Result<()>| tracker.record(&item.id, r),
-    );
+            },
+            |item: &&Item, inf: Option<Inferred>| {
+                let image = image_ref(root, item);
+                catch_unwind(AssertUnwindSafe(|| {
+                    let Some(inf) = inf else {
+                        return job.masks.add_existing(&item.id, &image);
+                    };
+                    let rec =
+                        cam::finish(&inf.outputs, inf.size, item.labels.as_deref(), &stage.cfg)?;
+                    if let Some(c) = &job.cams {
+                        rec.write(&c.path(item), &item.id)?;
+                    }
+                    let label = refine_with_edge(&rec, &inf.edge, params).context("random walk")?;
+                    job.masks.write(&item.id, &image, &label)
+                }))
+                .unwrap_or_else(|_| Err(anyhow!("internal error (panic)")))
+            },
+            |item: &&Item, r: Result<()>| {
+                if r.is_err() {
+                    sink.skip(&item.id);
+                }
+                if todo.contains(item.id.as_str()) {
+                    tracker.record(&item.id, r);
+                } else if let Err(e) = r {
+                    late.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(Failure {
+                            id: item.id.clone(),
+                            message: format!("{e:#}"),
+                        });
+                }
+            },
+        )
+    };
     label_cams::log_stage_times(
         &times,
         ["decode+prepare", "CAM+IRN inference", "walk+write"],
     );
-    tracker.finish()?.into_result().map(|_| ())
+    let manifest = tracker.finish()?;
+    let late = late.into_inner().unwrap_or_else(|p| p.into_inner());
+    finish_run(job.masks.sink, late)?;
+    manifest.into_result().map(|_| ())
 }

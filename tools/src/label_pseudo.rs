@@ -1,7 +1,9 @@
 //! `ssc-label pseudo`: the refinement stage at scale (§4.7–4.8). For every image: its cached
 //! CAM file, the exported IRN edge network, the random walk, and the pseudo-mask (palette PNG
-//! by default, grey on request), plus optional score stacks and confidence masks.
+//! by default, grey on request), plus optional score stacks and confidence masks, and the
+//! CVAT / COCO / Label Studio files of `--format` (§10.6, `crate::outputs`).
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -9,12 +11,14 @@ use anyhow::{Context, Result};
 use ssc_core::cam::CamRecord;
 use ssc_core::classes::ClassMap;
 use ssc_core::dataset::Item;
-use ssc_core::mask::{LabelMap, read_mask, write_grey_png, write_palette_png};
+use ssc_core::formats::MaskSource;
+use ssc_core::mask::{LabelMap, read_mask, write_grey_png};
 use ssc_core::pseudo::{CONFIDENCE_FRACTION, PseudoLabel};
 use ssc_inference::refine::{RefineParams, refine};
 use ssc_inference::runtime::{Device, Model, SessionConfig};
 
-use crate::batch::{self, BatchArgs, DatasetArgs, Job, Resumable, RunOptions};
+use crate::batch::{self, BatchArgs, DatasetArgs, Resumable, RunOptions, Shard, Tracker};
+use crate::outputs::{Format, FormatArgs, OutputPaths, Outputs, finish_run, run_in_order};
 
 /// Options of `ssc-label pseudo`.
 #[derive(clap::Args, Debug)]
@@ -27,7 +31,8 @@ pub struct PseudoArgs {
     /// Folder of CAM files `<id>.safetensors` (`ssc-label cams`).
     #[arg(long)]
     pub cams: PathBuf,
-    /// Output folder: `<id>.png` pseudo-masks.
+    /// Output folder: `<id>.png` pseudo-masks (always written, whatever `--format`) and the
+    /// annotation files of `--format`.
     #[arg(long)]
     pub out: PathBuf,
     /// Write grey PNGs (class ids) instead of palette PNGs.
@@ -49,31 +54,59 @@ pub struct PseudoArgs {
     #[arg(long, default_value = "cpu")]
     pub device: String,
     #[command(flatten)]
+    pub formats: FormatArgs,
+    #[command(flatten)]
     pub batch: BatchArgs,
 }
 
 /// Where and how pseudo-masks are written: `<out>/<id>.png` (palette, or grey class ids),
-/// optionally `<out>/scores/<id>.safetensors` and `<out>/confidence/<id>.png`. Shared by
-/// `ssc-label pseudo` and the one-pass `ssc-label masks`, so both write identical files; all
-/// mask writing goes through [`MaskOutputs::write`].
-#[derive(Debug, Clone)]
+/// optionally `<out>/scores/<id>.safetensors` and `<out>/confidence/<id>.png`, plus the
+/// annotation-tool files of `--format` (`crate::outputs`). Shared by `ssc-label pseudo` and
+/// the one-pass `ssc-label masks`, so both write identical files; all mask writing goes
+/// through [`MaskOutputs::write`], whose PNG is the one `crate::outputs` writes for `voc`.
 pub struct MaskOutputs {
     /// Output folder.
     pub out: PathBuf,
     /// Class names and palette colours.
     pub classes: ClassMap,
-    /// Grey PNGs (class ids) instead of palette PNGs.
-    pub grey: bool,
     /// Also write score stacks.
     pub scores: bool,
     /// Also write confidence masks.
     pub confidence: bool,
+    /// The PNG masks and the aggregate files, fed in id order (see `crate::outputs`).
+    pub sink: Outputs,
 }
 
 impl MaskOutputs {
+    /// Opens the outputs of one shard. The PNG masks are the product of the stage and what
+    /// resume relies on, so `voc` is always among the formats (the others are added).
+    pub fn create(
+        out: &Path,
+        classes: &ClassMap,
+        grey: bool,
+        scores: bool,
+        confidence: bool,
+        formats: &FormatArgs,
+        shard: Shard,
+    ) -> Result<Self> {
+        let mut formats = formats.clone();
+        if !formats.formats.contains(&Format::Voc) {
+            formats.formats.insert(0, Format::Voc);
+        }
+        let sink =
+            Outputs::create(OutputPaths::flat(out, shard), classes, &formats)?.with_grey(grey);
+        Ok(MaskOutputs {
+            out: out.to_path_buf(),
+            classes: classes.clone(),
+            scores,
+            confidence,
+            sink,
+        })
+    }
+
     /// The mask of `id`.
     pub fn mask_path(&self, id: &str) -> PathBuf {
-        mask_path(&self.out, id)
+        self.sink.mask_path(id)
     }
     /// The score stack of `id`.
     pub fn score_path(&self, id: &str) -> PathBuf {
@@ -123,9 +156,9 @@ impl MaskOutputs {
             == Some((mask.width as u32, mask.height as u32))
     }
 
-    /// Writes the outputs of `id`, the mask last: its presence marks the item as done.
-    pub fn write(&self, id: &str, label: &PseudoLabel) -> Result<()> {
-        let mask = LabelMap::new(label.width, label.height, label.pred.clone())?;
+    /// Writes the outputs of `id` (`image`: the image path the annotation files reference),
+    /// the mask last: its presence marks the item as done.
+    pub fn write(&self, id: &str, image: &str, label: &PseudoLabel) -> Result<()> {
         if self.scores {
             label.save_scores(&self.score_path(id))?;
         }
@@ -136,17 +169,80 @@ impl MaskOutputs {
                 &LabelMap::new(label.width, label.height, conf)?,
             )?;
         }
-        if self.grey {
-            write_grey_png(&self.mask_path(id), &mask)?;
-        } else {
-            write_palette_png(&self.mask_path(id), &mask, &self.classes)?;
-        }
-        Ok(())
+        let mask = MaskSource::new(
+            id,
+            label.width as u32,
+            label.height as u32,
+            label.pred.clone(),
+        )?
+        .with_image(image)
+        .with_scores(class_scores(label, self.classes.len()));
+        self.sink.add(mask)
     }
+
+    /// Feeds an item finished by an earlier run to the annotation files, with its class
+    /// scores when its score stack was kept.
+    pub fn add_existing(&self, id: &str, image: &str) -> Result<()> {
+        if !self.sink.has_aggregates() {
+            return Ok(());
+        }
+        let path = self.score_path(id);
+        let scores = (self.scores && path.is_file())
+            .then(|| PseudoLabel::load_scores(&path))
+            .transpose()?
+            .map(|l| class_scores(&l, self.classes.len()));
+        self.sink.add_existing(id, image, scores)
+    }
+}
+
+/// Per-class scores of a pseudo-label for the annotation files (COCO results `score`, Label
+/// Studio `score`): the mean walk score (channel 0: the background score) over the pixels
+/// labelled with the class, clamped to `[0, 1]`; 0 for absent classes.
+pub fn class_scores(label: &PseudoLabel, classes: usize) -> Vec<f32> {
+    let n = label.width * label.height;
+    let mut channel: Vec<Option<usize>> = vec![None; classes];
+    if let Some(bg) = channel.first_mut() {
+        *bg = Some(0);
+    }
+    for (i, &k) in label.keys.iter().enumerate() {
+        if let Some(c) = channel.get_mut(k + 1) {
+            *c = Some(i + 1);
+        }
+    }
+    let mut sum = vec![0f64; classes];
+    let mut count = vec![0u64; classes];
+    for (p, &c) in label.pred.iter().enumerate() {
+        let c = c as usize;
+        if let Some(&Some(ch)) = channel.get(c) {
+            sum[c] += label.score.get(ch * n + p).copied().unwrap_or(0.0) as f64;
+            count[c] += 1;
+        }
+    }
+    sum.iter()
+        .zip(&count)
+        .map(|(&s, &k)| {
+            if k == 0 {
+                0.0
+            } else {
+                ((s / k as f64) as f32).clamp(0.0, 1.0)
+            }
+        })
+        .collect()
+}
+
+/// The path the annotation files reference for `item`: relative to the dataset root when
+/// the image lies below it, else as given.
+pub fn image_ref(root: &Path, item: &Item) -> String {
+    item.image
+        .strip_prefix(root)
+        .unwrap_or(&item.image)
+        .to_string_lossy()
+        .replace('\\', "/")
 }
 
 struct PseudoJob {
     cams: PathBuf,
+    root: PathBuf,
     outputs: MaskOutputs,
     params: RefineParams,
     model_path: PathBuf,
@@ -184,7 +280,7 @@ impl Resumable for PseudoJob {
     }
 }
 
-impl Job for PseudoJob {
+impl PseudoJob {
     fn process(&self, item: &Item) -> Result<()> {
         let cam_path = self.cams.join(format!("{}.safetensors", item.id));
         let cam = CamRecord::read(&cam_path)?;
@@ -192,7 +288,8 @@ impl Job for PseudoJob {
         let label = self
             .with_model(|m| Ok(refine(m, &image, &cam, &self.params)?))
             .with_context(|| format!("{}: refinement", item.image.display()))?;
-        self.outputs.write(&item.id, &label)
+        self.outputs
+            .write(&item.id, &image_ref(&self.root, item), &label)
     }
 }
 
@@ -244,15 +341,19 @@ pub fn run(args: &PseudoArgs) -> Result<()> {
     };
     // Fail early, before the run, on a bad model file.
     let first = open_irn(&args.irn, &session)?;
+    let opts = RunOptions::from_args("ssc-label pseudo", &args.out, &args.batch)?;
     let job = PseudoJob {
         cams: args.cams.clone(),
-        outputs: MaskOutputs {
-            out: args.out.clone(),
-            classes: ds.classes.clone(),
-            grey: args.grey,
-            scores: args.scores,
-            confidence: args.confidence,
-        },
+        root: args.data.root.clone(),
+        outputs: MaskOutputs::create(
+            &args.out,
+            &ds.classes,
+            args.grey,
+            args.scores,
+            args.confidence,
+            &args.formats,
+            opts.shard,
+        )?,
         params,
         model_path: args.irn.clone(),
         session,
@@ -260,13 +361,100 @@ pub fn run(args: &PseudoArgs) -> Result<()> {
     };
     job.outputs
         .check_ids(ds.items.iter().map(|i| i.id.as_str()))?;
-    let opts = RunOptions::from_args("ssc-label pseudo", &args.out, &args.batch)?;
     let pool = batch::thread_pool(args.batch.threads)?;
-    let manifest = pool.install(|| batch::run(&job, &ds.items, &opts))?;
+    let plan = pool.install(|| batch::plan(&job, &ds.items, &opts));
+    let todo: HashSet<&str> = plan.todo.iter().map(|i| i.id.as_str()).collect();
+    // Every item of the shard in id order; finished ones only feed the aggregate files.
+    let mine = opts
+        .shard
+        .select(ds.items.iter().collect(), |i: &&Item| &i.id);
+    let sink = &job.outputs.sink;
+    sink.set_order(mine.iter().map(|i| i.id.as_str()))?;
+    let tracker = Tracker::new(&opts, plan.total, plan.skipped);
+    let late = run_in_order(
+        &pool,
+        sink,
+        &mine,
+        &todo,
+        |i: &Item| i.id.as_str(),
+        |i| job.outputs.add_existing(&i.id, &image_ref(&job.root, i)),
+        |i| job.process(i),
+        &tracker,
+    );
+    let manifest = tracker.finish()?;
+    finish_run(job.outputs.sink, late)?;
     manifest.into_result().map(|_| ())
 }
 
 /// Where `ssc-label pseudo` writes the mask of `id` (for tests and scripts).
 pub fn mask_path(out: &Path, id: &str) -> PathBuf {
     out.join(format!("{id}.png"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn class_scores_average_the_walk_score_of_each_label() {
+        // 2×2 image, foreground class keys 1 and 3 (dataset ids 2 and 4), 5 classes.
+        let label = PseudoLabel {
+            height: 2,
+            width: 2,
+            score: vec![
+                0.25, 0.25, 0.25, 0.25, // background channel
+                0.9, 0.5, 0.0, 0.1, // class id 2
+                0.0, 0.2, 0.8, 2.0, // class id 4 (out-of-range score is clamped)
+            ],
+            pred: vec![2, 2, 4, 4],
+            keys: vec![1, 3],
+        };
+        let s = class_scores(&label, 5);
+        assert_eq!(s.len(), 5);
+        assert!((s[2] - 0.7).abs() < 1e-6, "{s:?}");
+        assert_eq!((s[0], s[1], s[3], s[4]), (0.0, 0.0, 0.0, 1.0));
+        let bg = PseudoLabel {
+            pred: vec![0, 0, 2, 0],
+            ..label
+        };
+        let s = class_scores(&bg, 5);
+        assert_eq!((s[0], s[2]), (0.25, 0.0));
+    }
+
+    #[test]
+    fn grey_masks_and_annotation_files_come_from_one_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let classes = ClassMap::voc();
+        let formats = FormatArgs {
+            formats: vec![Format::Coco],
+            ..Default::default()
+        };
+        let out = MaskOutputs::create(
+            dir.path(),
+            &classes,
+            true,
+            false,
+            true,
+            &formats,
+            Shard::ALL,
+        )
+        .unwrap();
+        let label = PseudoLabel {
+            height: 1,
+            width: 2,
+            score: vec![0.25, 0.25, 0.1, 0.6],
+            pred: vec![0, 3],
+            keys: vec![2],
+        };
+        out.sink.set_order(["a"]).unwrap();
+        out.write("a", "JPEGImages/a.jpg", &label).unwrap();
+        // the PNG is written although only `coco` was asked for, as a grey PNG
+        let png = image::open(out.mask_path("a")).unwrap();
+        assert_eq!(png.to_luma8().into_raw(), vec![0, 3]);
+        assert!(out.confidence_path("a").is_file());
+        crate::outputs::finish_run(out.sink, Vec::new()).unwrap();
+        let coco: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("coco.json")).unwrap()).unwrap();
+        assert_eq!(coco["images"][0]["file_name"], "JPEGImages/a.jpg");
+    }
 }

@@ -21,8 +21,10 @@
 //! Resume needs the PNGs: without `voc` nothing counts as done ([`Outputs::is_done`]) and every
 //! item is redone, which keeps the aggregate files complete.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 
 use anyhow::{Context, Result, bail};
@@ -34,9 +36,9 @@ use ssc_core::formats::labelstudio::{
     LabelStudioOptions, LabelStudioWriter, write_labeling_config,
 };
 use ssc_core::formats::{MaskSource, MaskWriter};
-use ssc_core::mask::{LabelMap, read_mask, write_palette_png};
+use ssc_core::mask::{LabelMap, read_mask, write_grey_png, write_palette_png};
 
-use crate::batch::{Failure, Shard};
+use crate::batch::{Failure, Shard, Tracker};
 
 /// One output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum)]
@@ -291,6 +293,8 @@ pub struct Outputs {
     paths: OutputPaths,
     classes: ClassMap,
     voc: bool,
+    /// `voc` masks as grey PNGs (class ids) instead of palette PNGs.
+    grey: bool,
     /// Aggregate writers or a VOC id list exist, so masks go through the ordered part.
     ordered: bool,
     aggregate: Mutex<Aggregate>,
@@ -348,6 +352,7 @@ impl Outputs {
             paths,
             classes: classes.clone(),
             voc,
+            grey: false,
             ordered,
             aggregate: Mutex::new(Aggregate {
                 writers,
@@ -419,6 +424,13 @@ impl Outputs {
         }
     }
 
+    /// Writes the `voc` masks as grey PNGs (pixel value = class index, what `ssc-label
+    /// --grey` produces) instead of palette PNGs; both read back the same.
+    pub fn with_grey(mut self, grey: bool) -> Self {
+        self.grey = grey;
+        self
+    }
+
     /// Sets how far ahead of the oldest unfinished item [`Outputs::admit`] lets a worker start
     /// (default 64 items; each buffered item holds one label map).
     pub fn with_window(mut self, window: usize) -> Self {
@@ -438,8 +450,12 @@ impl Outputs {
                 mask.height as usize,
                 mask.labels.clone(),
             )?;
-            write_palette_png(&path, &map, &self.classes)
-                .with_context(|| format!("cannot write {}", path.display()))?;
+            if self.grey {
+                write_grey_png(&path, &map)
+            } else {
+                write_palette_png(&path, &map, &self.classes)
+            }
+            .with_context(|| format!("cannot write {}", path.display()))?;
         }
         self.aggregate(mask)
     }
@@ -562,6 +578,76 @@ impl Outputs {
             failures: a.failures,
         })
     }
+}
+
+/// Runs this shard's items (`mine`, in the order given to [`Outputs::set_order`]) on the
+/// threads of `pool`, handing them out in that order so the oldest unfinished item is always
+/// being worked on (which keeps [`Outputs::admit`] from waiting forever). Items in `todo` go
+/// to `process` (which adds its mask) and are recorded in `tracker`; the others were finished
+/// by an earlier run and go to `existing` (which feeds them back, e.g. through
+/// [`Outputs::add_existing`]). A failed or panicking item is skipped in the order. Returns the
+/// finished items that could not be fed back (missing from the aggregate files).
+#[allow(clippy::too_many_arguments)]
+pub fn run_in_order<T: Sync>(
+    pool: &rayon::ThreadPool,
+    outputs: &Outputs,
+    mine: &[&T],
+    todo: &HashSet<&str>,
+    id: impl Fn(&T) -> &str + Sync,
+    existing: impl Fn(&T) -> Result<()> + Sync,
+    process: impl Fn(&T) -> Result<()> + Sync,
+    tracker: &Tracker,
+) -> Vec<Failure> {
+    let next = AtomicUsize::new(0);
+    let late: Mutex<Vec<Failure>> = Mutex::new(Vec::new());
+    pool.broadcast(|_| {
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(&item) = mine.get(i) else { break };
+            let key = id(item);
+            outputs.admit(key);
+            let done = !todo.contains(key);
+            // a panic must not leave the reorder buffer waiting for this item
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                if done { existing(item) } else { process(item) }
+            }))
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("{key}: internal error (panic)")));
+            if result.is_err() {
+                outputs.skip(key);
+            }
+            if !done {
+                tracker.record(key, result);
+            } else if let Err(e) = result {
+                late.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(Failure {
+                        id: key.to_string(),
+                        message: format!("{e:#}"),
+                    });
+            }
+        }
+    });
+    late.into_inner().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Ends the outputs of a run: finishes the aggregate files, prints their paths, and fails
+/// when items are missing from them (`late`: finished items that could not be fed back).
+pub fn finish_run(outputs: Outputs, mut late: Vec<Failure>) -> Result<()> {
+    let finished = outputs.finish()?;
+    for f in &finished.files {
+        println!("wrote {}", f.display());
+    }
+    late.extend(finished.failures);
+    if !late.is_empty() {
+        for f in &late {
+            eprintln!("not in the annotation files: {}: {}", f.id, f.message);
+        }
+        bail!(
+            "{} item(s) are missing from the annotation files; rerun",
+            late.len()
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

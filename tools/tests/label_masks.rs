@@ -2,7 +2,8 @@
 //! exported networks (random weights) on tiny data: its outputs equal `ssc-label cams`
 //! followed by `ssc-label pseudo`, it resumes and shards, and on an unlabelled nested image
 //! folder with `--predict-labels` it writes a mask for every readable image and reports the
-//! unreadable ones. Skips when the ONNX Runtime library is absent.
+//! unreadable ones. With `--format cvat,coco,labelstudio` the annotation files read back to
+//! the PNG masks, also after a resume. Skips when the ONNX Runtime library is absent.
 
 mod label_common;
 
@@ -71,7 +72,8 @@ fn one_pass_equals_cams_then_pseudo_and_resumes() {
         let mut c = label("pseudo");
         c.arg("--irn").arg(&irn).arg("--cams").arg(&cams);
         c.arg("--root").arg(&root).arg("--out").arg(&two);
-        c.args(common).args(["--scores", "--confidence"]);
+        c.args(common)
+            .args(["--scores", "--confidence", "--format", "coco"]);
         c
     });
 
@@ -104,6 +106,31 @@ fn one_pass_equals_cams_then_pseudo_and_resumes() {
         assert!(ca.high_res == cb.high_res, "{id}: saved CAMs differ");
     }
     assert!(foreground > 0, "the walk labelled no pixel as foreground");
+    // `ssc-label pseudo --format coco` holds the same masks as its PNGs.
+    let classes = ssc_core::dataset::DatasetSpec::new(
+        ssc_core::dataset::DatasetKind::Voc,
+        &root,
+        Some("train"),
+    )
+    .open()
+    .unwrap()
+    .classes;
+    let coco = ssc_core::formats::coco::read_coco(
+        &two.join("coco.json"),
+        &classes,
+        ssc_core::formats::coco::CocoReadOptions {
+            include_crowd: true,
+        },
+    )
+    .unwrap();
+    assert_eq!(coco.len(), n);
+    for m in &coco {
+        same(
+            &m.labels,
+            &decoded(&two.join(format!("{}.png", m.id))),
+            &m.id,
+        );
+    }
     // The saved CAMs are a complete `ssc-label cams` folder.
     assert_eq!(json(&one.join("cams/cams.json"))["arch"], "cam");
     let m = json(&one.join("manifest.0-of-1.json"));
@@ -240,4 +267,105 @@ fn predicted_labels_on_a_nested_unlabelled_folder_report_unreadable_files() {
     for name in ["c/broken", "c/d/notes", "2 of 4 item(s) failed"] {
         assert!(log.contains(name), "{name} not reported:\n{log}");
     }
+}
+
+/// Reads `cvat.zip`, `coco.json` and `labelstudio-tasks.json` of `out` back with the
+/// `ssc_core::formats` readers and checks they hold the PNG mask of every id, in id order.
+fn check_annotation_files(out: &Path, root: &Path, ids: &[String]) {
+    use ssc_core::formats::coco::{CocoReadOptions, read_coco};
+    use ssc_core::formats::cvat::read_cvat;
+    use ssc_core::formats::labelstudio::{LabelStudioOptions, read_tasks};
+    let classes = ssc_core::dataset::DatasetSpec::new(
+        ssc_core::dataset::DatasetKind::Voc,
+        root,
+        Some("train"),
+    )
+    .open()
+    .unwrap()
+    .classes;
+    let png: Vec<Vec<u8>> = ids
+        .iter()
+        .map(|id| decoded(&out.join(format!("{id}.png"))))
+        .collect();
+    assert!(
+        png.iter().flatten().any(|&v| v != 0),
+        "no foreground: the comparison would be trivial"
+    );
+    let coco = CocoReadOptions {
+        include_crowd: true,
+    };
+    let read = [
+        ("cvat", read_cvat(&out.join("cvat.zip"), &classes)),
+        ("coco", read_coco(&out.join("coco.json"), &classes, coco)),
+        (
+            "labelstudio",
+            read_tasks(
+                &out.join("labelstudio-tasks.json"),
+                &classes,
+                &LabelStudioOptions::default(),
+            ),
+        ),
+    ];
+    for (name, masks) in read {
+        let masks = masks.unwrap_or_else(|e| panic!("{name}: {e}"));
+        let got: Vec<&str> = masks.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(got, ids, "{name}: ids");
+        for (m, p) in masks.iter().zip(&png) {
+            same(&m.labels, p, &format!("{name} {}", m.id));
+        }
+    }
+    assert!(out.join("labelstudio-config.xml").is_file());
+    // The predictions carry the walk's class scores, not the writer's default of 1.
+    let tasks = json(&out.join("labelstudio-tasks.json"));
+    let scores: Vec<f64> = tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["predictions"][0]["score"].as_f64().unwrap())
+        .collect();
+    assert!(
+        scores.iter().all(|s| (0.0..=1.0).contains(s)) && scores.iter().any(|&s| s < 1.0),
+        "scores {scores:?}"
+    );
+}
+
+#[test]
+fn annotation_formats_equal_the_png_masks_and_stay_complete_on_resume() {
+    if !ort_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let n = 4;
+    let (root, cfg) = benchmark(d, n, 40);
+    let cam = tiny_cam_model(d, cfg.classes);
+    let irn = tiny_irn_model(d);
+    let out = d.join("formats");
+    let args = [
+        "--split",
+        "train",
+        "--threads",
+        "2",
+        "--format",
+        "voc,cvat",
+        "--format",
+        "coco,labelstudio",
+    ];
+    run_ok(masks_cmd(&cam, &irn, &root, &out, &args));
+    let ids = train_ids(n);
+    check_annotation_files(&out, &root, &ids);
+
+    // Resume with one mask lost and the aggregate files gone: one image is redone, the
+    // others are read back from their PNGs, and the files again cover every image in order.
+    std::fs::remove_file(out.join("train_00001.png")).unwrap();
+    for f in ["cvat.zip", "coco.json", "labelstudio-tasks.json"] {
+        std::fs::remove_file(out.join(f)).unwrap();
+    }
+    run_ok(masks_cmd(&cam, &irn, &root, &out, &args));
+    let m = json(&out.join("manifest.0-of-1.json"));
+    assert_eq!(
+        (m["skipped"].as_u64(), m["written"].as_u64()),
+        (Some(n as u64 - 1), Some(1))
+    );
+    check_annotation_files(&out, &root, &ids);
 }
