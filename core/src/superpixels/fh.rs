@@ -124,67 +124,56 @@ fn check_dims(rgb: &[u8], width: usize, height: usize) -> Result<()> {
     Ok(())
 }
 
-/// A union-find node: parent, component size, merge threshold and rank kept together so one
-/// cache line serves a whole lookup.
-#[derive(Clone, Copy)]
-struct Node {
-    parent: u32,
-    size: u32,
-    thr: f32,
-    rank: u32,
+/// Marks a root in [`Forest`]'s parent array; the other 31 bits then hold the tree's size.
+const ROOT: u32 = 1 << 31;
+
+/// Union-find with path halving and union by size, one `u32` per element: a parent, or for a
+/// root `ROOT | size`. The reference's `universe` unites by rank and compresses differently,
+/// which changes which element is a root but never the partition: every merge decision
+/// depends only on components (their sizes and thresholds), and thresholds are kept per
+/// component by the caller. One word per pixel keeps the whole forest of a 500×375 image in
+/// L2 cache; the random lookups of the sorted-edge loop are most of FH's time.
+struct Forest {
+    parent: Vec<u32>,
 }
 
-/// Union-find with union by rank as the reference's `universe`. Path compression differs
-/// (halving instead of compressing the queried node only), which changes no root: roots are
-/// decided by rank alone, so the partition and the per-root thresholds are the reference's.
-struct Universe {
-    nodes: Vec<Node>,
-}
-
-impl Universe {
-    fn new(n: usize, thr: f32) -> Self {
-        Universe {
-            nodes: (0..n as u32)
-                .map(|i| Node {
-                    parent: i,
-                    size: 1,
-                    thr,
-                    rank: 0,
-                })
-                .collect(),
+impl Forest {
+    fn new(n: usize) -> Self {
+        Forest {
+            parent: vec![ROOT | 1; n],
         }
     }
 
     #[inline]
     fn find(&mut self, mut x: u32) -> u32 {
         loop {
-            let p = self.nodes[x as usize].parent;
-            if p == x {
+            let p = self.parent[x as usize];
+            if p & ROOT != 0 {
                 return x;
             }
-            let gp = self.nodes[p as usize].parent;
-            self.nodes[x as usize].parent = gp;
+            let gp = self.parent[p as usize];
+            if gp & ROOT != 0 {
+                return p;
+            }
+            self.parent[x as usize] = gp;
             x = gp;
         }
     }
 
+    /// Size of the tree rooted at `root`.
     #[inline]
     fn size(&self, root: u32) -> u32 {
-        self.nodes[root as usize].size
+        self.parent[root as usize] & !ROOT
     }
 
-    /// Joins roots `x` and `y`; returns the new root.
+    /// Joins roots `x ≠ y`; returns the new root.
     #[inline]
     fn join(&mut self, x: u32, y: u32) -> u32 {
-        let (xi, yi) = (x as usize, y as usize);
-        let (rx, ry) = (self.nodes[xi].rank, self.nodes[yi].rank);
-        let (child, root) = if rx > ry { (yi, xi) } else { (xi, yi) };
-        self.nodes[child].parent = root as u32;
-        self.nodes[root].size += self.nodes[child].size;
-        if rx == ry {
-            self.nodes[root].rank += 1;
-        }
-        root as u32
+        let (sx, sy) = (self.size(x), self.size(y));
+        let (child, root) = if sx > sy { (y, x) } else { (x, y) };
+        self.parent[child as usize] = root;
+        self.parent[root as usize] = ROOT | (sx + sy);
+        root
     }
 }
 
@@ -287,52 +276,82 @@ fn segment_smoothed(
         (a as u32, bi)
     };
 
-    let mut u = Universe::new(n, k);
+    // Thresholds live per root (`w + k/size` of the component's last merge).
+    let mut u = Forest::new(n);
+    let mut thr = vec![k; n];
+    // Edges whose ends were in different components when they were rejected: the only ones
+    // the cleanup can still use (components only grow), in sorted order.
+    let mut rest: Vec<u32> = Vec::new();
     for &(wb, p) in &edges {
         let w = f32::from_bits(wb);
         let (a, b) = other(p);
         let ra = u.find(a);
         let rb = u.find(b);
-        if ra != rb && w <= u.nodes[ra as usize].thr && w <= u.nodes[rb as usize].thr {
+        if ra == rb {
+            continue;
+        }
+        if w <= thr[ra as usize] && w <= thr[rb as usize] {
             let root = u.join(ra, rb);
-            u.nodes[root as usize].thr = w + k / u.size(root) as f32;
+            thr[root as usize] = w + k / u.size(root) as f32;
+        } else {
+            rest.push(p);
         }
     }
-    // Cleanup stops once no component is below min_size: no later edge could join anything.
+    drop(edges);
+
+    // Components, numbered in raster order of first appearance, and their sizes.
+    let mut comp = vec![0u32; n];
+    let mut id = vec![u32::MAX; n];
+    let mut sizes: Vec<u32> = Vec::new();
+    for (i, c) in comp.iter_mut().enumerate() {
+        let root = u.find(i as u32);
+        let slot = &mut id[root as usize];
+        if *slot == u32::MAX {
+            *slot = sizes.len() as u32;
+            sizes.push(u.size(root));
+        }
+        *c = *slot;
+    }
+    drop(id);
+
+    // Cleanup on the component graph: the same decisions as on pixels (they depend only on
+    // component sizes), on a forest small enough for L1. It stops once no component is below
+    // min_size: no later edge could join anything.
     let small = |s: u32| usize::from((s as usize) < min_size);
-    let mut n_small: usize = (0..n as u32)
-        .filter(|&i| u.nodes[i as usize].parent == i)
-        .map(|i| small(u.size(i)))
-        .sum();
-    for &(_, p) in &edges {
+    let mut n_small: usize = sizes.iter().map(|&s| small(s)).sum();
+    let mut cu = Forest {
+        parent: sizes.iter().map(|&s| ROOT | s).collect(),
+    };
+    for &p in &rest {
         if n_small == 0 {
             break;
         }
         let (a, b) = other(p);
-        let ra = u.find(a);
-        let rb = u.find(b);
-        let (sa, sb) = (u.size(ra), u.size(rb));
+        let ra = cu.find(comp[a as usize]);
+        let rb = cu.find(comp[b as usize]);
+        let (sa, sb) = (cu.size(ra), cu.size(rb));
         if ra != rb && (small(sa) + small(sb)) > 0 {
-            let root = u.join(ra, rb);
-            n_small = n_small + small(u.size(root)) - small(sa) - small(sb);
+            let root = cu.join(ra, rb);
+            n_small = n_small + small(cu.size(root)) - small(sa) - small(sb);
         }
     }
 
-    let mut map = vec![u32::MAX; n];
-    let mut labels = vec![0u32; n];
+    // Final labels in raster order of first appearance. Component ids already are in that
+    // order, so a merged component takes the label of its first-seen member.
+    let mut map = vec![u32::MAX; sizes.len()];
     let mut count = 0u32;
-    for (i, l) in labels.iter_mut().enumerate() {
-        let root = u.find(i as u32) as usize;
+    for c in comp.iter_mut() {
+        let root = cu.find(*c) as usize;
         if map[root] == u32::MAX {
             map[root] = count;
             count += 1;
         }
-        *l = map[root];
+        *c = map[root];
     }
     Segmentation {
         width,
         height,
-        labels,
+        labels: comp,
         count: count as usize,
     }
 }
