@@ -124,38 +124,40 @@ fn check_dims(rgb: &[u8], width: usize, height: usize) -> Result<()> {
     Ok(())
 }
 
-/// Marks a root in [`Forest`]'s parent array; the other 31 bits then hold the tree's size.
+/// Marks a root in [`Forest`]'s parent words; the other 31 bits then hold the tree's size.
 const ROOT: u32 = 1 << 31;
 
-/// Union-find with path halving and union by size, one `u32` per element: a parent, or for a
-/// root `ROOT | size`. The reference's `universe` unites by rank and compresses differently,
-/// which changes which element is a root but never the partition: every merge decision
-/// depends only on components (their sizes and thresholds), and thresholds are kept per
-/// component by the caller. One word per pixel keeps the whole forest of a 500×375 image in
-/// L2 cache; the random lookups of the sorted-edge loop are most of FH's time.
-struct Forest {
-    parent: Vec<u32>,
+/// Union-find with path halving and union by size. Each element has one word, its parent or
+/// for a root `ROOT | size`, and a payload `T` that only roots use (FH keeps the component's
+/// merge threshold there, next to the word a lookup ends on). The reference's `universe`
+/// unites by rank and compresses differently, which changes which element is a root but never
+/// the partition: every merge decision depends only on components (sizes and thresholds).
+/// Eight bytes per pixel keep the forest of a 500×375 image in L2 cache; the random lookups
+/// of the sorted-edge loop are much of FH's time.
+struct Forest<T> {
+    nodes: Vec<(u32, T)>,
 }
 
-impl Forest {
-    fn new(n: usize) -> Self {
+impl<T: Copy> Forest<T> {
+    /// Singletons with payload `init`.
+    fn new(n: usize, init: T) -> Self {
         Forest {
-            parent: vec![ROOT | 1; n],
+            nodes: vec![(ROOT | 1, init); n],
         }
     }
 
     #[inline]
     fn find(&mut self, mut x: u32) -> u32 {
         loop {
-            let p = self.parent[x as usize];
+            let p = self.nodes[x as usize].0;
             if p & ROOT != 0 {
                 return x;
             }
-            let gp = self.parent[p as usize];
+            let gp = self.nodes[p as usize].0;
             if gp & ROOT != 0 {
                 return p;
             }
-            self.parent[x as usize] = gp;
+            self.nodes[x as usize].0 = gp;
             x = gp;
         }
     }
@@ -163,23 +165,29 @@ impl Forest {
     /// Size of the tree rooted at `root`.
     #[inline]
     fn size(&self, root: u32) -> u32 {
-        self.parent[root as usize] & !ROOT
+        self.nodes[root as usize].0 & !ROOT
     }
 
-    /// Joins roots `x ≠ y`; returns the new root.
+    /// The payload of `root`.
     #[inline]
-    fn join(&mut self, x: u32, y: u32) -> u32 {
+    fn get(&self, root: u32) -> T {
+        self.nodes[root as usize].1
+    }
+
+    /// Joins roots `x ≠ y`, giving the new root payload `value`; returns the new root.
+    #[inline]
+    fn join(&mut self, x: u32, y: u32, value: impl FnOnce(u32) -> T) -> u32 {
         let (sx, sy) = (self.size(x), self.size(y));
         let (child, root) = if sx > sy { (y, x) } else { (x, y) };
-        self.parent[child as usize] = root;
-        self.parent[root as usize] = ROOT | (sx + sy);
+        self.nodes[child as usize].0 = root;
+        self.nodes[root as usize] = (ROOT | (sx + sy), value(sx + sy));
         root
     }
 }
 
 /// Stable LSD radix sort of `(key, payload)` pairs by `key` (11-bit digits; passes whose digit
 /// is constant are skipped). Non-negative f32 weights sort correctly by their bit patterns.
-fn radix_sort(items: &mut Vec<(u32, u32)>) {
+fn radix_sort(items: &mut Vec<(u32, u32)>, buf: &mut Vec<(u32, u32)>) {
     const SHIFTS: [u32; 3] = [0, 11, 22];
     // All three digit histograms in one read pass.
     let mut count = vec![[0usize; 2048]; 3];
@@ -188,7 +196,8 @@ fn radix_sort(items: &mut Vec<(u32, u32)>) {
             c[((k >> s) & 0x7ff) as usize] += 1;
         }
     }
-    let mut buf = vec![(0u32, 0u32); items.len()];
+    buf.clear();
+    buf.resize(items.len(), (0, 0));
     for (count, shift) in count.iter_mut().zip(SHIFTS) {
         if count.contains(&items.len()) {
             continue; // every key has the same digit: the pass would not move anything
@@ -204,7 +213,7 @@ fn radix_sort(items: &mut Vec<(u32, u32)>) {
             buf[count[d]] = it;
             count[d] += 1;
         }
-        std::mem::swap(items, &mut buf);
+        std::mem::swap(items, buf);
     }
 }
 
@@ -228,6 +237,14 @@ pub fn segment(
     Ok(segment_smoothed(&sm, width, height, k, min_size))
 }
 
+thread_local! {
+    /// The edge array and the sort's buffer, kept per thread between images: fresh 6 MB
+    /// arrays for every image cost page faults and zeroing worth about a tenth of FH's time.
+    static EDGE_BUFFERS: std::cell::Cell<[Vec<(u32, u32)>; 2]> = const {
+        std::cell::Cell::new([Vec::new(), Vec::new()])
+    };
+}
+
 /// FH on already smoothed planar channels (see [`smooth`]).
 fn segment_smoothed(
     sm: &[Vec<f32>],
@@ -242,7 +259,9 @@ fn segment_smoothed(
     // the slot itself, so the array starts in enumeration order (what the stable sort keeps
     // among ties) and each direction fills in a branch-free loop. Missing edges (off the
     // image) keep the key u32::MAX, sort last and are cut off.
-    let mut edges: Vec<(u32, u32)> = (0..4 * n as u32).map(|p| (u32::MAX, p)).collect();
+    let [mut edges, mut buf] = EDGE_BUFFERS.take();
+    edges.clear();
+    edges.extend((0..4 * n as u32).map(|p| (u32::MAX, p)));
     let mut valid = 0usize;
     for (d, &(dx, dy)) in DIRS.iter().enumerate() {
         let (ys, ye) = (usize::from(dy < 0), height - usize::from(dy > 0));
@@ -267,7 +286,7 @@ fn segment_smoothed(
             valid += xe;
         }
     }
-    radix_sort(&mut edges);
+    radix_sort(&mut edges, &mut buf);
     edges.truncate(valid);
     let other = |p: u32| -> (u32, u32) {
         let a = (p >> 2) as usize;
@@ -276,9 +295,8 @@ fn segment_smoothed(
         (a as u32, bi)
     };
 
-    // Thresholds live per root (`w + k/size` of the component's last merge).
-    let mut u = Forest::new(n);
-    let mut thr = vec![k; n];
+    // Roots carry their component's threshold (`w + k/size` after its last merge).
+    let mut u = Forest::new(n, k);
     // Edges whose ends were in different components when they were rejected: the only ones
     // the cleanup can still use (components only grow), in sorted order.
     let mut rest: Vec<u32> = Vec::new();
@@ -290,14 +308,13 @@ fn segment_smoothed(
         if ra == rb {
             continue;
         }
-        if w <= thr[ra as usize] && w <= thr[rb as usize] {
-            let root = u.join(ra, rb);
-            thr[root as usize] = w + k / u.size(root) as f32;
+        if w <= u.get(ra) && w <= u.get(rb) {
+            u.join(ra, rb, |size| w + k / size as f32);
         } else {
             rest.push(p);
         }
     }
-    drop(edges);
+    EDGE_BUFFERS.set([edges, buf]);
 
     // Components, numbered in raster order of first appearance, and their sizes.
     let mut comp = vec![0u32; n];
@@ -320,7 +337,7 @@ fn segment_smoothed(
     let small = |s: u32| usize::from((s as usize) < min_size);
     let mut n_small: usize = sizes.iter().map(|&s| small(s)).sum();
     let mut cu = Forest {
-        parent: sizes.iter().map(|&s| ROOT | s).collect(),
+        nodes: sizes.iter().map(|&s| (ROOT | s, ())).collect(),
     };
     for &p in &rest {
         if n_small == 0 {
@@ -331,7 +348,7 @@ fn segment_smoothed(
         let rb = cu.find(comp[b as usize]);
         let (sa, sb) = (cu.size(ra), cu.size(rb));
         if ra != rb && (small(sa) + small(sb)) > 0 {
-            let root = cu.join(ra, rb);
+            let root = cu.join(ra, rb, |_| ());
             n_small = n_small + small(cu.size(root)) - small(sa) - small(sb);
         }
     }
@@ -374,7 +391,7 @@ mod tests {
         let mut v: Vec<(u32, u32)> = (0..5000u32).map(|i| (((i * 7919) % 13) << 20, i)).collect();
         let mut want = v.clone();
         want.sort_by_key(|e| e.0);
-        radix_sort(&mut v);
+        radix_sort(&mut v, &mut Vec::new());
         assert_eq!(v, want);
     }
 
