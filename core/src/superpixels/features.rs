@@ -96,7 +96,9 @@ pub fn colour_texture(rgb: &[u8], seg: &Segmentation) -> Result<Vec<f32>> {
         }
         for (r, &s) in sizes.iter().enumerate() {
             let base = r * dim + off;
-            for o in hist[base..base + TEXTURE_ORIENTATIONS * TEXTURE_BINS].chunks_exact_mut(TEXTURE_BINS) {
+            for o in hist[base..base + TEXTURE_ORIENTATIONS * TEXTURE_BINS]
+                .chunks_exact_mut(TEXTURE_BINS)
+            {
                 let others: u32 = o[1..].iter().sum();
                 o[0] = s as u32 - others;
             }
@@ -356,6 +358,43 @@ mod tests {
         assert!((m[0] - 1.5 / 7.0).abs() < 1e-6 && (m[1] - 5.5 / 7.0).abs() < 1e-6);
         let bad = DenseFeatures { channels: 3, ..f };
         assert!(dense_means(&bad, &seg).is_err());
+    }
+
+    #[test]
+    fn radix_select_percentile_matches_sorting() {
+        let mut rng = crate::rng::Rng::new(5);
+        for n in [1usize, 2, 7, 1000, 4099] {
+            // Coarse values give many ties; a few zeros and large values too.
+            let gx: Vec<f32> = (0..n).map(|_| rng.below(9) as f32 * 0.37 - 1.0).collect();
+            let gy: Vec<f32> = (0..n).map(|_| rng.below(5) as f32 * 2.5).collect();
+            let mut m: Vec<f32> = gx
+                .iter()
+                .zip(&gy)
+                .map(|(a, b)| (a * a + b * b).sqrt())
+                .collect();
+            m.sort_by(f32::total_cmp);
+            for q in [0.0, 0.5, 0.99, 1.0] {
+                let k = ((n - 1) as f64 * q).round() as usize;
+                assert_eq!(percentile_magnitude(&gx, &gy, q), m[k], "n {n} q {q}");
+            }
+        }
+    }
+
+    #[test]
+    fn gradients_clamp_at_borders_for_any_width() {
+        for (w, h) in [(1usize, 3usize), (2, 1), (3, 2), (5, 4)] {
+            let p: Vec<f32> = (0..w * h).map(|i| (i * i % 7) as f32).collect();
+            let (mut gx, mut gy) = (vec![0f32; w * h], vec![0f32; w * h]);
+            gradients(&p, w, h, &mut gx, &mut gy);
+            for y in 0..h {
+                for x in 0..w {
+                    let (xl, xr) = (x.saturating_sub(1), (x + 1).min(w - 1));
+                    let (yu, yd) = (y.saturating_sub(1), (y + 1).min(h - 1));
+                    assert_eq!(gx[y * w + x], 0.5 * (p[y * w + xr] - p[y * w + xl]));
+                    assert_eq!(gy[y * w + x], 0.5 * (p[yd * w + x] - p[yu * w + x]));
+                }
+            }
+        }
     }
 
     #[test]

@@ -111,7 +111,15 @@ impl State {
         let mut groups = others.chunks_exact(4);
         let mut outs = out.chunks_exact_mut(4);
         for (g, o) in (&mut groups).zip(&mut outs) {
-            let dots = dot4(fi, [self.row(g[0]), self.row(g[1]), self.row(g[2]), self.row(g[3])]);
+            let dots = dot4(
+                fi,
+                [
+                    self.row(g[0]),
+                    self.row(g[1]),
+                    self.row(g[2]),
+                    self.row(g[3]),
+                ],
+            );
             for ((o, &j), d) in o.iter_mut().zip(g).zip(dots) {
                 *o = self.finish(i, j, d);
             }
