@@ -54,40 +54,56 @@ pub fn colour_texture(rgb: &[u8], seg: &Segmentation) -> Result<Vec<f32>> {
             (t.cos(), t.sin())
         })
         .collect();
+    let sizes = seg.sizes();
     let mut gx = vec![0f32; w * h];
     let mut gy = vec![0f32; w * h];
+    // Per k < 4 and pixel: the orientation (k or k + 4 by the sign) and bin of the response,
+    // as `orientation·TEXTURE_BINS + bin`, or NO_BIN for bin 0.
+    const NO_BIN: u8 = u8::MAX;
+    let mut codes = vec![vec![NO_BIN; w * h]; half];
     for (c, p) in planes.iter().enumerate() {
-        for y in 0..h {
-            let (yu, yd) = (y.saturating_sub(1), (y + 1).min(h - 1));
-            for x in 0..w {
-                let (xl, xr) = (x.saturating_sub(1), (x + 1).min(w - 1));
-                gx[y * w + x] = 0.5 * (p[y * w + xr] - p[y * w + xl]);
-                gy[y * w + x] = 0.5 * (p[yd * w + x] - p[yu * w + x]);
-            }
-        }
+        gradients(p, w, h, &mut gx, &mut gy);
         let scale = percentile_magnitude(&gx, &gy, 0.99);
         let inv = if scale > 0.0 {
             TEXTURE_BINS as f32 / scale
         } else {
             0.0
         };
+        for (k, (plane, &(co, si))) in codes.iter_mut().zip(&dirs).enumerate() {
+            let (pos, neg) = ((k * TEXTURE_BINS) as u8, ((k + half) * TEXTURE_BINS) as u8);
+            for ((cd, &x), &y) in plane.iter_mut().zip(&gx).zip(&gy) {
+                let d = x * co + y * si;
+                // Clamping before the conversion is the same as after (the value is ≥ 0 and
+                // finite) and lets the loop vectorise.
+                let bin = (d.abs() * inv).min((TEXTURE_BINS - 1) as f32) as u8;
+                let o = if d >= 0.0 { pos } else { neg };
+                *cd = if bin == 0 { NO_BIN } else { o + bin };
+            }
+        }
+        // Each pixel adds one count to every orientation's histogram: to the bin of its
+        // response in the orientation of the response's sign, and to bin 0 of the opposite
+        // one. Only counts outside bin 0 are made here (most responses are weak, and the
+        // repeated increments of one counter were most of the time); bin 0 is the rest.
         let off = 3 * COLOUR_BINS + c * TEXTURE_ORIENTATIONS * TEXTURE_BINS;
         for (i, &l) in seg.labels.iter().enumerate() {
             let base = l as usize * dim + off;
-            for (k, &(co, si)) in dirs.iter().enumerate() {
-                let d = gx[i] * co + gy[i] * si;
-                let (pos, neg) = if d >= 0.0 {
-                    (k, k + half)
-                } else {
-                    (k + half, k)
-                };
-                let bin = ((d.abs() * inv) as usize).min(TEXTURE_BINS - 1);
-                hist[base + pos * TEXTURE_BINS + bin] += 1;
-                hist[base + neg * TEXTURE_BINS] += 1; // a zero response lands in bin 0
+            for plane in &codes {
+                let cd = plane[i];
+                if cd != NO_BIN {
+                    hist[base + usize::from(cd)] += 1;
+                }
+            }
+        }
+        for (r, &s) in sizes.iter().enumerate() {
+            let base = r * dim + off;
+            for o in hist[base..base + TEXTURE_ORIENTATIONS * TEXTURE_BINS]
+                .chunks_exact_mut(TEXTURE_BINS)
+            {
+                let others: u32 = o[1..].iter().sum();
+                o[0] = s as u32 - others;
             }
         }
     }
-    let sizes = seg.sizes();
     let colour_mass = 3 * COLOUR_BINS;
     let mut out = vec![0f32; seg.count * dim];
     for (r, &s) in sizes.iter().enumerate() {
@@ -109,19 +125,70 @@ pub fn colour_texture(rgb: &[u8], seg: &Segmentation) -> Result<Vec<f32>> {
     Ok(out)
 }
 
+/// Central differences with clamped borders of a `w×h` plane.
+fn gradients(p: &[f32], w: usize, h: usize, gx: &mut [f32], gy: &mut [f32]) {
+    for y in 0..h {
+        let (yu, yd) = (y.saturating_sub(1), (y + 1).min(h - 1));
+        let row = &p[y * w..(y + 1) * w];
+        let (up, down) = (&p[yu * w..(yu + 1) * w], &p[yd * w..(yd + 1) * w]);
+        let (gxr, gyr) = (&mut gx[y * w..(y + 1) * w], &mut gy[y * w..(y + 1) * w]);
+        for ((g, &a), &b) in gyr.iter_mut().zip(up).zip(down) {
+            *g = 0.5 * (b - a);
+        }
+        gxr[0] = 0.5 * (row[1.min(w - 1)] - row[0]);
+        if w > 1 {
+            gxr[w - 1] = 0.5 * (row[w - 1] - row[w - 2]);
+        }
+        if w > 2 {
+            for (g, t) in gxr[1..w - 1].iter_mut().zip(row.windows(3)) {
+                *g = 0.5 * (t[2] - t[0]);
+            }
+        }
+    }
+}
+
 /// The `q`-quantile of the gradient magnitude `|(gx, gy)|`.
+///
+/// A radix select on the bits of the squared magnitudes (non-negative floats order as their
+/// bits, and the square root is monotone, so it commutes with the order statistic): two
+/// counting passes instead of a comparison-based selection.
 fn percentile_magnitude(gx: &[f32], gy: &[f32], q: f64) -> f32 {
-    let mut m: Vec<f32> = gx
-        .iter()
-        .zip(gy)
-        .map(|(a, b)| (a * a + b * b).sqrt())
-        .collect();
-    if m.is_empty() {
+    if gx.is_empty() {
         return 0.0;
     }
-    let k = ((m.len() - 1) as f64 * q).round() as usize;
-    let (_, v, _) = m.select_nth_unstable_by(k, f32::total_cmp);
-    *v
+    let m: Vec<u32> = gx
+        .iter()
+        .zip(gy)
+        .map(|(a, b)| (a * a + b * b).to_bits())
+        .collect();
+    let mut k = ((m.len() - 1) as f64 * q).round() as usize;
+    let mut count = vec![0u32; 1 << 16];
+    for &v in &m {
+        count[(v >> 16) as usize] += 1;
+    }
+    let mut hi = 0;
+    for (i, &c) in count.iter().enumerate() {
+        if k < c as usize {
+            hi = i as u32;
+            break;
+        }
+        k -= c as usize;
+    }
+    count.iter_mut().for_each(|c| *c = 0);
+    for &v in &m {
+        if v >> 16 == hi {
+            count[(v & 0xffff) as usize] += 1;
+        }
+    }
+    let mut lo = 0;
+    for (i, &c) in count.iter().enumerate() {
+        if k < c as usize {
+            lo = i as u32;
+            break;
+        }
+        k -= c as usize;
+    }
+    f32::from_bits(hi << 16 | lo).sqrt()
 }
 
 /// How pixel `o` of an `out`-pixel image maps to a coordinate of an `in`-cell feature map.
@@ -291,6 +358,43 @@ mod tests {
         assert!((m[0] - 1.5 / 7.0).abs() < 1e-6 && (m[1] - 5.5 / 7.0).abs() < 1e-6);
         let bad = DenseFeatures { channels: 3, ..f };
         assert!(dense_means(&bad, &seg).is_err());
+    }
+
+    #[test]
+    fn radix_select_percentile_matches_sorting() {
+        let mut rng = crate::rng::Rng::new(5);
+        for n in [1usize, 2, 7, 1000, 4099] {
+            // Coarse values give many ties; a few zeros and large values too.
+            let gx: Vec<f32> = (0..n).map(|_| rng.below(9) as f32 * 0.37 - 1.0).collect();
+            let gy: Vec<f32> = (0..n).map(|_| rng.below(5) as f32 * 2.5).collect();
+            let mut m: Vec<f32> = gx
+                .iter()
+                .zip(&gy)
+                .map(|(a, b)| (a * a + b * b).sqrt())
+                .collect();
+            m.sort_by(f32::total_cmp);
+            for q in [0.0, 0.5, 0.99, 1.0] {
+                let k = ((n - 1) as f64 * q).round() as usize;
+                assert_eq!(percentile_magnitude(&gx, &gy, q), m[k], "n {n} q {q}");
+            }
+        }
+    }
+
+    #[test]
+    fn gradients_clamp_at_borders_for_any_width() {
+        for (w, h) in [(1usize, 3usize), (2, 1), (3, 2), (5, 4)] {
+            let p: Vec<f32> = (0..w * h).map(|i| (i * i % 7) as f32).collect();
+            let (mut gx, mut gy) = (vec![0f32; w * h], vec![0f32; w * h]);
+            gradients(&p, w, h, &mut gx, &mut gy);
+            for y in 0..h {
+                for x in 0..w {
+                    let (xl, xr) = (x.saturating_sub(1), (x + 1).min(w - 1));
+                    let (yu, yd) = (y.saturating_sub(1), (y + 1).min(h - 1));
+                    assert_eq!(gx[y * w + x], 0.5 * (p[y * w + xr] - p[y * w + xl]));
+                    assert_eq!(gy[y * w + x], 0.5 * (p[yd * w + x] - p[yu * w + x]));
+                }
+            }
+        }
     }
 
     #[test]

@@ -124,73 +124,70 @@ fn check_dims(rgb: &[u8], width: usize, height: usize) -> Result<()> {
     Ok(())
 }
 
-/// A union-find node: parent, component size, merge threshold and rank kept together so one
-/// cache line serves a whole lookup.
-#[derive(Clone, Copy)]
-struct Node {
-    parent: u32,
-    size: u32,
-    thr: f32,
-    rank: u32,
+/// Marks a root in [`Forest`]'s parent words; the other 31 bits then hold the tree's size.
+const ROOT: u32 = 1 << 31;
+
+/// Union-find with path halving and union by size. Each element has one word, its parent or
+/// for a root `ROOT | size`, and a payload `T` that only roots use (FH keeps the component's
+/// merge threshold there, next to the word a lookup ends on). The reference's `universe`
+/// unites by rank and compresses differently, which changes which element is a root but never
+/// the partition: every merge decision depends only on components (sizes and thresholds).
+/// Eight bytes per pixel keep the forest of a 500×375 image in L2 cache; the random lookups
+/// of the sorted-edge loop are much of FH's time.
+struct Forest<T> {
+    nodes: Vec<(u32, T)>,
 }
 
-/// Union-find with union by rank as the reference's `universe`. Path compression differs
-/// (halving instead of compressing the queried node only), which changes no root: roots are
-/// decided by rank alone, so the partition and the per-root thresholds are the reference's.
-struct Universe {
-    nodes: Vec<Node>,
-}
-
-impl Universe {
-    fn new(n: usize, thr: f32) -> Self {
-        Universe {
-            nodes: (0..n as u32)
-                .map(|i| Node {
-                    parent: i,
-                    size: 1,
-                    thr,
-                    rank: 0,
-                })
-                .collect(),
+impl<T: Copy> Forest<T> {
+    /// Singletons with payload `init`.
+    fn new(n: usize, init: T) -> Self {
+        Forest {
+            nodes: vec![(ROOT | 1, init); n],
         }
     }
 
     #[inline]
     fn find(&mut self, mut x: u32) -> u32 {
         loop {
-            let p = self.nodes[x as usize].parent;
-            if p == x {
+            let p = self.nodes[x as usize].0;
+            if p & ROOT != 0 {
                 return x;
             }
-            let gp = self.nodes[p as usize].parent;
-            self.nodes[x as usize].parent = gp;
+            let gp = self.nodes[p as usize].0;
+            if gp & ROOT != 0 {
+                return p;
+            }
+            self.nodes[x as usize].0 = gp;
             x = gp;
         }
     }
 
+    /// Size of the tree rooted at `root`.
     #[inline]
     fn size(&self, root: u32) -> u32 {
-        self.nodes[root as usize].size
+        self.nodes[root as usize].0 & !ROOT
     }
 
-    /// Joins roots `x` and `y`; returns the new root.
+    /// The payload of `root`.
     #[inline]
-    fn join(&mut self, x: u32, y: u32) -> u32 {
-        let (xi, yi) = (x as usize, y as usize);
-        let (rx, ry) = (self.nodes[xi].rank, self.nodes[yi].rank);
-        let (child, root) = if rx > ry { (yi, xi) } else { (xi, yi) };
-        self.nodes[child].parent = root as u32;
-        self.nodes[root].size += self.nodes[child].size;
-        if rx == ry {
-            self.nodes[root].rank += 1;
-        }
-        root as u32
+    fn get(&self, root: u32) -> T {
+        self.nodes[root as usize].1
+    }
+
+    /// Joins roots `x ≠ y`, giving the new root payload `value`; returns the new root.
+    #[inline]
+    fn join(&mut self, x: u32, y: u32, value: impl FnOnce(u32) -> T) -> u32 {
+        let (sx, sy) = (self.size(x), self.size(y));
+        let (child, root) = if sx > sy { (y, x) } else { (x, y) };
+        self.nodes[child as usize].0 = root;
+        self.nodes[root as usize] = (ROOT | (sx + sy), value(sx + sy));
+        root
     }
 }
 
 /// Stable LSD radix sort of `(key, payload)` pairs by `key` (11-bit digits; passes whose digit
 /// is constant are skipped). Non-negative f32 weights sort correctly by their bit patterns.
-fn radix_sort(items: &mut Vec<(u32, u32)>) {
+fn radix_sort(items: &mut Vec<(u32, u32)>, buf: &mut Vec<(u32, u32)>) {
     const SHIFTS: [u32; 3] = [0, 11, 22];
     // All three digit histograms in one read pass.
     let mut count = vec![[0usize; 2048]; 3];
@@ -199,7 +196,8 @@ fn radix_sort(items: &mut Vec<(u32, u32)>) {
             c[((k >> s) & 0x7ff) as usize] += 1;
         }
     }
-    let mut buf = vec![(0u32, 0u32); items.len()];
+    buf.clear();
+    buf.resize(items.len(), (0, 0));
     for (count, shift) in count.iter_mut().zip(SHIFTS) {
         if count.contains(&items.len()) {
             continue; // every key has the same digit: the pass would not move anything
@@ -215,7 +213,7 @@ fn radix_sort(items: &mut Vec<(u32, u32)>) {
             buf[count[d]] = it;
             count[d] += 1;
         }
-        std::mem::swap(items, &mut buf);
+        std::mem::swap(items, buf);
     }
 }
 
@@ -239,6 +237,14 @@ pub fn segment(
     Ok(segment_smoothed(&sm, width, height, k, min_size))
 }
 
+thread_local! {
+    /// The edge array and the sort's buffer, kept per thread between images: fresh 6 MB
+    /// arrays for every image cost page faults and zeroing worth about a tenth of FH's time.
+    static EDGE_BUFFERS: std::cell::Cell<[Vec<(u32, u32)>; 2]> = const {
+        std::cell::Cell::new([Vec::new(), Vec::new()])
+    };
+}
+
 /// FH on already smoothed planar channels (see [`smooth`]).
 fn segment_smoothed(
     sm: &[Vec<f32>],
@@ -253,7 +259,9 @@ fn segment_smoothed(
     // the slot itself, so the array starts in enumeration order (what the stable sort keeps
     // among ties) and each direction fills in a branch-free loop. Missing edges (off the
     // image) keep the key u32::MAX, sort last and are cut off.
-    let mut edges: Vec<(u32, u32)> = (0..4 * n as u32).map(|p| (u32::MAX, p)).collect();
+    let [mut edges, mut buf] = EDGE_BUFFERS.take();
+    edges.clear();
+    edges.extend((0..4 * n as u32).map(|p| (u32::MAX, p)));
     let mut valid = 0usize;
     for (d, &(dx, dy)) in DIRS.iter().enumerate() {
         let (ys, ye) = (usize::from(dy < 0), height - usize::from(dy > 0));
@@ -278,7 +286,7 @@ fn segment_smoothed(
             valid += xe;
         }
     }
-    radix_sort(&mut edges);
+    radix_sort(&mut edges, &mut buf);
     edges.truncate(valid);
     let other = |p: u32| -> (u32, u32) {
         let a = (p >> 2) as usize;
@@ -287,52 +295,80 @@ fn segment_smoothed(
         (a as u32, bi)
     };
 
-    let mut u = Universe::new(n, k);
+    // Roots carry their component's threshold (`w + k/size` after its last merge).
+    let mut u = Forest::new(n, k);
+    // Edges whose ends were in different components when they were rejected: the only ones
+    // the cleanup can still use (components only grow), in sorted order.
+    let mut rest: Vec<u32> = Vec::new();
     for &(wb, p) in &edges {
         let w = f32::from_bits(wb);
         let (a, b) = other(p);
         let ra = u.find(a);
         let rb = u.find(b);
-        if ra != rb && w <= u.nodes[ra as usize].thr && w <= u.nodes[rb as usize].thr {
-            let root = u.join(ra, rb);
-            u.nodes[root as usize].thr = w + k / u.size(root) as f32;
+        if ra == rb {
+            continue;
+        }
+        if w <= u.get(ra) && w <= u.get(rb) {
+            u.join(ra, rb, |size| w + k / size as f32);
+        } else {
+            rest.push(p);
         }
     }
-    // Cleanup stops once no component is below min_size: no later edge could join anything.
+    EDGE_BUFFERS.set([edges, buf]);
+
+    // Components, numbered in raster order of first appearance, and their sizes.
+    let mut comp = vec![0u32; n];
+    let mut id = vec![u32::MAX; n];
+    let mut sizes: Vec<u32> = Vec::new();
+    for (i, c) in comp.iter_mut().enumerate() {
+        let root = u.find(i as u32);
+        let slot = &mut id[root as usize];
+        if *slot == u32::MAX {
+            *slot = sizes.len() as u32;
+            sizes.push(u.size(root));
+        }
+        *c = *slot;
+    }
+    drop(id);
+
+    // Cleanup on the component graph: the same decisions as on pixels (they depend only on
+    // component sizes), on a forest small enough for L1. It stops once no component is below
+    // min_size: no later edge could join anything.
     let small = |s: u32| usize::from((s as usize) < min_size);
-    let mut n_small: usize = (0..n as u32)
-        .filter(|&i| u.nodes[i as usize].parent == i)
-        .map(|i| small(u.size(i)))
-        .sum();
-    for &(_, p) in &edges {
+    let mut n_small: usize = sizes.iter().map(|&s| small(s)).sum();
+    let mut cu = Forest {
+        nodes: sizes.iter().map(|&s| (ROOT | s, ())).collect(),
+    };
+    for &p in &rest {
         if n_small == 0 {
             break;
         }
         let (a, b) = other(p);
-        let ra = u.find(a);
-        let rb = u.find(b);
-        let (sa, sb) = (u.size(ra), u.size(rb));
+        let ra = cu.find(comp[a as usize]);
+        let rb = cu.find(comp[b as usize]);
+        let (sa, sb) = (cu.size(ra), cu.size(rb));
         if ra != rb && (small(sa) + small(sb)) > 0 {
-            let root = u.join(ra, rb);
-            n_small = n_small + small(u.size(root)) - small(sa) - small(sb);
+            let root = cu.join(ra, rb, |_| ());
+            n_small = n_small + small(cu.size(root)) - small(sa) - small(sb);
         }
     }
 
-    let mut map = vec![u32::MAX; n];
-    let mut labels = vec![0u32; n];
+    // Final labels in raster order of first appearance. Component ids already are in that
+    // order, so a merged component takes the label of its first-seen member.
+    let mut map = vec![u32::MAX; sizes.len()];
     let mut count = 0u32;
-    for (i, l) in labels.iter_mut().enumerate() {
-        let root = u.find(i as u32) as usize;
+    for c in comp.iter_mut() {
+        let root = cu.find(*c) as usize;
         if map[root] == u32::MAX {
             map[root] = count;
             count += 1;
         }
-        *l = map[root];
+        *c = map[root];
     }
     Segmentation {
         width,
         height,
-        labels,
+        labels: comp,
         count: count as usize,
     }
 }
@@ -355,7 +391,7 @@ mod tests {
         let mut v: Vec<(u32, u32)> = (0..5000u32).map(|i| (((i * 7919) % 13) << 20, i)).collect();
         let mut want = v.clone();
         want.sort_by_key(|e| e.0);
-        radix_sort(&mut v);
+        radix_sort(&mut v, &mut Vec::new());
         assert_eq!(v, want);
     }
 
