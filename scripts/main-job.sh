@@ -52,16 +52,16 @@ stage "export classifier" "$BIN/ssc-export" --arch cam --weights "$RUN/cam/cam_n
   --config "$RUN/cam/config.json" --classes "$DATA/classes.txt" --out "$RUN/cam.onnx"
 stage "CAMs (train)" "$BIN/ssc-label" cams --model "$RUN/cam.onnx" --dataset voc --root "$DATA" \
   --split train --out "$RUN/cams"
-stage "evaluate CAM seeds" bash -c "'$BIN/ssc-eval' cams --cams '$RUN/cams' --gt '$DATA' --split train \
+stage "evaluate CAM seeds" bash -c "set -o pipefail; '$BIN/ssc-eval' cams --cams '$RUN/cams' --gt '$DATA' --split train \
   --json '$RUN/eval-cams.json' | tee '$RUN/eval-cams.txt'"
-stage "IR labels" bash -c "'$BIN/ssc-label' irlabels --dataset '$DATA' --split train --cams '$RUN/cams' \
-  --out '$RUN/ir_labels' | tee '$RUN/ir-labels.txt'"
+stage "IR labels" bash -c "set -o pipefail; '$BIN/ssc-label' irlabels --dataset '$DATA' --split train --cams '$RUN/cams' \
+  --out '$RUN/ir_labels' 2>&1 | tee '$RUN/ir-labels.txt'"
 stage "train IRN" "$BIN/ssc-train" irn --dataset "$DATA" --split train --ir-labels "$RUN/ir_labels" \
   --preset synthetic --seed "$SEED" --out "$RUN/irn" --export "$RUN/irn.onnx" "${IRN_EPOCHS[@]}" \
   --backbone-weights "$RUN/cam/cam_net.safetensors"
 stage "pseudo-masks (train)" "$BIN/ssc-label" pseudo --irn "$RUN/irn.onnx" --cams "$RUN/cams" \
   --dataset voc --root "$DATA" --split train --out "$RUN/pseudo" --confidence
-stage "evaluate pseudo-masks" bash -c "'$BIN/ssc-eval' --pred '$RUN/pseudo' --gt '$DATA' --split train \
+stage "evaluate pseudo-masks" bash -c "set -o pipefail; '$BIN/ssc-eval' --pred '$RUN/pseudo' --gt '$DATA' --split train \
   --json '$RUN/eval-pseudo.json' | tee '$RUN/eval-pseudo.txt'"
 stage "train DeepLabV2 (pseudo-masks)" "$BIN/ssc-train" deeplab --data "$DATA" --split train \
   --pseudo "$RUN/pseudo" --confidence "$RUN/pseudo/confidence" --val-split val --preset synthetic \
@@ -69,7 +69,7 @@ stage "train DeepLabV2 (pseudo-masks)" "$BIN/ssc-train" deeplab --data "$DATA" -
 sed 's|^\(.*\)$|JPEGImages/\1.jpg|' "$DATA/ImageSets/Segmentation/val.txt" > "$DATA/val-images.txt"
 stage "predict (val)" "$BIN/ssc-predict" --model "$RUN/deeplab.onnx" --input "$DATA/val-images.txt" \
   --out "$RUN/pred-val" --input-size 128
-stage "evaluate segmentation (val)" bash -c "'$BIN/ssc-eval' --pred '$RUN/pred-val' --gt '$DATA' \
+stage "evaluate segmentation (val)" bash -c "set -o pipefail; '$BIN/ssc-eval' --pred '$RUN/pred-val' --gt '$DATA' \
   --split val --json '$RUN/eval-seg.json' | tee '$RUN/eval-seg.txt'"
 "$BIN/ssc-eval" baseline --gt "$DATA" --split train --json "$RUN/eval-baseline.json" \
   > "$RUN/eval-baseline.txt"

@@ -33,7 +33,7 @@ pub struct CamNet {
 impl CamNet {
     /// Builds the network: fixed BN, frozen stem (§2.1), DRS(δ) ending every layer4 block.
     pub fn new(cfg: &CamNetConfig, vb: VarBuilder) -> Result<Self> {
-        Self::with_options(cfg, &ResNetOptions::cam(cfg.drs_delta), vb)
+        Self::with_options(cfg, &ResNetOptions::cam_for(cfg), vb)
     }
 
     /// Builds the network with explicit backbone options (e.g. everything frozen for
@@ -77,7 +77,12 @@ impl CamNet {
     pub fn forward_train(&self, x: &Tensor) -> Result<CamTrainOutput> {
         let b = &self.backbone;
         let (_, stem) = b.stem_t(x, true)?;
-        let l2 = b.layer_t(1, &b.layer_t(0, &stem, true)?, true)?.detach();
+        let l2 = b.layer_t(1, &b.layer_t(0, &stem, true)?, true)?;
+        let l2 = if self.cfg.train_all_stages {
+            l2
+        } else {
+            l2.detach()
+        };
         let l2 = drs(&l2, self.cfg.drs_delta)?;
         let l4 = b.layer_t(3, &b.layer_t(2, &l2, true)?, true)?;
         let features = self.classifier.forward(&l4)?;

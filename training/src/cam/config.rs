@@ -236,6 +236,8 @@ impl CamTrainConfig {
                 },
                 num_classes,
                 drs_delta: 0.55,
+                // from scratch: the early stages must learn too (see CamNetConfig)
+                train_all_stages: true,
             },
             decoder: DecoderConfig::synthetic(num_classes),
             perceptual: PerceptualConfig::code(&vgg),

@@ -134,7 +134,7 @@ pub fn build_cam_net(cfg: &CamTrainConfig, vb: candle_nn::VarBuilder) -> Result<
     };
     let opts = ResNetOptions {
         layer4_act: Activation::Relu,
-        ..ResNetOptions::cam(1.0)
+        ..ResNetOptions::cam_for(&net_cfg)
     };
     Ok(CamNet::with_options(&net_cfg, &opts, vb)?)
 }
