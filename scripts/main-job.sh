@@ -7,11 +7,21 @@
 #
 # Prints a table of mIoU per stage with the wall time of each stage. Output goes to $SSC_RUN
 # (default runs/main); $SSC_SEED sets the seed; SSC_QUICK=1 runs a small version (smaller
-# benchmark, fewer epochs) to check the plumbing in a few minutes.
+# benchmark, fewer epochs) to check the plumbing in a few minutes; $SSC_VARIANT picks the
+# classifier's ablation variant (baseline, drs, drs_cdr, drs_cdr_asm_noras, full).
+#
+# The default variant is `baseline` because it gives the best seeds on this benchmark: the
+# ablation (`ssc-train ablation`, README) measured every SSC component lowering CAM mIoU here,
+# since the benchmark's object bodies carry no class evidence and DRS spreads activation into
+# the co-occurring background instead. IR labels use lower thresholds than SSC's 0.30/0.10
+# because these from-scratch CAMs peak on the small discriminative part (measured on train,
+# seed 0, with the IRN preset's max_fg_fraction: pseudo-masks 31.3 % mIoU at 0.10/0.02
+# against 22.2 % at 0.30/0.10; README, "refinement settings").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=${SSC_RUN:-runs/main}
 SEED=${SSC_SEED:-0}
+VARIANT=${SSC_VARIANT:-baseline}
 bash scripts/setup-ort.sh
 cargo build --release --locked -p ssc-tools
 BIN=target/release
@@ -46,8 +56,8 @@ miou() { grep -E '^mIoU|^best' "$1" | tail -1; }
 stage "synthetic benchmark" "$BIN/ssc-synth" generate --out "$DATA" --seed "$SEED" "${SYNTH[@]}"
 stage "superpixels (train)" "$BIN/ssc-superpixels" --dataset voc --root "$DATA" --split train \
   --out "$DATA/superpixels" --k 40 --min-size 20
-stage "train classifier (SSC)" "$BIN/ssc-train" cam --data "$DATA" --split train --preset synthetic \
-  --seed "$SEED" --out "$RUN/cam" "${CAM_EPOCHS[@]}"
+stage "train classifier ($VARIANT)" "$BIN/ssc-train" cam --data "$DATA" --split train --preset synthetic \
+  --variant "$VARIANT" --seed "$SEED" --out "$RUN/cam" "${CAM_EPOCHS[@]}"
 stage "export classifier" "$BIN/ssc-export" --arch cam --weights "$RUN/cam/cam_net.safetensors" \
   --config "$RUN/cam/config.json" --classes "$DATA/classes.txt" --out "$RUN/cam.onnx"
 stage "CAMs (train)" "$BIN/ssc-label" cams --model "$RUN/cam.onnx" --dataset voc --root "$DATA" \
@@ -55,7 +65,7 @@ stage "CAMs (train)" "$BIN/ssc-label" cams --model "$RUN/cam.onnx" --dataset voc
 stage "evaluate CAM seeds" bash -c "set -o pipefail; '$BIN/ssc-eval' cams --cams '$RUN/cams' --gt '$DATA' --split train \
   --json '$RUN/eval-cams.json' | tee '$RUN/eval-cams.txt'"
 stage "IR labels" bash -c "set -o pipefail; '$BIN/ssc-label' irlabels --dataset '$DATA' --split train --cams '$RUN/cams' \
-  --out '$RUN/ir_labels' 2>&1 | tee '$RUN/ir-labels.txt'"
+  --conf-fg-thres 0.10 --conf-bg-thres 0.02 --out '$RUN/ir_labels' 2>&1 | tee '$RUN/ir-labels.txt'"
 stage "train IRN" "$BIN/ssc-train" irn --dataset "$DATA" --split train --ir-labels "$RUN/ir_labels" \
   --preset synthetic --seed "$SEED" --out "$RUN/irn" --export "$RUN/irn.onnx" "${IRN_EPOCHS[@]}" \
   --backbone-weights "$RUN/cam/cam_net.safetensors"

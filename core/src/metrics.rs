@@ -122,6 +122,23 @@ impl Confusion {
         }
     }
 
+    /// Under-activation measure: the fraction of ground-truth object pixels (classes ≥ 1)
+    /// predicted as their own class. NaN without object pixels.
+    pub fn object_coverage(&self) -> f64 {
+        let rows = self.gt_totals();
+        let objects: u64 = rows.iter().skip(1).sum();
+        let hit: u64 = (1..self.n).map(|c| self.get(c, c)).sum();
+        hit as f64 / objects as f64
+    }
+
+    /// Over-activation measure: the fraction of ground-truth background pixels (class 0)
+    /// predicted as some object class. NaN without background pixels.
+    pub fn background_spill(&self) -> f64 {
+        let bg = self.gt_totals().first().copied().unwrap_or(0);
+        let spilled: u64 = (1..self.n).map(|p| self.get(0, p)).sum();
+        spilled as f64 / bg as f64
+    }
+
     /// Total counted pixels.
     pub fn total(&self) -> u64 {
         self.counts.iter().sum()
@@ -157,6 +174,12 @@ pub struct Report {
     pub images: usize,
     /// Counted pixels.
     pub pixels: u64,
+    /// [`Confusion::object_coverage`].
+    #[serde(default)]
+    pub object_coverage: f64,
+    /// [`Confusion::background_spill`].
+    #[serde(default)]
+    pub background_spill: f64,
 }
 
 impl Report {
@@ -171,6 +194,8 @@ impl Report {
             confusion: conf.rows(),
             images,
             pixels: conf.total(),
+            object_coverage: conf.object_coverage(),
+            background_spill: conf.background_spill(),
         }
     }
 }
@@ -178,6 +203,18 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn coverage_and_spill_count_the_right_cells() {
+        let mut c = Confusion::new(3);
+        // gt: 4 background, 3 of class 1, 1 of class 2.
+        let gt = [0, 0, 0, 0, 1, 1, 1, 2];
+        let pred = [0, 1, 2, 0, 1, 1, 0, 1];
+        c.add(&gt, &pred).unwrap();
+        assert!((c.object_coverage() - 2.0 / 4.0).abs() < 1e-12);
+        assert!((c.background_spill() - 2.0 / 4.0).abs() < 1e-12);
+        assert!(Confusion::new(2).object_coverage().is_nan());
+    }
 
     #[test]
     fn perfect_and_ignored() {

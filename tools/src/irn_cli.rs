@@ -329,6 +329,16 @@ pub fn train_irn(args: TrainIrnArgs) -> Result<()> {
         .with_context(|| format!("opening {}", args.dataset.display()))?;
     let cfg = resolve_config(&args, ds.classes.num_foreground())?;
     let set = Arc::new(IrnTrainSet::new(&ds, &args.dataset, &cfg)?);
+    if !set.left_out().is_empty() {
+        eprintln!(
+            "training on {} of {} images: {} IR labels have more than {:.0} % foreground \
+             (data.max_fg_fraction)",
+            set.len(),
+            set.len() + set.left_out().len(),
+            set.left_out().len(),
+            cfg.data.max_fg_fraction.unwrap_or(1.0) * 100.0
+        );
+    }
     let opts = IrnTrainOptions {
         backbone_weights: args.backbone_weights.clone(),
         resume: args.resume,

@@ -41,6 +41,8 @@ fn tiny(classes: usize) -> IrnTrainConfig {
     c.data.radius = 3;
     c.batch_size = 4;
     c.epochs = 2;
+    // GT masks stand in for IR labels here: keep every one of them.
+    c.data.max_fg_fraction = None;
     c
 }
 
@@ -152,4 +154,42 @@ fn training_lowers_the_loss() {
         last < 0.92 * first,
         "first {first:.4}, last {last:.4}: {l:?}"
     );
+}
+
+/// `data.max_fg_fraction` leaves out exactly the labels with too much foreground, unless that
+/// would leave less than one batch.
+#[test]
+fn labels_with_too_much_foreground_are_left_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let classes = dataset(&data);
+    let ds = open_split(&data, "train").unwrap();
+    let flood = |n: usize| {
+        for it in &ds.items[..n] {
+            let p = data.join("ir_labels").join(format!("{}.png", it.id));
+            let mut m = ssc_core::mask::read_mask(&p, &ssc_core::classes::ClassMap::voc()).unwrap();
+            // Mostly foreground, a little ignore: ignore counts as not foreground.
+            for (i, v) in m.data.iter_mut().enumerate() {
+                *v = if i % 10 == 0 { 255 } else { 1 };
+            }
+            ssc_core::mask::write_grey_png(&p, &m).unwrap();
+        }
+    };
+    flood(3);
+    let mut cfg = tiny(classes);
+    cfg.data.max_fg_fraction = Some(0.85);
+    let set = IrnTrainSet::new(&ds, &data, &cfg).unwrap();
+    let left: Vec<_> = ds.items[..3].iter().map(|it| it.id.clone()).collect();
+    assert_eq!(set.left_out(), &left[..]);
+    assert_eq!(set.len(), ds.len() - 3);
+    // 90 % foreground passes a 0.95 limit.
+    cfg.data.max_fg_fraction = Some(0.95);
+    assert_eq!(IrnTrainSet::new(&ds, &data, &cfg).unwrap().len(), ds.len());
+
+    // Fewer than one batch left: the filter steps aside (with a warning) rather than fail.
+    flood(ds.len() - 2);
+    cfg.data.max_fg_fraction = Some(0.85);
+    let set = IrnTrainSet::new(&ds, &data, &cfg).unwrap();
+    assert!(set.left_out().is_empty());
+    assert_eq!(set.len(), ds.len());
 }

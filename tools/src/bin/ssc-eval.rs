@@ -201,6 +201,11 @@ fn print_table(report: &Report) {
     }
     println!("images: {}  pixels: {}", report.images, report.pixels);
     println!("pixel accuracy: {:.2} %", report.pixel_accuracy * 100.0);
+    println!(
+        "object pixels covered {:.1} %, background pixels spilled into {:.1} %",
+        report.object_coverage * 100.0,
+        report.background_spill * 100.0
+    );
     println!("mIoU: {:.2} % ({:.6})", report.miou * 100.0, report.miou);
 }
 
@@ -432,7 +437,17 @@ mod cams {
             };
             println!("{:>9.3}  {:>8.2}{mark}", p.threshold, p.miou * 100.0);
         }
+        let at_best = &total.confusions()[points
+            .iter()
+            .position(|p| p.threshold == best.threshold)
+            .unwrap_or(0)];
         println!("images: {}", ids.len());
+        println!(
+            "at the best threshold: object pixels covered {:.1} %, background pixels spilled \
+             into {:.1} %",
+            at_best.object_coverage() * 100.0,
+            at_best.background_spill() * 100.0
+        );
         println!(
             "best threshold: {:.3}  mIoU: {:.2} % ({:.6})",
             best.threshold,
@@ -448,9 +463,9 @@ mod cams {
                     "miou": p.miou,
                 })).collect::<Vec<_>>(),
                 "best": {"threshold": best.threshold, "miou": best.miou},
-                "per_class_iou_at_best": total.confusions()[
-                    points.iter().position(|p| p.threshold == best.threshold).unwrap_or(0)
-                ].iou(),
+                "per_class_iou_at_best": at_best.iou(),
+                "object_coverage_at_best": at_best.object_coverage(),
+                "background_spill_at_best": at_best.background_spill(),
             });
             ssc_core::atomic::write(path, &serde_json::to_vec_pretty(&json)?)?;
         }

@@ -39,6 +39,14 @@ pub struct IrnDataConfig {
     pub prefetch: usize,
     /// Use only the first N images of the split (`None` = all).
     pub max_images: Option<usize>,
+    /// Leave out of training every image whose IR label marks more than this fraction of
+    /// its pixels as confident foreground (`None`, the reference: keep all). Such labels are
+    /// the co-occurrence failure — a CAM that fires on the background the class usually
+    /// appears on — and their inverted object/background pairs teach the edge branch to
+    /// mark whole objects instead of their contours (measured on the synthetic benchmark).
+    /// Only for data whose objects rarely fill most of the image.
+    #[serde(default)]
+    pub max_fg_fraction: Option<f64>,
 }
 
 /// Everything that defines an IRN training run. Written beside every checkpoint.
@@ -88,6 +96,7 @@ impl IrnTrainConfig {
                 ir_label_dir: None,
                 prefetch: 2,
                 max_images: None,
+                max_fg_fraction: None,
             },
             batch_size: 16,
             epochs: 3,
@@ -126,6 +135,11 @@ impl IrnTrainConfig {
             data: IrnDataConfig {
                 crop: 128,
                 radius: 5,
+                // The benchmark's objects cover ~20 % of an image; a label with > 40 %
+                // foreground is a CAM on the co-occurring background. Measured (seed 0,
+                // baseline classifier, IR thresholds 0.10/0.02): pseudo-mask mIoU 31.3 %
+                // with these 790 of 2,000 labels left out, 25.1 % with all of them.
+                max_fg_fraction: Some(0.4),
                 ..voc.data
             },
             batch_size: 8,
@@ -186,6 +200,11 @@ impl IrnTrainConfig {
         }
         if self.lr.is_nan() || self.lr <= 0.0 || self.weight_decay < 0.0 {
             return bad("lr must be > 0 and weight_decay ≥ 0".into());
+        }
+        if let Some(f) = self.data.max_fg_fraction
+            && !(f > 0.0 && f <= 1.0)
+        {
+            return bad(format!("data.max_fg_fraction {f} must be in (0, 1]"));
         }
         Ok(())
     }

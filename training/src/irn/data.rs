@@ -128,6 +128,7 @@ pub fn augment(
 #[derive(Debug)]
 pub struct IrnTrainSet {
     items: Vec<(String, PathBuf)>,
+    left_out: Vec<String>,
     label_dir: PathBuf,
     cfg: IrnTrainConfig,
     index: PathIndex,
@@ -160,12 +161,60 @@ impl IrnTrainSet {
                 "IR label missing: run `ssc-label irlabels` first or set data.ir_label_dir",
             ));
         }
+        let mut left_out = Vec::new();
+        let items = match cfg.data.max_fg_fraction {
+            None => items,
+            Some(max) => {
+                let mut flooded = Vec::with_capacity(items.len());
+                for (id, _) in &items {
+                    let lp = label_dir.join(format!("{id}.png"));
+                    let lab = mask::read_mask(&lp, &ssc_core::classes::ClassMap::voc())?;
+                    let fg = lab
+                        .data
+                        .iter()
+                        .filter(|&&v| v > 0 && (v as usize) < cfg.num_classes)
+                        .count();
+                    flooded.push(fg as f64 > max * lab.data.len().max(1) as f64);
+                }
+                let n_flooded = flooded.iter().filter(|&&f| f).count();
+                if items.len() - n_flooded < cfg.batch_size {
+                    // A barely trained classifier floods almost every label; training on all
+                    // of them beats not training at all, so say so and keep them.
+                    tracing::warn!(
+                        "{n_flooded} of {} IR labels in {} have more than {:.0} % foreground \
+                         (data.max_fg_fraction), leaving less than one batch: training on all",
+                        items.len(),
+                        label_dir.display(),
+                        max * 100.0
+                    );
+                    items
+                } else {
+                    let (kept, out): (Vec<_>, Vec<_>) =
+                        items.into_iter().zip(flooded).partition(|(_, f)| !f);
+                    left_out = out.into_iter().map(|((id, _), _)| id).collect();
+                    kept.into_iter().map(|(it, _)| it).collect()
+                }
+            }
+        };
+        if !left_out.is_empty() {
+            tracing::info!(
+                left_out = left_out.len(),
+                kept = items.len(),
+                "IR labels with more foreground than data.max_fg_fraction left out of training"
+            );
+        }
         Ok(IrnTrainSet {
             items,
+            left_out,
             label_dir,
             cfg: cfg.clone(),
             index: PathIndex::new(cfg.data.radius)?,
         })
+    }
+
+    /// Images left out by `data.max_fg_fraction`.
+    pub fn left_out(&self) -> &[String] {
+        &self.left_out
     }
 
     /// Number of images.
