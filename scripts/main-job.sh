@@ -11,7 +11,7 @@
 # classifier's ablation variant (baseline, drs, drs_cdr, drs_cdr_asm_noras, full).
 #
 # The default variant is `baseline` because it gives the best seeds on this benchmark: the
-# ablation (`ssc-train ablation`, README) measured every SSC component lowering CAM mIoU here,
+# ablation (`ssc-train ablation`, README) measured every SSC variant below the plain CAM here,
 # since the benchmark's object bodies carry no class evidence and DRS spreads activation into
 # the co-occurring background instead. IR labels use lower thresholds than SSC's 0.30/0.10
 # because these from-scratch CAMs peak on the small discriminative part (measured on train,
