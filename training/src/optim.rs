@@ -303,6 +303,20 @@ mod tests {
         v.as_tensor().to_vec1::<f64>().unwrap()
     }
 
+    /// SGD over `w` alone: lr 0.1, weight decay 0.1, momentum 0.9.
+    fn sgd_lr01_wd01_m09(w: &Var) -> Sgd {
+        Sgd::new(
+            vec![ParamGroup {
+                name: "g".into(),
+                vars: vec![w.clone()],
+                lr: 0.1,
+                weight_decay: 0.1,
+            }],
+            SgdConfig { momentum: 0.9 },
+        )
+        .unwrap()
+    }
+
     /// Loss 0.5·Σθ² ⇒ gradient θ; values below hand-computed with the PyTorch update rule.
     fn grads_of(vars: &[&Var]) -> GradStore {
         let mut total: Option<Tensor> = None;
@@ -322,16 +336,7 @@ mod tests {
         // step1: d = 1 + 0.1 = 1.1, b = 1.1, θ = 1 − 0.11 = 0.89
         // step2: d = 0.89·1.1 = 0.979, b = 0.9·1.1 + 0.979 = 1.969, θ = 0.89 − 0.1969 = 0.6931
         let w = var(&[1.0]);
-        let mut sgd = Sgd::new(
-            vec![ParamGroup {
-                name: "g".into(),
-                vars: vec![w.clone()],
-                lr: 0.1,
-                weight_decay: 0.1,
-            }],
-            SgdConfig { momentum: 0.9 },
-        )
-        .unwrap();
+        let mut sgd = sgd_lr01_wd01_m09(&w);
         sgd.step(&grads_of(&[&w])).unwrap();
         assert!((vals(&w)[0] - 0.89).abs() < 1e-12);
         sgd.step(&grads_of(&[&w])).unwrap();
@@ -463,16 +468,7 @@ mod tests {
     #[test]
     fn optimiser_state_is_detached_from_the_graph() {
         let w = var(&[1.0, 2.0]);
-        let mut sgd = Sgd::new(
-            vec![ParamGroup {
-                name: "g".into(),
-                vars: vec![w.clone()],
-                lr: 0.1,
-                weight_decay: 0.1,
-            }],
-            SgdConfig { momentum: 0.9 },
-        )
-        .unwrap();
+        let mut sgd = sgd_lr01_wd01_m09(&w);
         let u = var(&[3.0]);
         let mut adam = Adam::new(
             vec![u.clone()],

@@ -124,6 +124,12 @@ pub fn augment(
     })
 }
 
+/// An IR-label PNG: grey PNGs decode to their raw values (255 kept); the class map is not
+/// consulted.
+fn read_ir_label(path: &Path) -> Result<mask::LabelMap> {
+    Ok(mask::read_mask(path, &ssc_core::classes::ClassMap::voc())?)
+}
+
 /// The training images with their IR labels.
 #[derive(Debug)]
 pub struct IrnTrainSet {
@@ -168,7 +174,7 @@ impl IrnTrainSet {
                 let mut flooded = Vec::with_capacity(items.len());
                 for (id, _) in &items {
                     let lp = label_dir.join(format!("{id}.png"));
-                    let lab = mask::read_mask(&lp, &ssc_core::classes::ClassMap::voc())?;
+                    let lab = read_ir_label(&lp)?;
                     let fg = lab
                         .data
                         .iter()
@@ -242,8 +248,7 @@ impl IrnTrainSet {
         let (id, path) = &self.items[i];
         let img = imageio::read_rgb(path)?;
         let lp = self.label_dir.join(format!("{id}.png"));
-        // Grey PNGs decode to their raw values (255 kept); the class map is not consulted.
-        let lab = mask::read_mask(&lp, &ssc_core::classes::ClassMap::voc())?;
+        let lab = read_ir_label(&lp)?;
         if lab.size() != (img.width() as usize, img.height() as usize) {
             return Err(TrainError::file(
                 &lp,
