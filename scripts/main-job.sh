@@ -15,8 +15,9 @@
 # since the benchmark's object bodies carry no class evidence and DRS spreads activation into
 # the co-occurring background instead. IR labels use lower thresholds than SSC's 0.30/0.10
 # because these from-scratch CAMs peak on the small discriminative part (measured on train,
-# seed 0, with the IRN preset's max_fg_fraction: pseudo-masks 31.3 % mIoU at 0.10/0.02
-# against 22.2 % at 0.30/0.10; README, "refinement settings").
+# seed 0, with the IRN preset's max_fg_fraction and the classifier preset of that time:
+# pseudo-masks 31.3 % mIoU at 0.10/0.02 against 22.2 % at 0.30/0.10; README, "refinement
+# settings").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=${SSC_RUN:-runs/main}

@@ -81,6 +81,7 @@ fn cam_export_matches_the_candle_network() {
         num_classes: cfg_json["C"].as_u64().unwrap() as usize,
         drs_delta: rn_json["drs_delta"].as_f64().unwrap(),
         train_all_stages: false,
+        bn: Default::default(),
     };
     let mut tensors = load_state_dict(resnet_dir.join("weights.safetensors"))
         .unwrap()

@@ -57,6 +57,7 @@ fn cam_pairs_match_fixture() {
         num_classes: cfg["C"].as_u64().unwrap() as usize,
         drs_delta: rcfg["drs_delta"].as_f64().unwrap(),
         train_all_stages: false,
+        bn: Default::default(),
     };
     // The classifier and backbone keys are exactly what the model requests.
     let expected = import::model_params(|vb| CamNet::new(&net_cfg, vb)).unwrap();

@@ -178,6 +178,8 @@ impl AdamConfig {
 pub struct Adam {
     vars: Vec<Var>,
     cfg: AdamConfig,
+    /// First component of the state keys.
+    prefix: String,
     lr: f64,
     /// (step, m, v) per parameter, `None` before its first gradient.
     state: Vec<Option<(u64, Tensor, Tensor)>>,
@@ -186,10 +188,17 @@ pub struct Adam {
 impl Adam {
     /// An optimiser over `vars`.
     pub fn new(vars: Vec<Var>, cfg: AdamConfig) -> Self {
+        Self::with_prefix(vars, cfg, "adam")
+    }
+
+    /// An optimiser whose state keys start with `prefix` instead of `adam`, so that two of
+    /// them fit in one checkpoint.
+    pub fn with_prefix(vars: Vec<Var>, cfg: AdamConfig, prefix: &str) -> Self {
         let state = vec![None; vars.len()];
         Adam {
             vars,
             cfg,
+            prefix: prefix.into(),
             lr: cfg.lr,
             state,
         }
@@ -235,15 +244,16 @@ impl Adam {
     }
 
     /// State as named tensors (`adam.<i>.m`, `adam.<i>.v`, `adam.<i>.step` as a 1-element
-    /// f64 tensor), for a checkpoint.
+    /// f64 tensor, with the optimiser's prefix in place of `adam`), for a checkpoint.
     pub fn state(&self) -> Result<HashMap<String, Tensor>> {
         let mut out = HashMap::new();
         for (i, s) in self.state.iter().enumerate() {
             if let Some((t, m, v)) = s {
-                out.insert(format!("adam.{i}.m"), m.clone());
-                out.insert(format!("adam.{i}.v"), v.clone());
+                let p = &self.prefix;
+                out.insert(format!("{p}.{i}.m"), m.clone());
+                out.insert(format!("{p}.{i}.v"), v.clone());
                 let step = Tensor::new(&[*t as f64], &candle_core::Device::Cpu)?;
-                out.insert(format!("adam.{i}.step"), step);
+                out.insert(format!("{p}.{i}.step"), step);
             }
         }
         Ok(out)
@@ -251,16 +261,17 @@ impl Adam {
 
     /// Restores the state written by [`Adam::state`], checking shapes.
     pub fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
+        let p = &self.prefix;
         for (i, var) in self.vars.iter().enumerate() {
-            let get = |k: &str| state.get(&format!("adam.{i}.{k}"));
+            let get = |k: &str| state.get(&format!("{p}.{i}.{k}"));
             self.state[i] = match (get("step"), get("m"), get("v")) {
                 (Some(t), Some(m), Some(v)) => {
-                    check_shape(&format!("adam.{i}.m"), m, var)?;
-                    check_shape(&format!("adam.{i}.v"), v, var)?;
+                    check_shape(&format!("{p}.{i}.m"), m, var)?;
+                    check_shape(&format!("{p}.{i}.v"), v, var)?;
                     let t = t.flatten_all()?.to_vec1::<f64>()?;
                     let t = *t
                         .first()
-                        .ok_or_else(|| TrainError::State(format!("adam.{i}.step is empty")))?;
+                        .ok_or_else(|| TrainError::State(format!("{p}.{i}.step is empty")))?;
                     Some((
                         t as u64,
                         m.to_device(var.device())?,
@@ -270,7 +281,7 @@ impl Adam {
                 (None, None, None) => None,
                 _ => {
                     return Err(TrainError::State(format!(
-                        "adam.{i}: step, m and v must be all present or all absent"
+                        "{p}.{i}: step, m and v must be all present or all absent"
                     )));
                 }
             };

@@ -1,16 +1,19 @@
 //! SSC classifier training on a tiny synthetic dataset: an uninterrupted 2-epoch run and a
-//! run killed after epoch 1 and resumed give bit-identical weights; the loss terms of each
+//! run killed after epoch 1 and resumed give bit-identical weights (with the reference SGD and
+//! with the network's Adam); batch-statistics BN is saved and used; the loss terms of each
 //! variant are switched as configured; ImageNet presets refuse to start without weights.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use ssc_core::synth::{SynthConfig, write_dataset};
+use ssc_models::config::BnMode;
 use ssc_training::cam::config::{CamTrainConfig, Variant};
 use ssc_training::cam::data::{TrainSet, open_split};
 use ssc_training::cam::generate::evaluate_seeds;
 use ssc_training::cam::trainer::{TrainOptions, build_networks, train};
 use ssc_training::checkpoint::var_tensors;
+use ssc_training::optim::AdamConfig;
 
 fn dataset(dir: &Path) -> usize {
     let cfg = SynthConfig {
@@ -76,29 +79,38 @@ fn resume_after_kill_gives_identical_weights() {
     let data = tmp.path().join("data");
     let classes = dataset(&data);
     let ds = open_split(&data, "train").unwrap();
-    let cfg = tiny(classes, Variant::Full);
-    let set = Arc::new(TrainSet::new(&ds, &data, &cfg.data).unwrap());
-
-    let straight = weights(
-        &tmp.path().join("a"),
-        classes,
-        &cfg,
-        set.clone(),
-        None,
-        false,
-    );
-    // "killed" after epoch 1, then resumed in a fresh trainer
-    let b = tmp.path().join("b");
-    let after_one = weights(&b, classes, &cfg, set.clone(), Some(1), false);
-    assert_ne!(after_one, straight, "one epoch must differ from two");
-    let resumed = weights(&b, classes, &cfg, set, None, true);
-    assert_eq!(resumed.len(), straight.len());
-    for ((na, a), (nb, b)) in straight.iter().zip(&resumed) {
-        assert_eq!(na, nb);
-        assert_eq!(a, b, "parameter {na} differs after resume");
+    // The reference optimisers, and the from-scratch alternative (the network's own Adam
+    // beside the decoder's, batch-statistics BN) whose state must not collide with them.
+    let reference = tiny(classes, Variant::Full);
+    let mut adam_bn = reference.clone();
+    adam_bn.net_adam = Some(AdamConfig {
+        lr: 1e-3,
+        betas: (0.9, 0.999),
+        eps: 1e-8,
+        weight_decay: 1e-4,
+    });
+    adam_bn.net.bn = BnMode::Batch;
+    adam_bn.warmup_iters = 3;
+    for (name, cfg) in [("sgd", reference), ("adam_bn", adam_bn)] {
+        let set = Arc::new(TrainSet::new(&ds, &data, &cfg.data).unwrap());
+        let dir = tmp.path().join(name);
+        let straight = weights(&dir.join("a"), classes, &cfg, set.clone(), None, false);
+        // "killed" after epoch 1, then resumed in a fresh trainer
+        let b = dir.join("b");
+        let after_one = weights(&b, classes, &cfg, set.clone(), Some(1), false);
+        assert_ne!(
+            after_one, straight,
+            "{name}: one epoch must differ from two"
+        );
+        let resumed = weights(&b, classes, &cfg, set, None, true);
+        assert_eq!(resumed.len(), straight.len());
+        for ((na, a), (nb, b)) in straight.iter().zip(&resumed) {
+            assert_eq!(na, nb);
+            assert_eq!(a, b, "{name}: parameter {na} differs after resume");
+        }
+        assert!(b.join("cam_net.safetensors").is_file());
+        assert!(b.join("checkpoint/latest").is_file());
     }
-    assert!(b.join("cam_net.safetensors").is_file());
-    assert!(b.join("checkpoint/latest").is_file());
 }
 
 #[test]
@@ -139,6 +151,61 @@ fn variants_switch_loss_terms_and_eval_runs() {
         assert_eq!(ev.points.len(), thr.len());
         assert!((0.0..=1.0).contains(&ev.best.miou));
     }
+}
+
+/// With batch-statistics BN the running statistics are learned, saved with the weights, and
+/// are what a network rebuilt from the saved file uses at inference.
+#[test]
+fn batch_norm_statistics_are_saved_and_used_at_inference() {
+    use candle_core::{DType, Device, Tensor};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let classes = dataset(&data);
+    let ds = open_split(&data, "train").unwrap();
+    let mut cfg = tiny(classes, Variant::Baseline);
+    cfg.net.bn = BnMode::Batch;
+    cfg.epochs = 1;
+    let set = Arc::new(TrainSet::new(&ds, &data, &cfg.data).unwrap());
+    let out = tmp.path().join("bn");
+    let (nets, _) = train(&cfg, set, &TrainOptions::new(&out)).unwrap();
+
+    let saved = ssc_models::import::load_state_dict(out.join("cam_net.safetensors"))
+        .unwrap()
+        .into_tensors();
+    let stat = |k: &str| saved[k].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let mean = stat("layer1.0.bn1.running_mean");
+    let var = stat("layer1.0.bn1.running_var");
+    assert!(
+        mean.iter().any(|m| m.abs() > 1e-4),
+        "running mean never updated: {mean:?}"
+    );
+    assert!(
+        var.iter().any(|v| (v - 1.0).abs() > 1e-4),
+        "running var never updated: {var:?}"
+    );
+
+    let x = Tensor::rand(0f32, 1f32, (2, 3, 32, 32), &Device::Cpu).unwrap();
+    let vb = candle_nn::VarBuilder::from_tensors(saved, DType::F32, &Device::Cpu);
+    let expected = ssc_training::cam::trainer::build_cam_net(&cfg, vb)
+        .unwrap()
+        .features(&x)
+        .unwrap();
+    let got = nets.net.features(&x).unwrap();
+    let diff = (got - expected)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(
+        diff < 1e-5,
+        "saved network differs from the trained one by {diff}"
+    );
 }
 
 #[test]

@@ -4,7 +4,8 @@
 //! Per iteration: poly learning rates (§2.8) → training forward (DRS after layer2 and in
 //! layer4 unless the variant is `baseline`) → `L = L_cls + β_p·L_p + β_a·L_a` (L_p with the
 //! decoder when the variant has CDR, L_a after the warm-up epochs when it has ASM) → one
-//! backward → SGD step (backbone lr0, classifier 10×, L2 decay) and the decoder's Adam step.
+//! backward → SGD step (backbone lr0, classifier 10×, L2 decay; or one Adam when the config
+//! sets `net_adam`) and the decoder's Adam step.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,7 +27,7 @@ use crate::checkpoint::{self, CheckpointData, TrainState, load_vars, var_tensors
 use crate::error::{Result, TrainError};
 use crate::losses::{alignment_loss, multilabel_soft_margin};
 use crate::optim::{Adam, ParamGroup, Sgd, SgdConfig};
-use crate::schedule::poly_factor;
+use crate::schedule::warmup_poly_factor;
 
 /// Run-time choices that do not change the result.
 #[derive(Debug, Clone)]
@@ -245,34 +246,120 @@ fn sorted_vars(vm: &VarMap) -> Result<Vec<(String, Var)>> {
     Ok(v)
 }
 
-/// The SGD groups of §2.8 and the decoder's Adam.
-pub fn optimisers(cfg: &CamTrainConfig, nets: &Networks) -> Result<(Sgd, Option<Adam>)> {
-    let (cls, bb): (Vec<_>, Vec<_>) = sorted_vars(&nets.net_vars)?
-        .into_iter()
-        .partition(|(k, _)| k.starts_with("classifier."));
-    let group = |name: &str, vars: Vec<(String, Var)>, lr: f64| ParamGroup {
-        name: name.into(),
-        vars: vars.into_iter().map(|(_, v)| v).collect(),
-        lr,
-        weight_decay: cfg.weight_decay,
+/// The classification network's optimiser: the SGD groups of §2.8, or one Adam when the
+/// config asks for it (`net_adam`).
+#[derive(Debug)]
+pub enum NetOptimiser {
+    /// Backbone lr0 and classifier lr0 × `classifier_lr_mult`, momentum, L2 decay.
+    Sgd(Sgd),
+    /// Adam over every parameter (state keys `net_adam.*`).
+    Adam(Adam),
+}
+
+/// The optimisers of one run: the network's and, with CDR, the decoder's Adam.
+#[derive(Debug)]
+pub struct Optimisers {
+    /// The classification network's.
+    pub net: NetOptimiser,
+    /// The reconstruction decoder's (variants with CDR).
+    pub decoder: Option<Adam>,
+}
+
+impl Optimisers {
+    /// Scales every initial learning rate by `factor` (schedule and warm-up).
+    pub fn set_lr_factor(&mut self, factor: f64) {
+        match &mut self.net {
+            NetOptimiser::Sgd(o) => o.set_lr_factor(factor),
+            NetOptimiser::Adam(o) => o.set_lr_factor(factor),
+        }
+        if let Some(a) = self.decoder.as_mut() {
+            a.set_lr_factor(factor);
+        }
+    }
+
+    /// The network's current (backbone) learning rate, for the progress bar.
+    pub fn net_lr(&self) -> f64 {
+        match &self.net {
+            NetOptimiser::Sgd(o) => o.lrs()[0],
+            NetOptimiser::Adam(o) => o.lr(),
+        }
+    }
+
+    /// One update of every optimiser.
+    pub fn step(&mut self, grads: &candle_core::backprop::GradStore) -> Result<()> {
+        match &mut self.net {
+            NetOptimiser::Sgd(o) => o.step(grads)?,
+            NetOptimiser::Adam(o) => o.step(grads)?,
+        }
+        if let Some(a) = self.decoder.as_mut() {
+            a.step(grads)?;
+        }
+        Ok(())
+    }
+
+    /// All optimiser state in one map, for a checkpoint.
+    pub fn state(&self) -> Result<std::collections::HashMap<String, Tensor>> {
+        let mut m = match &self.net {
+            NetOptimiser::Sgd(o) => o.state(),
+            NetOptimiser::Adam(o) => o.state()?,
+        };
+        if let Some(a) = &self.decoder {
+            m.extend(a.state()?);
+        }
+        Ok(m)
+    }
+
+    /// Restores the state written by [`Optimisers::state`].
+    pub fn load_state(&mut self, state: &std::collections::HashMap<String, Tensor>) -> Result<()> {
+        match &mut self.net {
+            NetOptimiser::Sgd(o) => o.load_state(state)?,
+            NetOptimiser::Adam(o) => o.load_state(state)?,
+        }
+        if let Some(a) = self.decoder.as_mut() {
+            a.load_state(state)?;
+        }
+        Ok(())
+    }
+}
+
+/// The network's optimiser (SGD groups of §2.8, or `net_adam`) and the decoder's Adam.
+pub fn optimisers(cfg: &CamTrainConfig, nets: &Networks) -> Result<Optimisers> {
+    let vars = sorted_vars(&nets.net_vars)?;
+    let net = match cfg.net_adam {
+        Some(a) => NetOptimiser::Adam(Adam::with_prefix(
+            vars.into_iter().map(|(_, v)| v).collect(),
+            a,
+            "net_adam",
+        )),
+        None => {
+            let (cls, bb): (Vec<_>, Vec<_>) = vars
+                .into_iter()
+                .partition(|(k, _)| k.starts_with("classifier."));
+            let group = |name: &str, vars: Vec<(String, Var)>, lr: f64| ParamGroup {
+                name: name.into(),
+                vars: vars.into_iter().map(|(_, v)| v).collect(),
+                lr,
+                weight_decay: cfg.weight_decay,
+            };
+            NetOptimiser::Sgd(Sgd::new(
+                vec![
+                    group("backbone", bb, cfg.lr),
+                    group("classifier", cls, cfg.lr * cfg.classifier_lr_mult),
+                ],
+                SgdConfig {
+                    momentum: cfg.effective_momentum(),
+                },
+            )?)
+        }
     };
-    let sgd = Sgd::new(
-        vec![
-            group("backbone", bb, cfg.lr),
-            group("classifier", cls, cfg.lr * cfg.classifier_lr_mult),
-        ],
-        SgdConfig {
-            momentum: cfg.effective_momentum(),
-        },
-    )?;
-    let adam = match &nets.decoder {
+    let decoder = match &nets.decoder {
         Some((_, vm)) => Some(Adam::new(
             sorted_vars(vm)?.into_iter().map(|(_, v)| v).collect(),
             cfg.adam,
         )),
         None => None,
     };
-    Ok((sgd, adam))
+    Ok(Optimisers { net, decoder })
 }
 
 /// One training step (forward, the variant's losses, backward, optimiser steps) at poly
@@ -282,8 +369,7 @@ pub fn optimisers(cfg: &CamTrainConfig, nets: &Networks) -> Result<(Sgd, Option<
 pub fn step(
     cfg: &CamTrainConfig,
     nets: &Networks,
-    sgd: &mut Sgd,
-    adam: &mut Option<Adam>,
+    opt: &mut Optimisers,
     batch: &Batch,
     epoch: usize,
     factor: f64,
@@ -292,10 +378,7 @@ pub fn step(
     let (n, c, k) = (batch.len, cfg.data.crop, cfg.net.num_classes);
     let x = Tensor::from_slice(&batch.images, (n, 3, c, c), dev)?;
     let y = Tensor::from_slice(&batch.labels, (n, k), dev)?;
-    sgd.set_lr_factor(factor);
-    if let Some(a) = adam.as_mut() {
-        a.set_lr_factor(factor);
-    }
+    opt.set_lr_factor(factor);
     let out = nets.net.forward_train(&x)?;
     let l_cls = multilabel_soft_margin(&out.scores, &y)?;
     let mut terms = LossTerms {
@@ -328,23 +411,8 @@ pub fn step(
         )));
     }
     let grads = loss.backward()?;
-    sgd.step(&grads)?;
-    if let Some(a) = adam.as_mut() {
-        a.step(&grads)?;
-    }
+    opt.step(&grads)?;
     Ok(terms)
-}
-
-/// Optimiser state of both optimisers in one map.
-fn optim_state(
-    sgd: &Sgd,
-    adam: &Option<Adam>,
-) -> Result<std::collections::HashMap<String, Tensor>> {
-    let mut m = sgd.state();
-    if let Some(a) = adam {
-        m.extend(a.state()?);
-    }
-    Ok(m)
 }
 
 /// Reads the config saved by a previous run in `out` (for `--resume`).
@@ -381,7 +449,7 @@ pub fn train(
     }
     let dev = &opts.device;
     let nets = build_networks(cfg, opts)?;
-    let (mut sgd, mut adam) = optimisers(cfg, &nets)?;
+    let mut opt = optimisers(cfg, &nets)?;
     let mut state = TrainState {
         epoch: 0,
         iteration: 0,
@@ -395,10 +463,7 @@ pub fn train(
         if let Some((_, vm)) = &nets.decoder {
             load_vars(vm, &ck.decoder, &dir.join("decoder.safetensors"))?;
         }
-        sgd.load_state(&ck.optim)?;
-        if let Some(a) = adam.as_mut() {
-            a.load_state(&ck.optim)?;
-        }
+        opt.load_state(&ck.optim)?;
         state = ck.state;
         tracing::info!(checkpoint = %dir.display(), epoch = state.epoch, "resumed");
     }
@@ -443,10 +508,24 @@ pub fn train(
         for batch in load_epoch(set.clone(), cfg.seed, epoch, cfg.batch_size, 0) {
             let batch = batch?;
             let t0 = Instant::now();
-            let factor = poly_factor(state.iteration, total, cfg.poly_power);
-            let t = step(cfg, &nets, &mut sgd, &mut adam, &batch, epoch, factor, dev)?;
+            let factor = warmup_poly_factor(
+                state.iteration,
+                total,
+                cfg.poly_power,
+                cfg.warmup_iters as u64,
+            );
+            let t = step(cfg, &nets, &mut opt, &batch, epoch, factor, dev)?;
             step_time += t0.elapsed().as_secs_f64();
             steps += 1;
+            if state.iteration.is_multiple_of(25) {
+                tracing::debug!(
+                    iteration = state.iteration,
+                    cls = t.cls,
+                    total = t.total,
+                    factor,
+                    "step"
+                );
+            }
             state.iteration += 1;
             sum.cls += t.cls;
             sum.perceptual += t.perceptual;
@@ -458,7 +537,7 @@ pub fn train(
                 t.cls,
                 t.perceptual,
                 t.align,
-                sgd.lrs()[0]
+                opt.net_lr()
             ));
         }
         pb.finish_and_clear();
@@ -489,7 +568,7 @@ pub fn train(
                     Some((_, vm)) => var_tensors(vm)?,
                     None => Default::default(),
                 },
-                optim: optim_state(&sgd, &adam)?,
+                optim: opt.state()?,
             },
         )?;
         report.epochs = state.epoch;
