@@ -173,7 +173,8 @@ fn batch_norm_statistics_are_saved_and_used_at_inference() {
     let saved = ssc_models::import::load_state_dict(out.join("cam_net.safetensors"))
         .unwrap()
         .into_tensors();
-    let stat = |k: &str| saved[k].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let stat = |k: &str| flat(&saved[k]);
     let mean = stat("layer1.0.bn1.running_mean");
     let var = stat("layer1.0.bn1.running_var");
     assert!(
@@ -187,21 +188,14 @@ fn batch_norm_statistics_are_saved_and_used_at_inference() {
 
     let x = Tensor::rand(0f32, 1f32, (2, 3, 32, 32), &Device::Cpu).unwrap();
     let vb = candle_nn::VarBuilder::from_tensors(saved, DType::F32, &Device::Cpu);
-    let expected = ssc_training::cam::trainer::build_cam_net(&cfg, vb)
-        .unwrap()
-        .features(&x)
-        .unwrap();
-    let got = nets.net.features(&x).unwrap();
-    let diff = (got - expected)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let rebuilt = ssc_training::cam::trainer::build_cam_net(&cfg, vb).unwrap();
+    let expected = flat(&rebuilt.features(&x).unwrap());
+    let got = flat(&nets.net.features(&x).unwrap());
+    let diff = got
+        .iter()
+        .zip(&expected)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
     assert!(
         diff < 1e-5,
         "saved network differs from the trained one by {diff}"
