@@ -31,6 +31,12 @@ fn fixture_config(cfg: &serde_json::Value) -> DecoderConfig {
         c.widths[k] = out(&format!("upsample_{k}.3.conv.weight"));
     }
     c.out_channels = out("upsample_4.4.weight");
+    c.res_blocks = shapes
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| k.starts_with("main.1.model.") && k.ends_with(".model.0.conv.weight"))
+        .count();
     c.ln_eps = cfg["ln_eps"].as_f64().unwrap();
     c.in_eps = cfg["in_eps"].as_f64().unwrap();
     c

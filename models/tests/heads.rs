@@ -473,11 +473,25 @@ fn backbones_load_torchvision_names_from_fixture() {
         &TensorFile::open(case.join("input.safetensors")).unwrap(),
         "input",
     );
-    let backbone = ResNetConfig {
-        base_width: cfg["base_width"].as_u64().unwrap() as usize,
-        bn_eps: cfg["bn_eps"].as_f64().unwrap(),
-        ..ResNetConfig::tiny_os16()
+    // Every layout number from the fixture: blocks, width, and each configuration's strides
+    // and dilations.
+    let usize4 = |v: &serde_json::Value| -> [usize; 4] {
+        let v: Vec<usize> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as usize)
+            .collect();
+        v.try_into().unwrap()
     };
+    let layout = |name: &str| ResNetConfig {
+        blocks: usize4(&cfg["blocks"]),
+        base_width: cfg["base_width"].as_u64().unwrap() as usize,
+        strides: usize4(&cfg["configs"][name]["layer_strides"]),
+        dilations: usize4(&cfg["configs"][name]["layer_dilations"]),
+        bn_eps: cfg["bn_eps"].as_f64().unwrap(),
+    };
+    let backbone = layout("os16");
 
     let irn_cfg = IrnConfig::for_backbone(backbone.clone());
     let head = VarMap::new();
@@ -503,11 +517,7 @@ fn backbones_load_torchvision_names_from_fixture() {
     }
 
     let dl_cfg = DeepLabConfig {
-        backbone: ResNetConfig {
-            strides: [1, 2, 1, 1],
-            dilations: [1, 1, 2, 4],
-            ..backbone
-        },
+        backbone: layout("os8"),
         ..DeepLabConfig::synthetic(3)
     };
     let head = VarMap::new();

@@ -201,7 +201,7 @@ fn bad_state_dicts_and_configs_are_typed_errors() {
     assert!(matches!(e, OnnxError::BadShape { .. }), "{e:?}");
     // a config the weights do not fit: a backbone key with the wrong shape
     let wide = ResNetConfig {
-        base_width: 16,
+        base_width: 2 * cfg.base_width,
         ..cfg.clone()
     };
     let e = export_cam(

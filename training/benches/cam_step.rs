@@ -91,6 +91,7 @@ fn batch(cfg: &CamTrainConfig, seed: u64) -> Batch {
         superpixels,
         labels,
         len: n,
+        size: (s, s),
     }
 }
 

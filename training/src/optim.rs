@@ -114,6 +114,16 @@ impl Sgd {
         Ok(())
     }
 
+    /// The momentum buffer of `var` (`None` before its first gradient or when `var` is not
+    /// one of this optimiser's parameters).
+    pub fn momentum_buffer(&self, var: &Var) -> Option<&Tensor> {
+        let id = var.as_tensor().id();
+        self.groups.iter().zip(&self.bufs).find_map(|(g, bufs)| {
+            let i = g.vars.iter().position(|v| v.as_tensor().id() == id)?;
+            bufs[i].as_ref()
+        })
+    }
+
     /// Momentum buffers as named tensors (`sgd.<group>.<index>`), for a checkpoint.
     pub fn state(&self) -> HashMap<String, Tensor> {
         let mut out = HashMap::new();
@@ -241,6 +251,14 @@ impl Adam {
             self.state[i] = Some((t, m, v));
         }
         Ok(())
+    }
+
+    /// The step count and first and second moments of `var` (`None` before its first
+    /// gradient or when `var` is not one of this optimiser's parameters).
+    pub fn moments(&self, var: &Var) -> Option<(u64, &Tensor, &Tensor)> {
+        let id = var.as_tensor().id();
+        let i = self.vars.iter().position(|v| v.as_tensor().id() == id)?;
+        self.state[i].as_ref().map(|(t, m, v)| (*t, m, v))
     }
 
     /// State as named tensors (`adam.<i>.m`, `adam.<i>.v`, `adam.<i>.step` as a 1-element

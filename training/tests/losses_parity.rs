@@ -77,6 +77,7 @@ fn alignment_loss_matches_every_intermediate() {
         erosion_kernel: asm["erosion_kernel"].as_u64().unwrap() as usize,
         norm_eps: asm["norm_eps"].as_f64().unwrap() as f32,
         reliable_selection: true,
+        reference_cpu_aliasing: false,
     };
     let var = Var::from_tensor(&feats).unwrap();
     let out = alignment_loss(

@@ -74,14 +74,16 @@ pub struct Sample {
 pub struct Batch {
     /// Index of the batch in its epoch.
     pub index: usize,
-    /// Images `N×3×crop×crop`.
+    /// Images `N×3×H×W` (H = W = the crop side for loaded batches).
     pub images: Vec<f32>,
-    /// Superpixels `N×crop×crop`.
+    /// Superpixels `N×H×W`.
     pub superpixels: Vec<u32>,
     /// Labels `N×C`.
     pub labels: Vec<f32>,
     /// N.
     pub len: usize,
+    /// H and W of every image and superpixel map.
+    pub size: (usize, usize),
 }
 
 /// The random stream of sample `index` in `epoch`.
@@ -317,6 +319,7 @@ impl TrainSet {
             superpixels: Vec::new(),
             labels: Vec::new(),
             len: samples.len(),
+            size: (self.cfg.crop, self.cfg.crop),
         };
         for s in samples {
             out.images.extend(s.image);

@@ -14,10 +14,10 @@ use std::time::Instant;
 use candle_core::{DType, Device, Module, Tensor, Var};
 use candle_nn::VarMap;
 use indicatif::{ProgressBar, ProgressStyle};
-use ssc_models::cam::CamNet;
+use ssc_models::cam::{CamNet, CamTrainOutput};
 use ssc_models::config::{Activation, CamNetConfig, ResNetOptions};
 use ssc_models::decoder::Decoder;
-use ssc_models::import::load_state_dict;
+use ssc_models::import::{check_params, load_state_dict, model_params};
 use ssc_models::init::SeededInit;
 use ssc_models::vgg::{PerceptualLoss, Vgg};
 
@@ -184,7 +184,15 @@ pub fn build_networks(cfg: &CamTrainConfig, opts: &TrainOptions) -> Result<Netwo
     let net_vars = match &opts.backbone_weights {
         Some(p) => {
             let sd = load_state_dict(p)?;
-            ssc_models::import::check_resnet(&sd, &cfg.net.backbone, true)?;
+            // An ImageNet checkpoint has no classifier (it is initialised here); a saved CAM
+            // network has one, and then it must fit.
+            let expected = model_params(|vb| {
+                build_cam_net(cfg, vb).map_err(|e| candle_core::Error::Msg(e.to_string()))
+            })?
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with("classifier.") || sd.get(k).is_some())
+            .collect();
+            check_params(&sd, &expected, &["fc."])?;
             let vm = sd.var_map(DType::F32, dev)?;
             {
                 let mut d = vm
@@ -362,42 +370,66 @@ pub fn optimisers(cfg: &CamTrainConfig, nets: &Networks) -> Result<Optimisers> {
     Ok(Optimisers { net, decoder })
 }
 
-/// One training step (forward, the variant's losses, backward, optimiser steps) at poly
-/// factor `factor`; `epoch` decides whether the alignment term is past its warm-up. Public
-/// for the step-cost bench; [`train`] is the entry point for training.
-#[allow(clippy::too_many_arguments)]
-pub fn step(
+/// The forward pass and loss terms of one iteration, before the backward pass.
+#[derive(Debug)]
+pub struct StepForward {
+    /// The weighted total `L_cls + β_p·L_p + β_a·L_a` (with autograd history).
+    pub loss: Tensor,
+    /// Its terms as numbers.
+    pub terms: LossTerms,
+    /// The classifier's outputs: pre-ReLU CAM features F and class scores.
+    pub out: CamTrainOutput,
+    /// The decoder's reconstruction (variants with CDR).
+    pub reconstruction: Option<Tensor>,
+}
+
+/// Forward pass and losses of one iteration (§2.10): the variant's terms, the alignment term
+/// only from epoch `asm_warmup_epochs` on.
+pub fn forward_losses(
     cfg: &CamTrainConfig,
     nets: &Networks,
-    opt: &mut Optimisers,
     batch: &Batch,
     epoch: usize,
-    factor: f64,
     dev: &Device,
-) -> Result<LossTerms> {
-    let (n, c, k) = (batch.len, cfg.data.crop, cfg.net.num_classes);
-    let x = Tensor::from_slice(&batch.images, (n, 3, c, c), dev)?;
-    let y = Tensor::from_slice(&batch.labels, (n, k), dev)?;
-    opt.set_lr_factor(factor);
+) -> Result<StepForward> {
+    let (n, (h, w)) = (batch.len, batch.size);
+    let x = Tensor::from_slice(&batch.images, (n, 3, h, w), dev)?;
     let out = nets.net.forward_train(&x)?;
+    losses_from_outputs(cfg, nets, &x, out, batch, epoch)
+}
+
+/// The loss terms of an iteration from the classifier's outputs `out` on the images `x` of
+/// `batch` (the part of [`forward_losses`] after the backbone; separate so that gradients
+/// with respect to F can be taken).
+pub fn losses_from_outputs(
+    cfg: &CamTrainConfig,
+    nets: &Networks,
+    x: &Tensor,
+    out: CamTrainOutput,
+    batch: &Batch,
+    epoch: usize,
+) -> Result<StepForward> {
+    let y = Tensor::from_slice(&batch.labels, (batch.len, cfg.net.num_classes), x.device())?;
     let l_cls = multilabel_soft_margin(&out.scores, &y)?;
     let mut terms = LossTerms {
         cls: l_cls.to_scalar::<f32>()? as f64,
         ..LossTerms::default()
     };
     let mut loss = l_cls;
+    let mut reconstruction = None;
     if let (Some((dec, _)), Some(perc)) = (&nets.decoder, &nets.perceptual) {
         let x_hat = dec.forward(&out.features)?;
-        let l_p = perc.forward(&x_hat, &x)?;
+        let l_p = perc.forward(&x_hat, x)?;
         terms.perceptual = l_p.to_scalar::<f32>()? as f64;
         loss = (loss + (l_p * cfg.beta_p)?)?;
+        reconstruction = Some(x_hat);
     }
     if cfg.variant.asm() && epoch >= cfg.asm_warmup_epochs {
         let asm = alignment_loss(
             &out.features,
             &batch.labels,
             &batch.superpixels,
-            (c, c),
+            batch.size,
             &cfg.asm_config(),
         )?;
         terms.align = asm.loss.to_scalar::<f32>()? as f64;
@@ -410,9 +442,32 @@ pub fn step(
             terms.total
         )));
     }
-    let grads = loss.backward()?;
+    Ok(StepForward {
+        loss,
+        terms,
+        out,
+        reconstruction,
+    })
+}
+
+/// One training step: learning rates at poly factor `factor`, [`forward_losses`], one
+/// backward pass, both optimisers' updates. Public for the step-cost bench and the
+/// trajectory parity test; [`train`] is the entry point for training.
+#[allow(clippy::too_many_arguments)]
+pub fn step(
+    cfg: &CamTrainConfig,
+    nets: &Networks,
+    opt: &mut Optimisers,
+    batch: &Batch,
+    epoch: usize,
+    factor: f64,
+    dev: &Device,
+) -> Result<LossTerms> {
+    opt.set_lr_factor(factor);
+    let fwd = forward_losses(cfg, nets, batch, epoch, dev)?;
+    let grads = fwd.loss.backward()?;
     opt.step(&grads)?;
-    Ok(terms)
+    Ok(fwd.terms)
 }
 
 /// Reads the config saved by a previous run in `out` (for `--resume`).

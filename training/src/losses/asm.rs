@@ -21,6 +21,18 @@ pub struct AsmConfig {
     pub norm_eps: f32,
     /// Reliable activation selection on; off = `T = Ā` (the "ASM without RAS" ablation).
     pub reliable_selection: bool,
+    /// Reproduce SSC's `alignment_loss` as it behaves when its tensors live on the CPU
+    /// (`false`: as on the GPU SSC trains on, and as §2.6 specifies).
+    ///
+    /// The reference takes `oriv = original_value.detach().cpu().numpy()` and erodes it in
+    /// place (`oriv[i] = oriv[i] * region`). On a GPU `.cpu()` copies; on the CPU it returns
+    /// the same storage, so the in-place product also overwrites the prediction `A_sel` the
+    /// MSE then reads: the loss becomes `mean((A_sel·M − T)²)` while autograd, which never
+    /// sees the write, passes the gradient `2(A_sel·M − T)/n` on to `A_sel` unmasked. The
+    /// `train-steps` fixture was generated that way (its runtime makes `.cuda()` a no-op);
+    /// this switch exists to reproduce it, not to train with.
+    #[serde(default)]
+    pub reference_cpu_aliasing: bool,
 }
 
 impl Default for AsmConfig {
@@ -30,6 +42,7 @@ impl Default for AsmConfig {
             erosion_kernel: 8,
             norm_eps: 1e-5,
             reliable_selection: true,
+            reference_cpu_aliasing: false,
         }
     }
 }
@@ -224,7 +237,16 @@ pub fn alignment_loss(
         m[j * hw..(j + 1) * hw].copy_from_slice(&mj);
     }
     let target = Tensor::from_slice(&t, (p, hw), f.device())?.to_dtype(a_sel.dtype())?;
-    let loss = (a_sel - target)?.sqr()?.mean_all()?;
+    let pred = if cfg.reliable_selection && cfg.reference_cpu_aliasing {
+        // The value A_sel·M with A_sel's gradient (see `reference_cpu_aliasing`).
+        let eroded_away: Vec<f32> = m.iter().map(|&v| 1.0 - v as f32).collect();
+        let eroded_away =
+            Tensor::from_vec(eroded_away, (p, hw), f.device())?.to_dtype(a_sel.dtype())?;
+        (&a_sel - (a_sel.detach() * eroded_away)?)?
+    } else {
+        a_sel
+    };
+    let loss = (pred - target)?.sqr()?.mean_all()?;
     Ok(AsmOutput {
         loss,
         sel_index,
