@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it (.ci/run calls this script).
-# Fixture parity tests read ../shared/fixtures (or $SSC_FIXTURES) and skip when it is absent.
+# Fixture parity tests read ../shared/fixtures (or $SSC_FIXTURES) and skip when it is absent;
+# tests on real photographs read ../shared/data/voc12-subset and skip when it is absent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The ONNX Runtime library for the inference tests (idempotent; .ort/lib).
 bash scripts/setup-ort.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# ImageNet EfficientNet-Lite0 weights for the import, ONNX and ImageNet sanity tests
+# (idempotent; weights/), converted by the same debug build the tests use.
+cargo build --locked -p ssc-tools --bin ssc-export
+SSC_EXPORT=target/debug/ssc-export bash scripts/get-weights.sh lite0
 cargo test --workspace --locked

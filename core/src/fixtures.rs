@@ -53,3 +53,46 @@ pub fn voc_samples(manifest_dir: &str) -> Option<PathBuf> {
         None
     }
 }
+
+/// The folder of downloaded ImageNet weights: `SSC_WEIGHTS`, else `<repo>/weights` (what
+/// `scripts/get-weights.sh` fills).
+pub fn weights_dir(manifest_dir: &str) -> PathBuf {
+    match std::env::var_os("SSC_WEIGHTS") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(manifest_dir)
+            .parent()
+            .map_or_else(|| PathBuf::from("weights"), |repo| repo.join("weights")),
+    }
+}
+
+/// A downloaded weights file (`<weights dir>/<name>`), or `None` with a notice saying how to
+/// get it.
+pub fn weights_file(manifest_dir: &str, name: &str) -> Option<PathBuf> {
+    let p = weights_dir(manifest_dir).join(name);
+    if p.is_file() {
+        Some(p)
+    } else {
+        eprintln!(
+            "SKIP: weights {} not found (run `bash scripts/get-weights.sh` to download them)",
+            p.display()
+        );
+        None
+    }
+}
+
+/// The real VOC subset (`<repo>/../shared/data/voc12-subset`, or `SSC_VOC12_SUBSET`), if
+/// present.
+pub fn voc12_subset(manifest_dir: &str) -> Option<PathBuf> {
+    let dir = match std::env::var_os("SSC_VOC12_SUBSET") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(manifest_dir)
+            .parent()?
+            .join("../shared/data/voc12-subset"),
+    };
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!("SKIP: VOC subset {} not found", dir.display());
+        None
+    }
+}

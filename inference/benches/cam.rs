@@ -103,7 +103,11 @@ fn main() {
         .unwrap_or(2)
         .max(1);
     let net_cfg = CamNetConfig::voc();
-    let params = random_params(&net_cfg.backbone, net_cfg.num_classes, &mut Rng::new(5));
+    let params = random_params(
+        net_cfg.backbone.as_resnet().expect("a ResNet"),
+        net_cfg.num_classes,
+        &mut Rng::new(5),
+    );
     let mut w = Weights::new();
     for (n, v, s) in &params {
         w.insert(n.clone(), v.clone(), s.clone());

@@ -77,11 +77,12 @@ fn cam_export_matches_the_candle_network() {
     let cfg_json = common::json(&cam_dir.join("config.json"));
     let rn_json = common::json(&resnet_dir.join("config.json"));
     let net_cfg = CamNetConfig {
-        backbone: common::resnet_config(&rn_json, &rn_json["configs"]["os16"]),
+        backbone: common::resnet_config(&rn_json, &rn_json["configs"]["os16"]).into(),
         num_classes: cfg_json["C"].as_u64().unwrap() as usize,
         drs_delta: rn_json["drs_delta"].as_f64().unwrap(),
         train_all_stages: false,
         bn: Default::default(),
+        detach_early_drs_cap: false,
     };
     let mut tensors = load_state_dict(resnet_dir.join("weights.safetensors"))
         .unwrap()

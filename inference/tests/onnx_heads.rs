@@ -83,7 +83,7 @@ fn irn_edge_runs_on_odd_sizes_and_matches_candle() {
     let sc = SessionConfig::default();
     let mut irn = Model::from_bytes(&export_irn_edge(&w, &cfg).unwrap(), "irn.onnx", &sc).unwrap();
     let mut bb = Model::from_bytes(
-        &export_backbone(&w, &cfg.backbone, None).unwrap(),
+        &export_backbone(&w, cfg.backbone.as_resnet().unwrap(), None).unwrap(),
         "backbone.onnx",
         &sc,
     )
@@ -126,7 +126,7 @@ fn deeplab_runs_on_odd_sizes_and_matches_candle_aspp() {
     let mut rng = Rng::new(11);
     let cfg = DeepLabConfig::synthetic(5);
     let k = cfg.num_classes;
-    let cin = cfg.backbone.out_channels(3);
+    let cin = cfg.backbone.feature_channels();
     let mut w = Weights::new();
     common::random_resnet(&cfg.backbone, &mut rng, &mut w);
     let mut params = Vec::new();
@@ -142,7 +142,7 @@ fn deeplab_runs_on_odd_sizes_and_matches_candle_aspp() {
     let sc = SessionConfig::default();
     let mut dl = Model::from_bytes(&export_deeplab(&w, &cfg).unwrap(), "dl.onnx", &sc).unwrap();
     let mut bb = Model::from_bytes(
-        &export_backbone(&w, &cfg.backbone, None).unwrap(),
+        &export_backbone(&w, cfg.backbone.as_resnet().unwrap(), None).unwrap(),
         "backbone.onnx",
         &sc,
     )

@@ -15,7 +15,7 @@ use ssc_models::onnx::{Weights, export_deeplab};
 fn tiny_deeplab(k: usize) -> Vec<u8> {
     let mut rng = Rng::new(5);
     let cfg = DeepLabConfig::synthetic(k);
-    let cin = cfg.backbone.out_channels(3);
+    let cin = cfg.backbone.feature_channels();
     let mut w = Weights::new();
     common::random_resnet(&cfg.backbone, &mut rng, &mut w);
     for i in 0..cfg.rates.len() {

@@ -1,17 +1,19 @@
-//! The SSC classification / CAM network (§2.1–2.3, §3.1): ResNet OS16 backbone with DRS in
-//! every layer4 block, a bias-free 1×1 classifier, global average pooling.
+//! The SSC classification / CAM network (§2.1–2.3, §3.1): an OS16 backbone ending in DRS
+//! (ResNet: in every layer4 block; EfficientNet-Lite: after the head), a bias-free 1×1
+//! classifier, global average pooling. In training a second DRS follows the early stages
+//! (stride 8), whose output is detached unless every stage trains.
 //!
-//! Parameter names: the backbone's torchvision names at the root (so ImageNet weights load
-//! unchanged) and `classifier.weight` `[C, 4·8·base, 1, 1]`.
+//! Parameter names: the backbone's own names at the root (torchvision's or the
+//! EfficientNet-Lite package's, so ImageNet weights load unchanged) and `classifier.weight`
+//! `[C, feature_channels, 1, 1]`.
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
+use crate::backbone::Backbone;
 use crate::config::{Activation, CamNetConfig, ResNetOptions};
-use crate::drs::drs;
 use crate::ops::conv::{Conv2d, ConvParams};
-use crate::ops::pool::global_avg_pool;
-use crate::resnet::ResNet;
+use crate::ops::pool::{global_avg_pool, global_max_pool};
 
 /// Outputs of the training forward pass.
 #[derive(Debug, Clone)]
@@ -25,9 +27,10 @@ pub struct CamTrainOutput {
 /// The CAM network.
 #[derive(Debug, Clone)]
 pub struct CamNet {
-    backbone: ResNet,
+    backbone: Backbone,
     classifier: Conv2d,
     cfg: CamNetConfig,
+    layer4_act: Activation,
 }
 
 impl CamNet {
@@ -42,7 +45,7 @@ impl CamNet {
         if cfg.num_classes == 0 {
             candle_core::bail!("cam: num_classes must be > 0");
         }
-        let backbone = ResNet::with_options(&cfg.backbone, opts, vb.clone())?;
+        let backbone = Backbone::new(&cfg.backbone, opts, vb.clone())?;
         let classifier = Conv2d::new(
             cfg.feature_channels(),
             cfg.num_classes,
@@ -56,6 +59,7 @@ impl CamNet {
             backbone,
             classifier,
             cfg: cfg.clone(),
+            layer4_act: opts.layer4_act,
         })
     }
 
@@ -65,26 +69,37 @@ impl CamNet {
     }
 
     /// The backbone.
-    pub fn backbone(&self) -> &ResNet {
+    pub fn backbone(&self) -> &Backbone {
         &self.backbone
     }
 
-    /// Training forward (§2.1–2.3): stage-2 output detached, DRS after layer2, layer4 with
-    /// its DRS blocks, classifier, spatial mean.
+    /// Training forward (§2.1–2.3): early stages (output detached unless every stage
+    /// trains), the training-only DRS without ReLU `min(x, δ·max_hw x)` (the reference's; not
+    /// for variants without DRS), the late stages ending in DRS, classifier, spatial mean.
     ///
     /// # Shapes
     /// `[N, 3, H, W]` → features `[N, C, ⌈H/16⌉, ⌈W/16⌉]`, scores `[N, C]`.
     pub fn forward_train(&self, x: &Tensor) -> Result<CamTrainOutput> {
         let b = &self.backbone;
-        let (_, stem) = b.stem_t(x, true)?;
-        let l2 = b.layer_t(1, &b.layer_t(0, &stem, true)?, true)?;
-        let l2 = if self.cfg.train_all_stages {
-            l2
+        let mid = b.early_t(x, true)?;
+        let mid = if self.cfg.train_all_stages {
+            mid
         } else {
-            l2.detach()
+            mid.detach()
         };
-        let l2 = drs(&l2, self.cfg.drs_delta)?;
-        let l4 = b.layer_t(3, &b.layer_t(2, &l2, true)?, true)?;
+        let mid = match self.layer4_act {
+            Activation::Drs { delta } => {
+                let peak = global_max_pool(&mid)?;
+                let peak = if self.cfg.detach_early_drs_cap {
+                    peak.detach()
+                } else {
+                    peak
+                };
+                mid.broadcast_minimum(&(peak * delta)?)?
+            }
+            Activation::Relu => mid,
+        };
+        let l4 = b.late_t(&mid, true)?;
         let features = self.classifier.forward(&l4)?;
         let scores = global_avg_pool(&features)?;
         Ok(CamTrainOutput { features, scores })
@@ -95,13 +110,7 @@ impl CamNet {
     /// # Shapes
     /// `[N, 3, H, W]` → `[N, C, ⌈H/16⌉, ⌈W/16⌉]`.
     pub fn features(&self, x: &Tensor) -> Result<Tensor> {
-        let b = &self.backbone;
-        let (_, stem) = b.stem_t(x, false)?;
-        let mut y = stem;
-        for l in 0..4 {
-            y = b.layer_t(l, &y, false)?;
-        }
-        self.classifier.forward(&y)
+        self.classifier.forward(&self.backbone.forward_t(x, false)?)
     }
 
     /// The inference CAM, ReLU(F) (§3.1).
@@ -112,8 +121,8 @@ impl CamNet {
         self.features(x)?.relu()
     }
 
-    /// The layer4 activation in use (DRS unless built otherwise).
+    /// The last activation of the backbone (DRS unless built otherwise).
     pub fn layer4_activation(&self) -> Activation {
-        self.backbone.options().layer4_act
+        self.layer4_act
     }
 }

@@ -3,6 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::backbone::BackboneConfig;
+pub use crate::efficientnet::{EfficientNetConfig, EfficientNetStage};
+
 /// Torchvision-style Bottleneck ResNet ("v1.5": stride on the 3×3 conv).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResNetConfig {
@@ -182,6 +185,17 @@ impl PerceptualConfig {
         }
     }
 
+    /// EfficientNet-Lite features for the perceptual loss when no ImageNet VGG-19 is at hand:
+    /// the outputs of stages 1, 2, 3, 5 and 7 (strides 2, 4, 8, 16, 32), weighted like the
+    /// reference's five VGG taps (1/32, 1/16, 1/8, 1/4, 1).
+    pub fn efficientnet_lite() -> Self {
+        PerceptualConfig {
+            taps: vec![0, 1, 2, 4, 6],
+            weights: vec![1.0 / 32.0, 1.0 / 16.0, 1.0 / 8.0, 1.0 / 4.0, 1.0],
+            max_width: 1024,
+        }
+    }
+
     /// **[paper]** Eq. 5–6: the last ReLU of each block (relu1_2, relu2_2, relu3_4, relu4_4,
     /// relu5_4), weights 1/32, 1/16, 1/8, 1/4, 1/2.
     pub fn paper(vgg: &VggConfig) -> Self {
@@ -195,11 +209,11 @@ impl PerceptualConfig {
     }
 }
 
-/// IRN's class-boundary (edge) branch on a frozen ResNet (§4.2).
+/// IRN's class-boundary (edge) branch on a frozen backbone (§4.2).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IrnConfig {
     /// The frozen backbone (ResNet-50 at output stride 16 in the reference).
-    pub backbone: ResNetConfig,
+    pub backbone: BackboneConfig,
     /// Channels of each of e1…e5 (32 in the reference; half the backbone's base width).
     pub edge_width: usize,
     /// GroupNorm groups of e1…e5 (4).
@@ -219,36 +233,30 @@ impl IrnConfig {
         Self::for_backbone(ResNetConfig::tiny_os16())
     }
 
-    /// Edge widths scaled with the backbone (base width / 2, at least `gn_groups`).
-    pub fn for_backbone(backbone: ResNetConfig) -> Self {
+    /// Edge widths scaled with the backbone: a ResNet's base width / 2 (at least 4), 32
+    /// (the reference's) for EfficientNet-Lite.
+    pub fn for_backbone(backbone: impl Into<BackboneConfig>) -> Self {
+        let backbone = backbone.into();
         IrnConfig {
-            edge_width: (backbone.base_width / 2).max(4),
+            edge_width: match &backbone {
+                BackboneConfig::ResNet(r) => (r.base_width / 2).max(4),
+                BackboneConfig::EfficientNetLite(_) => 32,
+            },
             backbone,
             gn_groups: 4,
             gn_eps: 1e-5,
         }
     }
 
-    /// Channels of the five backbone features x1 (stem) … x5 (layer4).
+    /// Channels of the five backbone features x1 … x5 ([`BackboneConfig::tap_channels`]).
     pub fn feature_channels(&self) -> [usize; 5] {
-        let b = &self.backbone;
-        [
-            b.base_width,
-            b.out_channels(0),
-            b.out_channels(1),
-            b.out_channels(2),
-            b.out_channels(3),
-        ]
+        self.backbone.tap_channels()
     }
 
     /// Up-sampling factor of e1…e5 back to the stride of x2 (1, 1, 2, 4, 4 at OS16).
     pub fn edge_factors(&self) -> [usize; 5] {
-        let s = self.backbone.strides;
-        let mut f = [1; 5];
-        for l in 1..4 {
-            f[l + 1] = s[1..=l].iter().product();
-        }
-        f
+        let s = self.backbone.tap_strides();
+        s.map(|t| (t / s[1].max(1)).max(1))
     }
 }
 
@@ -256,7 +264,7 @@ impl IrnConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeepLabConfig {
     /// Backbone (ResNet-101 OS8 in the reference code, OS16 in the paper).
-    pub backbone: ResNetConfig,
+    pub backbone: BackboneConfig,
     /// Output classes, background included (21 VOC, 81 COCO).
     pub num_classes: usize,
     /// ASPP dilation (= padding) of each branch: 6, 12, 18, 24.
@@ -269,7 +277,7 @@ impl DeepLabConfig {
     /// The reference code's network: ResNet-101 at output stride 8.
     pub fn voc() -> Self {
         DeepLabConfig {
-            backbone: ResNetConfig::resnet101_os8(),
+            backbone: ResNetConfig::resnet101_os8().into(),
             num_classes: 21,
             rates: vec![6, 12, 18, 24],
             head_init_std: 0.01,
@@ -287,7 +295,7 @@ impl DeepLabConfig {
     /// The paper's output stride 16.
     pub fn voc_os16() -> Self {
         DeepLabConfig {
-            backbone: ResNetConfig::resnet101_os16(),
+            backbone: ResNetConfig::resnet101_os16().into(),
             ..Self::voc()
         }
     }
@@ -299,7 +307,8 @@ impl DeepLabConfig {
                 strides: [1, 2, 1, 1],
                 dilations: [1, 1, 2, 4],
                 ..ResNetConfig::tiny_os16()
-            },
+            }
+            .into(),
             num_classes,
             ..Self::voc()
         }
@@ -368,7 +377,7 @@ impl ResNetOptions {
     pub fn irn() -> Self {
         ResNetOptions {
             bn: BnMode::Frozen,
-            frozen_stages: 5,
+            frozen_stages: usize::MAX,
             layer4_act: Activation::Relu,
         }
     }
@@ -398,7 +407,7 @@ impl Default for ResNetOptions {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CamNetConfig {
     /// Backbone layout (output stride 16 in SSC).
-    pub backbone: ResNetConfig,
+    pub backbone: BackboneConfig,
     /// Number of foreground classes C (the classifier has C outputs, no background).
     pub num_classes: usize,
     /// DRS suppression ratio δ (§2.2).
@@ -412,17 +421,24 @@ pub struct CamNetConfig {
     /// (`frozen`, the default) because its statistics come from ImageNet.
     #[serde(default)]
     pub bn: BnMode,
+    /// Compute the cap of the training-only DRS after the early stages from a detached copy
+    /// (`min(x, δ·stopgrad(max x))`), so no gradient pushes the peak up through the cap.
+    /// Only matters with `train_all_stages`: the reference detaches the early stages'
+    /// output anyway. `false` (the default) is the reference's DRS.
+    #[serde(default)]
+    pub detach_early_drs_cap: bool,
 }
 
 impl CamNetConfig {
     /// PASCAL VOC: ResNet-50 OS16, 20 classes, δ = 0.55.
     pub fn voc() -> Self {
         CamNetConfig {
-            backbone: ResNetConfig::resnet50_os16(),
+            backbone: ResNetConfig::resnet50_os16().into(),
             num_classes: 20,
             drs_delta: 0.55,
             train_all_stages: false,
             bn: BnMode::Frozen,
+            detach_early_drs_cap: false,
         }
     }
 
@@ -437,16 +453,17 @@ impl CamNetConfig {
     /// Tiny network for CPU tests and the synthetic preset (width-8 ResNet).
     pub fn synthetic(num_classes: usize) -> Self {
         CamNetConfig {
-            backbone: ResNetConfig::tiny_os16(),
+            backbone: ResNetConfig::tiny_os16().into(),
             num_classes,
             drs_delta: 0.55,
             train_all_stages: false,
             bn: BnMode::Frozen,
+            detach_early_drs_cap: false,
         }
     }
 
-    /// Channels of the classifier input (layer4 output).
+    /// Channels of the classifier input (the backbone's final features).
     pub fn feature_channels(&self) -> usize {
-        self.backbone.out_channels(3)
+        self.backbone.feature_channels()
     }
 }

@@ -9,10 +9,10 @@
 use candle_core::{Module, ModuleT, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
+use crate::backbone::Backbone;
 use crate::config::{DeepLabConfig, ResNetOptions};
 use crate::ops::conv::{Conv2d, ConvParams};
 use crate::ops::resize::bilinear;
-use crate::resnet::ResNet;
 
 /// The ASPP head.
 #[derive(Debug, Clone)]
@@ -82,7 +82,8 @@ pub struct DeepLabOutput {
     pub logits: Tensor,
 }
 
-/// DeepLabV2 (§6.1): ResNet (trainable BN with batch statistics in training) + ASPP.
+/// DeepLabV2 (§6.1): a backbone (ResNet or EfficientNet-Lite; trainable BN with batch
+/// statistics in training) + ASPP on its final features.
 ///
 /// Names: the backbone under `backbone.` with torchvision's names (`backbone.conv1.weight`,
 /// `backbone.layer3.22.bn2.running_var`, …) and the head under `classifier.{i}`. A
@@ -91,7 +92,7 @@ pub struct DeepLabOutput {
 /// (`num_batches_tracked` and `fc.*` are simply never asked for).
 #[derive(Debug, Clone)]
 pub struct DeepLabV2 {
-    backbone: ResNet,
+    backbone: Backbone,
     aspp: Aspp,
 }
 
@@ -103,9 +104,9 @@ impl DeepLabV2 {
         backbone_vb: VarBuilder,
         head_vb: VarBuilder,
     ) -> Result<Self> {
-        let backbone = ResNet::with_options(&cfg.backbone, &ResNetOptions::deeplab(), backbone_vb)?;
+        let backbone = Backbone::new(&cfg.backbone, &ResNetOptions::deeplab(), backbone_vb)?;
         let aspp = Aspp::new(
-            cfg.backbone.out_channels(3),
+            cfg.backbone.feature_channels(),
             cfg.num_classes,
             &cfg.rates,
             cfg.head_init_std,

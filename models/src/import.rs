@@ -1,5 +1,5 @@
 //! Pretrained weight import (§10.1): state dicts from safetensors, PyTorch zip `.pth` and
-//! legacy (pre-1.6) `.pth`; ResNet layout inference; checking a state dict against a model
+//! legacy (pre-1.6) `.pth`; ResNet and EfficientNet-Lite layout inference; checking a state dict against a model
 //! with every missing, unexpected or mis-shaped key named; conversion to safetensors.
 
 pub mod pickle;
@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex};
 use candle_core::{DType, Device, Shape, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 
-use crate::config::ResNetConfig;
+use crate::backbone::{Backbone, BackboneConfig};
+use crate::config::{EfficientNetConfig, ResNetConfig, ResNetOptions};
 use crate::error::{ModelError, Result, ShapeMismatch};
 use crate::resnet::ResNet;
 use pickle::{TensorRef, Value};
@@ -454,6 +455,48 @@ pub fn check_params(
             shapes,
         })
     }
+}
+
+/// Checks a state dict against the backbone `cfg` (every parameter it needs, with its shape,
+/// and nothing else); `ignore_head` allows an ImageNet classification head (`fc.*` of
+/// torchvision, `_fc.*` of EfficientNet-Lite). Problems are reported together, by name.
+pub fn check_backbone(sd: &StateDict, cfg: &BackboneConfig, ignore_head: bool) -> Result<()> {
+    let expected = model_params(|vb| Backbone::new(cfg, &ResNetOptions::default(), vb))?;
+    let ignore: &[&str] = if ignore_head { &["fc.", "_fc."] } else { &[] };
+    check_params(sd, &expected, ignore)
+}
+
+/// The backbone of an ImageNet or ssc state dict, inferred from its names and shapes: a
+/// torchvision ResNet (with `strides`/`dilations`) or an EfficientNet-Lite (at
+/// `output_stride`). Names may carry `prefix` (e.g. `backbone.`).
+pub fn infer_backbone(
+    sd: &StateDict,
+    prefix: &str,
+    strides: [usize; 4],
+    dilations: [usize; 4],
+    output_stride: usize,
+) -> Result<BackboneConfig> {
+    let shapes: BTreeMap<String, Vec<usize>> = sd
+        .tensors()
+        .iter()
+        .filter_map(|(k, t)| Some((k.strip_prefix(prefix)?.to_string(), t.dims().to_vec())))
+        .collect();
+    if shapes.contains_key("_conv_stem.weight") {
+        return EfficientNetConfig::infer(&shapes, output_stride)
+            .map(BackboneConfig::from)
+            .map_err(|e| ModelError::Invalid(format!("{}: {e}", sd.path().display())));
+    }
+    if prefix.is_empty() {
+        return infer_resnet(sd, strides, dilations).map(BackboneConfig::from);
+    }
+    let stripped = StateDict::from_tensors(
+        sd.path(),
+        sd.tensors()
+            .iter()
+            .filter_map(|(k, t)| Some((k.strip_prefix(prefix)?.to_string(), t.clone())))
+            .collect(),
+    );
+    infer_resnet(&stripped, strides, dilations).map(BackboneConfig::from)
 }
 
 /// Checks a state dict against a torchvision ResNet of layout `cfg`; `ignore_fc` allows the

@@ -11,11 +11,11 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
+use crate::backbone::Backbone;
 use crate::config::{IrnConfig, ResNetOptions};
 use crate::ops::conv::{Conv2d, ConvParams};
 use crate::ops::norm::group_norm;
 use crate::ops::resize::bilinear;
-use crate::resnet::ResNet;
 
 /// One of e1…e5: conv 1×1 (no bias) → GN → up×factor → ReLU.
 #[derive(Debug, Clone)]
@@ -98,17 +98,17 @@ impl IrnEdge {
     }
 }
 
-/// The IRN edge network (§4.2): a completely frozen ResNet (fixed BN, detached outputs) and
+/// The IRN edge network (§4.2): a completely frozen backbone (fixed BN, detached outputs) and
 /// the trainable [`IrnEdge`] branch.
 #[derive(Debug, Clone)]
 pub struct Irn {
-    backbone: ResNet,
+    backbone: Backbone,
     edge: IrnEdge,
 }
 
 impl Irn {
-    /// Backbone from `backbone_vb` (torchvision names at its root, e.g. an ImageNet
-    /// `resnet50` state dict), edge branch from `edge_vb` (`fc_edge*` names). Keeping them
+    /// Backbone from `backbone_vb` (its own names at the root, e.g. an ImageNet `resnet50`
+    /// state dict), edge branch from `edge_vb` (`fc_edge*` names). Keeping them
     /// apart lets the backbone come from a checkpoint while the branch is trained in a
     /// `VarMap` that then holds only trainable parameters.
     pub fn from_parts(
@@ -117,7 +117,7 @@ impl Irn {
         edge_vb: VarBuilder,
     ) -> Result<Self> {
         Ok(Irn {
-            backbone: ResNet::with_options(&cfg.backbone, &ResNetOptions::irn(), backbone_vb)?,
+            backbone: Backbone::new(&cfg.backbone, &ResNetOptions::irn(), backbone_vb)?,
             edge: IrnEdge::new(cfg, edge_vb)?,
         })
     }
@@ -132,15 +132,16 @@ impl Irn {
         &self.edge
     }
 
-    /// The detached backbone features `[x1, x2, x3, x4, x5]` (stem after the max pool,
-    /// layer1 … layer4), always with the stored BN statistics.
+    /// The detached backbone features `[x1, x2, x3, x4, x5]` ([`Backbone::taps_t`]; for a
+    /// ResNet the stem after the max pool and layer1 … layer4), always with the stored BN
+    /// statistics.
     ///
     /// # Shapes
     /// N×3×H×W → x1, x2 at ⌈H/4⌉×⌈W/4⌉, x3 at stride 8, x4 and x5 at stride 16 (OS16).
     pub fn features(&self, x: &Tensor) -> Result<Vec<Tensor>> {
-        let s = self.backbone.forward_stages_t(x, false)?;
-        let [l1, l2, l3, l4] = s.layers;
-        Ok([s.stem, l1, l2, l3, l4]
+        Ok(self
+            .backbone
+            .taps_t(x, false)?
             .iter()
             .map(Tensor::detach)
             .collect())

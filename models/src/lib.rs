@@ -2,11 +2,13 @@
 //!
 //! Section numbers (§) refer to the pipeline specification (`shared/spec/pipeline.md`).
 
+pub mod backbone;
 pub mod cam;
 pub mod config;
 pub mod decoder;
 pub mod deeplab;
 pub mod drs;
+pub mod efficientnet;
 pub mod error;
 pub mod import;
 pub mod init;

@@ -37,6 +37,19 @@ pub enum BatchNorm2d {
 impl BatchNorm2d {
     /// Loads a BN over `c` channels. `frozen` detaches γ and β (no gradient).
     pub fn new(c: usize, eps: f64, mode: BnMode, frozen: bool, vb: VarBuilder) -> Result<Self> {
+        Self::with_momentum(c, eps, 0.1, mode, frozen, vb)
+    }
+
+    /// [`BatchNorm2d::new`] with another running-statistics momentum (PyTorch's sense: the
+    /// weight of the new batch) for [`BnMode::Batch`].
+    pub fn with_momentum(
+        c: usize,
+        eps: f64,
+        momentum: f64,
+        mode: BnMode,
+        frozen: bool,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         use candle_nn::Init::Const;
         match mode {
             BnMode::Frozen => {
@@ -58,6 +71,7 @@ impl BatchNorm2d {
             BnMode::Batch => {
                 let cfg = candle_nn::BatchNormConfig {
                     eps,
+                    momentum,
                     ..Default::default()
                 };
                 candle_nn::batch_norm(c, cfg, vb).map(BatchNorm2d::Batch)

@@ -130,10 +130,36 @@ pub fn avg_pool_2x2(x: &Tensor) -> Result<Tensor> {
         .mean(3)
 }
 
+/// The frozen network whose features the perceptual loss compares.
+#[derive(Debug, Clone)]
+pub enum FeatureNet {
+    /// VGG `features` (the reference); taps are `features` indices.
+    Vgg(Vgg),
+    /// An ImageNet EfficientNet-Lite in eval mode with frozen weights; taps are stage indices
+    /// (0-based; stages 1, 2, 3, 5, 7 = `[0, 1, 2, 4, 6]` sit at strides 2 … 32).
+    EfficientNet(Box<crate::efficientnet::EfficientNet>),
+}
+
+impl FeatureNet {
+    fn depth(&self) -> usize {
+        match self {
+            FeatureNet::Vgg(v) => v.len(),
+            FeatureNet::EfficientNet(e) => e.config().stages.len(),
+        }
+    }
+
+    fn taps(&self, x: &Tensor, taps: &[usize]) -> Result<Vec<Tensor>> {
+        match self {
+            FeatureNet::Vgg(v) => v.forward_taps(x, taps),
+            FeatureNet::EfficientNet(e) => e.forward_stage_taps(x, taps),
+        }
+    }
+}
+
 /// The perceptual loss network and its layer choice (§2.5).
 #[derive(Debug, Clone)]
 pub struct PerceptualLoss {
-    vgg: Vgg,
+    net: FeatureNet,
     cfg: PerceptualConfig,
 }
 
@@ -141,6 +167,11 @@ impl PerceptualLoss {
     /// Wraps a loaded VGG; fails when taps and weights disagree in number or a tap is out of
     /// range.
     pub fn new(vgg: Vgg, cfg: PerceptualConfig) -> Result<Self> {
+        Self::with_features(FeatureNet::Vgg(vgg), cfg)
+    }
+
+    /// Wraps any [`FeatureNet`] (taps in its own numbering).
+    pub fn with_features(net: FeatureNet, cfg: PerceptualConfig) -> Result<Self> {
         if cfg.taps.len() != cfg.weights.len() || cfg.taps.is_empty() {
             candle_core::bail!(
                 "perceptual loss: {} taps but {} weights",
@@ -148,18 +179,18 @@ impl PerceptualLoss {
                 cfg.weights.len()
             );
         }
-        if let Some(&t) = cfg.taps.iter().find(|&&t| t >= vgg.len()) {
+        if let Some(&t) = cfg.taps.iter().find(|&&t| t >= net.depth()) {
             candle_core::bail!(
-                "perceptual loss: tap {t} beyond the {} VGG layers",
-                vgg.len()
+                "perceptual loss: tap {t} beyond the network's {} layers",
+                net.depth()
             );
         }
-        Ok(PerceptualLoss { vgg, cfg })
+        Ok(PerceptualLoss { net, cfg })
     }
 
-    /// The frozen VGG.
-    pub fn vgg(&self) -> &Vgg {
-        &self.vgg
+    /// The frozen feature network.
+    pub fn features(&self) -> &FeatureNet {
+        &self.net
     }
 
     /// `L_p = Σ_j w_j · mean|φ_j(x_hat) − φ_j(target)|`, the target branch detached. Both
@@ -181,8 +212,8 @@ impl PerceptualLoss {
             x = avg_pool_2x2(&x)?;
             y = avg_pool_2x2(&y)?;
         }
-        let fx = self.vgg.forward_taps(&x, &self.cfg.taps)?;
-        let fy = self.vgg.forward_taps(&y, &self.cfg.taps)?;
+        let fx = self.net.taps(&x, &self.cfg.taps)?;
+        let fy = self.net.taps(&y, &self.cfg.taps)?;
         let mut loss: Option<Tensor> = None;
         for ((a, b), &w) in fx.iter().zip(&fy).zip(&self.cfg.weights) {
             let term = ((a - b.detach())?.abs()?.mean_all()? * w)?;

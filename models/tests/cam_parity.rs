@@ -53,11 +53,12 @@ fn cam_pairs_match_fixture() {
     )
     .unwrap();
     let net_cfg = CamNetConfig {
-        backbone,
+        backbone: backbone.into(),
         num_classes: cfg["C"].as_u64().unwrap() as usize,
         drs_delta: rcfg["drs_delta"].as_f64().unwrap(),
         train_all_stages: false,
         bn: Default::default(),
+        detach_early_drs_cap: false,
     };
     // The classifier and backbone keys are exactly what the model requests.
     let expected = import::model_params(|vb| CamNet::new(&net_cfg, vb)).unwrap();

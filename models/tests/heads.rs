@@ -289,7 +289,7 @@ fn irn_edge_gradients() {
 #[test]
 fn aspp_is_sum_of_dilated_convs() {
     let cfg = DeepLabConfig::synthetic(5);
-    let cin = cfg.backbone.out_channels(3);
+    let cin = cfg.backbone.feature_channels();
     let varmap = VarMap::new();
     let vb = SeededInit::var_builder(&varmap, 3, DType::F64, &Device::Cpu);
     let aspp = Aspp::new(cin, cfg.num_classes, &cfg.rates, cfg.head_init_std, vb).unwrap();
@@ -419,7 +419,7 @@ fn deeplab_names_and_output_sizes() {
         (DeepLabConfig::synthetic(5), 8),
         (
             DeepLabConfig {
-                backbone: ResNetConfig::tiny_os16(),
+                backbone: ResNetConfig::tiny_os16().into(),
                 ..DeepLabConfig::synthetic(5)
             },
             16,
@@ -517,7 +517,7 @@ fn backbones_load_torchvision_names_from_fixture() {
     }
 
     let dl_cfg = DeepLabConfig {
-        backbone: layout("os8"),
+        backbone: layout("os8").into(),
         ..DeepLabConfig::synthetic(3)
     };
     let head = VarMap::new();
@@ -529,7 +529,7 @@ fn backbones_load_torchvision_names_from_fixture() {
     .unwrap();
     // The same head applied to the fixture's OS8 layer4 gives the network's pre_logits.
     let aspp = Aspp::new(
-        dl_cfg.backbone.out_channels(3),
+        dl_cfg.backbone.feature_channels(),
         dl_cfg.num_classes,
         &dl_cfg.rates,
         dl_cfg.head_init_std,

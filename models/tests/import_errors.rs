@@ -159,3 +159,61 @@ fn infers_resnet50_layout_from_torchvision_shapes() {
     assert_eq!(got, cfg50);
     import::check_resnet(&sd, &got, true).unwrap();
 }
+
+/// EfficientNet-Lite state dicts: the layout comes from the keys; a missing, an unexpected
+/// and a mis-shaped key are each named; a ResNet checkpoint where an EfficientNet is expected
+/// and a truncated file fail naming the file.
+#[test]
+fn efficientnet_state_dicts_are_checked_by_name() {
+    use ssc_models::config::{BackboneConfig, EfficientNetConfig};
+    let tiny = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/goldens/efficientnet-lite/tiny_random_weights.safetensors");
+    let sd = import::load_state_dict(&tiny).unwrap();
+    let cfg = import::infer_backbone(&sd, "", [1, 2, 2, 1], [1; 4], 16).unwrap();
+    let BackboneConfig::EfficientNetLite(eff) = &cfg else {
+        panic!("inferred {cfg:?}");
+    };
+    assert_eq!(eff.num_blocks(), 21);
+    assert_eq!(eff.output_stride, 16);
+    import::check_backbone(&sd, &cfg, true).unwrap();
+
+    let mut t = sd.tensors().clone();
+    t.remove("_blocks.4._bn1.running_var");
+    t.insert(
+        "_blocks.4._extra.weight".into(),
+        Tensor::zeros(3, candle_core::DType::F32, &Device::Cpu).unwrap(),
+    );
+    t.insert(
+        "_blocks.2._depthwise_conv.weight".into(),
+        Tensor::zeros((48, 1, 5, 5), candle_core::DType::F32, &Device::Cpu).unwrap(),
+    );
+    let bad = StateDict::from_tensors(&tiny, t);
+    match import::check_backbone(&bad, &cfg, true).unwrap_err() {
+        ModelError::Mismatch {
+            missing,
+            unexpected,
+            shapes,
+            ..
+        } => {
+            assert_eq!(missing, ["_blocks.4._bn1.running_var"]);
+            assert_eq!(unexpected, ["_blocks.4._extra.weight"]);
+            assert_eq!(shapes.len(), 1);
+            assert_eq!(shapes[0].name, "_blocks.2._depthwise_conv.weight");
+        }
+        e => panic!("{e:?}"),
+    }
+
+    // A ResNet where an EfficientNet is expected: its keys do not describe one.
+    let mut resnet = std::collections::BTreeMap::new();
+    resnet.insert("conv1.weight".to_string(), vec![64, 3, 7, 7]);
+    let e = EfficientNetConfig::infer(&resnet, 32).unwrap_err();
+    assert!(e.contains("_conv_stem"), "{e}");
+
+    // A truncated file names the file.
+    let tmp = tempfile::tempdir().unwrap();
+    let cut = tmp.path().join("cut.safetensors");
+    let bytes = std::fs::read(&tiny).unwrap();
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let e = import::load_state_dict(&cut).unwrap_err().to_string();
+    assert!(e.contains("cut.safetensors"), "{e}");
+}

@@ -230,7 +230,7 @@ fn bad_state_dicts_and_configs_are_typed_errors() {
         Err(OnnxError::Invalid(_))
     ));
     let dl = DeepLabConfig {
-        backbone: cfg.clone(),
+        backbone: cfg.clone().into(),
         ..DeepLabConfig::synthetic(4)
     };
     let e = export_deeplab_with(&w, &dl, &ExportMeta::new(vec!["x".into()])).unwrap_err();

@@ -38,7 +38,7 @@ fn env_or(key: &str, default: usize) -> usize {
 fn model(path: &Path, classes: usize) {
     let mut rng = Rng::new(11);
     let cfg = DeepLabConfig::synthetic(classes);
-    let cin = cfg.backbone.out_channels(3);
+    let cin = cfg.backbone.feature_channels();
     let mut w = Weights::new();
     common::random_resnet(&cfg.backbone, &mut rng, &mut w);
     for i in 0..cfg.rates.len() {

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use ssc_models::config::{DeepLabConfig, ResNetConfig};
+use ssc_models::config::{BackboneConfig, DeepLabConfig, EfficientNetConfig, ResNetConfig};
 use ssc_models::import::{StateDict, infer_resnet};
 use ssc_models::onnx::{self, ExportMeta, Weights};
 
@@ -64,8 +64,31 @@ pub fn meta(classes: &Option<String>, n: usize, with_background: bool) -> Result
     Ok(ExportMeta::new(names))
 }
 
-/// ResNet layout inferred from `backbone.`-prefixed or root torchvision keys.
+/// The backbone layout of the exporter's weights `w` (backbone at the root): an
+/// EfficientNet-Lite (package names, at `output_stride`) or a torchvision ResNet (with
+/// `strides` and `dilations`); `sd` is the file they came from.
 pub fn infer_layout(
+    w: &Weights,
+    sd: &StateDict,
+    strides: [usize; 4],
+    dilations: [usize; 4],
+    output_stride: usize,
+) -> Result<BackboneConfig> {
+    if w.shape("_conv_stem.weight").is_some() {
+        let shapes = w
+            .names()
+            .into_iter()
+            .filter_map(|n| Some((n.to_string(), w.shape(n)?.to_vec())))
+            .collect();
+        return EfficientNetConfig::infer(&shapes, output_stride)
+            .map(BackboneConfig::from)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", sd.path().display()));
+    }
+    infer_resnet_layout(w, sd, strides, dilations).map(BackboneConfig::from)
+}
+
+/// ResNet layout inferred from `backbone.`-prefixed or root torchvision keys.
+fn infer_resnet_layout(
     w: &Weights,
     sd: &StateDict,
     strides: [usize; 4],
@@ -133,7 +156,7 @@ pub fn deeplab_onnx(
                 s => bail!("--output-stride must be 8 or 16, got {s}"),
             };
             DeepLabConfig {
-                backbone: infer_layout(&w, sd, strides, dilations)?,
+                backbone: infer_layout(&w, sd, strides, dilations, output_stride)?,
                 num_classes: dim0(&w, "classifier.0.weight", sd.path())?,
                 ..DeepLabConfig::voc()
             }

@@ -74,7 +74,7 @@ fn deeplab_trains_exports_and_matches_onnx() {
     assert!(o.status.success(), "{}", text(&o));
     // The synthetic preset shrunk further for a test.
     let mut cfg = DeepLabTrainConfig::synthetic(3);
-    cfg.net.backbone.base_width = 4;
+    cfg.net.backbone.as_resnet_mut().unwrap().base_width = 4;
     cfg.data.crop = 32;
     cfg.batch_size = 4;
     let cfg_path = tmp.path().join("tiny.json");

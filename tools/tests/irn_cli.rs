@@ -152,7 +152,7 @@ fn train_then_export_matches_candle() {
     // GT masks stand in for IR labels.
     let ir: PathBuf = data.join("SegmentationClass");
     let mut cfg = IrnTrainConfig::synthetic(classes);
-    cfg.net.backbone.base_width = 4;
+    cfg.net.backbone.as_resnet_mut().unwrap().base_width = 4;
     cfg.data.crop = 48;
     cfg.data.radius = 3;
     cfg.batch_size = 3;

@@ -27,7 +27,7 @@ const CLASSES: usize = 3;
 fn tiny_model(path: &Path) {
     let mut rng = Rng::new(5);
     let cfg = DeepLabConfig::synthetic(CLASSES);
-    let cin = cfg.backbone.out_channels(3);
+    let cin = cfg.backbone.feature_channels();
     let mut w = Weights::new();
     common::random_resnet(&cfg.backbone, &mut rng, &mut w);
     for i in 0..cfg.rates.len() {

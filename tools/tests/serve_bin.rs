@@ -20,7 +20,7 @@ const SERVE: &str = env!("CARGO_BIN_EXE_ssc-serve");
 fn tiny_model(path: &std::path::Path) {
     let mut rng = Rng::new(3);
     let cfg = DeepLabConfig::synthetic(3);
-    let cin = cfg.backbone.out_channels(3);
+    let cin = cfg.backbone.feature_channels();
     let mut w = Weights::new();
     common::random_resnet(&cfg.backbone, &mut rng, &mut w);
     for i in 0..cfg.rates.len() {

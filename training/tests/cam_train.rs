@@ -30,7 +30,7 @@ fn dataset(dir: &Path) -> usize {
 fn tiny(classes: usize, variant: Variant) -> CamTrainConfig {
     let mut c = CamTrainConfig::synthetic(classes);
     c.variant = variant;
-    c.net.backbone.base_width = 4;
+    c.net.backbone.as_resnet_mut().unwrap().base_width = 4;
     c.decoder.widths = [4, 4, 4, 4, 4];
     c.vgg = ssc_models::config::VggConfig::vgg19_narrow(32);
     c.perceptual = ssc_models::config::PerceptualConfig::code(&c.vgg);

@@ -31,7 +31,7 @@ fn dataset(dir: &Path) -> usize {
 
 fn tiny(classes: usize) -> DeepLabTrainConfig {
     let mut c = DeepLabTrainConfig::synthetic(classes);
-    c.net.backbone.base_width = 4;
+    c.net.backbone.as_resnet_mut().unwrap().base_width = 4;
     c.data.crop = 32;
     c.data.crop_mode = CropMode::ScaleCrop { scale: (0.7, 1.1) };
     c.data.images_per_epoch = None;

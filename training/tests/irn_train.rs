@@ -36,7 +36,7 @@ fn dataset(dir: &Path) -> usize {
 
 fn tiny(classes: usize) -> IrnTrainConfig {
     let mut c = IrnTrainConfig::synthetic(classes);
-    c.net.backbone.base_width = 4;
+    c.net.backbone.as_resnet_mut().unwrap().base_width = 4;
     c.data.crop = 48;
     c.data.radius = 3;
     c.batch_size = 4;

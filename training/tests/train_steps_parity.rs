@@ -95,11 +95,13 @@ fn train_config(cfg: &Value, case: &Value) -> CamTrainConfig {
             strides: arr(&bb["layer_strides"]),
             dilations: arr(&bb["layer_dilations"]),
             bn_eps: f(&bb["bn_eps"]),
-        },
+        }
+        .into(),
         num_classes,
         drs_delta: f(&net["drs_delta"]),
         train_all_stages: false,
         bn: BnMode::Frozen,
+        detach_early_drs_cap: false,
     };
     assert_eq!(
         c.net.feature_channels() as u64,

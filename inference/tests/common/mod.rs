@@ -6,7 +6,7 @@ use std::path::Path;
 
 use ssc_core::rng::Rng;
 use ssc_inference::runtime;
-use ssc_models::config::ResNetConfig;
+use ssc_models::config::{BackboneConfig, ResNetConfig};
 use ssc_models::onnx::Weights;
 
 /// Whether the ONNX Runtime library can be loaded; prints a SKIP notice when not.
@@ -56,7 +56,9 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], atol: f64, rtol: f64)
 }
 
 /// Every parameter of a torchvision ResNet for `cfg` (BN statistics sane: var in [0.5, 2)).
-pub fn random_resnet(cfg: &ResNetConfig, rng: &mut Rng, w: &mut Weights) {
+pub fn random_resnet(cfg: impl Into<BackboneConfig>, rng: &mut Rng, w: &mut Weights) {
+    let cfg = cfg.into();
+    let cfg = cfg.as_resnet().expect("a ResNet layout");
     let mut conv = |w: &mut Weights, name: &str, o: usize, i: usize, k: usize| {
         let std = (2.0 / (i * k * k) as f64).sqrt();
         let v = (0..o * i * k * k)

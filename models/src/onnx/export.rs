@@ -29,9 +29,9 @@ use ssc_core::normalize::{IMAGENET_MEAN, IMAGENET_STD};
 
 use super::graph::{ConvSpec, Graph};
 use super::proto::Dim;
-use super::resnet;
 use super::{OnnxError, Result, Weights};
-use crate::config::{DeepLabConfig, IrnConfig, ResNetConfig};
+use super::{efficientnet, resnet};
+use crate::config::{BackboneConfig, DeepLabConfig, EfficientNetConfig, IrnConfig, ResNetConfig};
 
 /// Descriptive metadata written into an exported file.
 #[derive(Debug, Clone, PartialEq)]
@@ -120,6 +120,91 @@ fn check_classes(meta: &ExportMeta, n: usize) -> Result<()> {
     Ok(())
 }
 
+/// The values a head taps from a backbone graph.
+struct BackboneGraph {
+    /// IRN's x1…x5 ([`crate::backbone::Backbone::taps_t`]).
+    taps: [String; 5],
+    /// The final features (with DRS when asked for).
+    features: String,
+}
+
+/// Adds `cfg`'s backbone on `x`; `drs_delta` ends it in DRS (ResNet: every layer4 block;
+/// EfficientNet-Lite: after the head).
+fn backbone_graph(
+    g: &mut Graph,
+    w: &Weights,
+    cfg: &BackboneConfig,
+    x: &str,
+    drs_delta: Option<f32>,
+) -> Result<BackboneGraph> {
+    cfg.validate().map_err(OnnxError::Invalid)?;
+    Ok(match cfg {
+        BackboneConfig::ResNet(c) => {
+            let s = resnet::backbone(g, w, c, x, drs_delta)?;
+            let [l1, l2, l3, l4] = s.layers;
+            BackboneGraph {
+                features: l4.clone(),
+                taps: [s.stem, l1, l2, l3, l4],
+            }
+        }
+        BackboneConfig::EfficientNetLite(c) => {
+            let s = efficientnet::backbone(g, w, c, x, drs_delta)?;
+            // x1: stage 1 at even rows and columns (stride 4).
+            let x1 = g.slice_steps(&s.stages[0], &[0, 0], &[2, 3], &[2, 2]);
+            BackboneGraph {
+                taps: [
+                    x1,
+                    s.stages[1].clone(),
+                    s.stages[2].clone(),
+                    s.stages[4].clone(),
+                    s.stages[6].clone(),
+                ],
+                features: s.features,
+            }
+        }
+    })
+}
+
+/// The whole EfficientNet-Lite ImageNet classifier (`_fc` included, dropout off): `image` →
+/// `logits` `[N, num_classes]` and `features` `[N, 1280, ⌈H/os⌉, ⌈W/os⌉]`, so an import can
+/// be checked against PyTorch. Class names are `class0`, … unless `meta` gives them.
+pub fn export_imagenet(
+    w: &Weights,
+    cfg: &EfficientNetConfig,
+    num_classes: usize,
+    meta: Option<&ExportMeta>,
+) -> Result<Vec<u8>> {
+    let default = ExportMeta::new((0..num_classes).map(|i| format!("class{i}")).collect());
+    let meta = meta.unwrap_or(&default);
+    check_classes(meta, num_classes)?;
+    let mut g = Graph::new("ssc_imagenet");
+    let x = image_input(&mut g);
+    let s = efficientnet::backbone(&mut g, w, cfg, &x, None)?;
+    let fw = w.get(
+        "_fc.weight",
+        &[num_classes, cfg.head_channels],
+        efficientnet::PACKAGE_NAMES,
+    )?;
+    let fb = w.get("_fc.bias", &[num_classes], efficientnet::PACKAGE_NAMES)?;
+    let fw = g.initializer("_fc.weight", &[num_classes, cfg.head_channels], fw)?;
+    let fb = g.initializer("_fc.bias", &[num_classes], fb)?;
+    let logits = g.pooled_linear(&s.features, &fw, &fb);
+    g.output(&logits, "logits", &[p("N"), Dim::Fixed(num_classes as i64)]);
+    g.output(
+        &s.features,
+        "features",
+        &[
+            p("N"),
+            Dim::Fixed(cfg.head_channels as i64),
+            p("h_out"),
+            p("w_out"),
+        ],
+    );
+    let config =
+        json!({ "backbone": BackboneConfig::from(cfg.clone()), "num_classes": num_classes });
+    Ok(g.to_model_bytes(&meta.props("imagenet", cfg.output_stride, config)))
+}
+
 /// The ResNet alone with every stage as an output (`conv1_relu`, `stem`, `layer1` …
 /// `layer4`); `drs_delta` puts DRS in layer4. For parity tests and feature extraction.
 pub fn export_backbone(w: &Weights, cfg: &ResNetConfig, drs_delta: Option<f32>) -> Result<Vec<u8>> {
@@ -149,7 +234,7 @@ pub fn export_backbone(w: &Weights, cfg: &ResNetConfig, drs_delta: Option<f32>) 
 /// ([`ExportMeta::foreground`]). Output `cam` = ReLU(classifier(layer4)).
 pub fn export_cam(
     w: &Weights,
-    cfg: &ResNetConfig,
+    cfg: impl Into<BackboneConfig>,
     num_classes: usize,
     drs_delta: f32,
 ) -> Result<Vec<u8>> {
@@ -159,10 +244,11 @@ pub fn export_cam(
 /// [`export_cam`] with explicit metadata; the class count is `meta.class_names.len()`.
 pub fn export_cam_with(
     w: &Weights,
-    cfg: &ResNetConfig,
+    cfg: impl Into<BackboneConfig>,
     drs_delta: f32,
     meta: &ExportMeta,
 ) -> Result<Vec<u8>> {
+    let cfg = &cfg.into();
     let c = meta.class_names.len();
     check_classes(meta, c)?;
     if !(drs_delta.is_finite() && drs_delta > 0.0) {
@@ -172,14 +258,15 @@ pub fn export_cam_with(
     }
     let mut g = Graph::new("ssc_cam");
     let x = image_input(&mut g);
-    let s = resnet::backbone(&mut g, w, cfg, &x, Some(drs_delta))?;
+    let s = backbone_graph(&mut g, w, cfg, &x, Some(drs_delta))?;
+    let fc = cfg.feature_channels();
     let cw = w.get(
         "classifier.weight",
-        &[c, cfg.out_channels(3), 1, 1],
-        "`classifier.weight` [C, 2048, 1, 1] beside the torchvision backbone",
+        &[c, fc, 1, 1],
+        "`classifier.weight` [C, feature_channels, 1, 1] beside the backbone",
     )?;
-    let cw = g.initializer("classifier.weight", &[c, cfg.out_channels(3), 1, 1], cw)?;
-    let f = g.conv(&s.layers[3], &cw, None, ConvSpec::k(1));
+    let cw = g.initializer("classifier.weight", &[c, fc, 1, 1], cw)?;
+    let f = g.conv(&s.features, &cw, None, ConvSpec::k(1));
     let cam = g.relu(&f);
     g.output(
         &cam,
@@ -201,16 +288,10 @@ pub fn export_irn_edge_with(w: &Weights, cfg: &IrnConfig, meta: &ExportMeta) -> 
     let ew = cfg.edge_width;
     let mut g = Graph::new("ssc_irn_edge");
     let x = image_input(&mut g);
-    let s = resnet::backbone(&mut g, w, &cfg.backbone, &x, None)?;
-    let feats = [
-        &s.stem,
-        &s.layers[0],
-        &s.layers[1],
-        &s.layers[2],
-        &s.layers[3],
-    ];
+    let s = backbone_graph(&mut g, w, &cfg.backbone, &x, None)?;
+    let feats: Vec<&String> = s.taps.iter().collect();
     // e1…e5 are cropped (top-left) to e2's size, which is x2's (a 1×1 conv keeps it).
-    let hw2 = g.spatial_size(&s.layers[0]);
+    let hw2 = g.spatial_size(&s.taps[1]);
     let mut maps = Vec::with_capacity(5);
     for (k, ((feat, &cin), &factor)) in feats
         .iter()
@@ -266,8 +347,8 @@ pub fn export_deeplab_with(w: &Weights, cfg: &DeepLabConfig, meta: &ExportMeta) 
     }
     let mut g = Graph::new("ssc_deeplab");
     let x = image_input(&mut g);
-    let s = resnet::backbone(&mut g, w, &cfg.backbone, &x, None)?;
-    let cin = cfg.backbone.out_channels(3);
+    let s = backbone_graph(&mut g, w, &cfg.backbone, &x, None)?;
+    let cin = cfg.backbone.feature_channels();
     let mut sum: Option<String> = None;
     for (i, &r) in cfg.rates.iter().enumerate() {
         let wt = w.get(&format!("classifier.{i}.weight"), &[k, cin, 3, 3], ASPP)?;
@@ -280,7 +361,7 @@ pub fn export_deeplab_with(w: &Weights, cfg: &DeepLabConfig, meta: &ExportMeta) 
             pad: r,
             dilation: r,
         };
-        let y = g.conv(&s.layers[3], &wt, Some(&b), spec);
+        let y = g.conv(&s.features, &wt, Some(&b), spec);
         sum = Some(match sum {
             Some(acc) => g.add(&acc, &y),
             None => y,

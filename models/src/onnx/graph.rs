@@ -171,6 +171,62 @@ impl Graph {
         }
     }
 
+    /// `Conv` with `group` groups and either explicit pads `[top, left, bottom, right]` or,
+    /// with `same_upper`, ONNX `auto_pad = SAME_UPPER` (TF "SAME": output `⌈n/stride⌉`, the odd
+    /// padding pixel at the end, computed from the actual input size).
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv_general(
+        &mut self,
+        x: &str,
+        w: &str,
+        b: Option<&str>,
+        (kernel, stride, dilation): (usize, usize, usize),
+        group: usize,
+        pads: [usize; 4],
+        same_upper: bool,
+    ) -> String {
+        let (k, s, d) = (kernel as i64, stride as i64, dilation as i64);
+        let mut attrs = vec![
+            ints("kernel_shape", &[k, k]),
+            ints("strides", &[s, s]),
+            ints("dilations", &[d, d]),
+            attr("group", AttrValue::Int(group as i64)),
+        ];
+        if same_upper {
+            attrs.push(attr("auto_pad", AttrValue::String("SAME_UPPER".into())));
+        } else {
+            attrs.push(ints("pads", &pads.map(|p| p as i64)));
+        }
+        match b {
+            Some(b) => self.node("Conv", &[x, w, b], attrs),
+            None => self.node("Conv", &[x, w], attrs),
+        }
+    }
+
+    /// `Clip` to `[lo, hi]` (opset 17: the bounds are inputs); ReLU6 is `clip(x, 0, 6)`.
+    pub fn clip(&mut self, x: &str, lo: f32, hi: f32) -> String {
+        let lo = self.scalar("clip_min", lo);
+        let hi = self.scalar("clip_max", hi);
+        self.node("Clip", &[x, &lo, &hi], vec![])
+    }
+
+    /// `Slice` with steps along `axes` from `starts` to the end (`x[..., ::step]`).
+    pub fn slice_steps(&mut self, x: &str, starts: &[i64], axes: &[i64], steps: &[i64]) -> String {
+        let s = self.const_i64("starts", starts);
+        let e = self.const_i64("ends", &vec![i64::MAX; axes.len()]);
+        let a = self.const_i64("axes", axes);
+        let st = self.const_i64("steps", steps);
+        self.node("Slice", &[x, &s, &e, &a, &st], vec![])
+    }
+
+    /// `GlobalAveragePool` then `Flatten` then `Gemm` with `w` `[out, in]` and `b` `[out]`:
+    /// an ImageNet classifier head.
+    pub fn pooled_linear(&mut self, x: &str, w: &str, b: &str) -> String {
+        let p = self.node("GlobalAveragePool", &[x], vec![]);
+        let f = self.node("Flatten", &[&p], vec![attr("axis", AttrValue::Int(1))]);
+        self.node("Gemm", &[&f, w, b], vec![attr("transB", AttrValue::Int(1))])
+    }
+
     /// `Relu`.
     pub fn relu(&mut self, x: &str) -> String {
         self.node("Relu", &[x], vec![])

@@ -5,6 +5,7 @@
 //! The files use IR version 8 and opset 17 and carry `ssc.*` metadata (architecture, class
 //! names, normalisation, output stride, resolved config) that `ssc_inference::runtime` reads.
 
+mod efficientnet;
 pub mod export;
 pub mod graph;
 pub mod proto;
@@ -13,7 +14,7 @@ mod weights;
 
 pub use export::{
     ExportMeta, export_backbone, export_cam, export_cam_with, export_deeplab, export_deeplab_with,
-    export_irn_edge, export_irn_edge_with,
+    export_imagenet, export_irn_edge, export_irn_edge_with,
 };
 pub use graph::{ConvSpec, Graph};
 pub use proto::Dim;

@@ -5,10 +5,12 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use ssc_models::config::{CamNetConfig, IrnConfig};
-use ssc_models::import::{infer_resnet, load_state_dict};
+use ssc_models::config::{BackboneConfig, CamNetConfig, IrnConfig};
+use ssc_models::import::load_state_dict;
 use ssc_models::onnx;
-use ssc_tools::export::{deeplab_onnx, dim0, meta, read_net_config as read_json, to_weights};
+use ssc_tools::export::{
+    deeplab_onnx, dim0, infer_layout, meta, read_net_config as read_json, to_weights,
+};
 
 #[derive(Parser)]
 #[command(
@@ -43,8 +45,12 @@ enum Arch {
     Cam,
     /// IRN class-boundary branch → edge logits at stride 4 (§4.2).
     Irn,
-    /// DeepLabV2 (ResNet + ASPP) → pre-logits at stride 8/16 and logits (§6.1).
+    /// DeepLabV2 (ResNet or EfficientNet-Lite + ASPP) → pre-logits at stride 8/16 and
+    /// logits (§6.1).
     Deeplab,
+    /// The whole EfficientNet-Lite ImageNet classifier (`_fc` included) → `logits` and
+    /// `features`, to check an import against PyTorch.
+    Imagenet,
 }
 
 #[derive(clap::Args)]
@@ -52,7 +58,8 @@ struct ExportArgs {
     /// Network to export.
     #[arg(long, value_enum)]
     arch: Option<Arch>,
-    /// Weights: safetensors or PyTorch `.pth` (torchvision names).
+    /// Weights: safetensors or PyTorch `.pth` (torchvision ResNet or EfficientNet-Lite
+    /// package names).
     #[arg(long)]
     weights: Option<PathBuf>,
     /// Network config JSON, or a training run's `config.json`; default: inferred from the
@@ -94,7 +101,7 @@ fn run() -> Result<()> {
             let cfg: CamNetConfig = match &a.config {
                 Some(p) => read_json(p)?,
                 None => CamNetConfig {
-                    backbone: infer_resnet(&sd, [1, 2, 2, 1], [1, 1, 1, 1])?,
+                    backbone: infer_layout(&w, &sd, [1, 2, 2, 1], [1, 1, 1, 1], 16)?,
                     num_classes: dim0(&w, "classifier.weight", weights)?,
                     ..CamNetConfig::voc()
                 },
@@ -108,13 +115,37 @@ fn run() -> Result<()> {
                 Some(p) => read_json(p)?,
                 None => IrnConfig {
                     edge_width: dim0(&w, "fc_edge1.0.weight", weights)?,
-                    ..IrnConfig::for_backbone(infer_resnet(&sd, [1, 2, 2, 1], [1, 1, 1, 1])?)
+                    ..IrnConfig::for_backbone(infer_layout(
+                        &w,
+                        &sd,
+                        [1, 2, 2, 1],
+                        [1, 1, 1, 1],
+                        16,
+                    )?)
                 },
             };
             let meta = meta(&a.classes, 0, false)?;
             onnx::export::export_irn_edge_with(&w, &cfg, &meta)?
         }
         Arch::Deeplab => deeplab_onnx(&sd, a.config.as_deref(), a.output_stride, &a.classes)?,
+        Arch::Imagenet => {
+            let w = to_weights(&sd)?;
+            let BackboneConfig::EfficientNetLite(cfg) =
+                infer_layout(&w, &sd, [1, 2, 2, 2], [1, 1, 1, 1], 32)?
+            else {
+                bail!(
+                    "{}: --arch imagenet exports EfficientNet-Lite classifiers (package names                      _conv_stem.weight, …, _fc.weight)",
+                    weights.display()
+                );
+            };
+            let n = dim0(&w, "_fc.weight", weights)?;
+            let meta = a
+                .classes
+                .as_ref()
+                .map(|_| meta(&a.classes, n, false))
+                .transpose()?;
+            onnx::export::export_imagenet(&w, &cfg, n, meta.as_ref())?
+        }
     };
     ssc_core::atomic::write(out, &bytes)?;
     println!(

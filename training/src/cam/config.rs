@@ -249,13 +249,15 @@ impl CamTrainConfig {
                 backbone: ResNetConfig {
                     base_width: 16,
                     ..ResNetConfig::tiny_os16()
-                },
+                }
+                .into(),
                 num_classes,
                 drs_delta: 0.55,
                 // from scratch: the early stages must learn too (see CamNetConfig)
                 train_all_stages: true,
                 // No ImageNet statistics to keep fixed; see `classifier_lr_mult` below.
                 bn: BnMode::Batch,
+                detach_early_drs_cap: false,
             },
             decoder: DecoderConfig::synthetic(num_classes),
             perceptual: PerceptualConfig::code(&vgg),

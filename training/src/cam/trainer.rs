@@ -199,7 +199,11 @@ pub fn build_networks(cfg: &CamTrainConfig, opts: &TrainOptions) -> Result<Netwo
                     .data()
                     .lock()
                     .map_err(|_| TrainError::State("parameter map lock poisoned".into()))?;
-                d.retain(|k, _| !k.starts_with("fc.") && !k.ends_with("num_batches_tracked"));
+                d.retain(|k, _| {
+                    !k.starts_with("fc.")
+                        && !k.starts_with("_fc.")
+                        && !k.ends_with("num_batches_tracked")
+                });
             }
             vm
         }

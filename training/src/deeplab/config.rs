@@ -16,7 +16,7 @@
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-use ssc_models::config::{DeepLabConfig, ResNetConfig};
+use ssc_models::config::{BackboneConfig, DeepLabConfig, ResNetConfig};
 
 use crate::error::{Result, TrainError};
 
@@ -193,14 +193,18 @@ impl DeepLabTrainConfig {
         }
     }
 
-    /// Switches the backbone to output stride 8 (strides 1,2,1,1, dilations 1,1,2,4) or 16
-    /// (1,2,2,1 and 1,1,1,2), keeping its depth and width.
+    /// Switches the backbone to output stride 8 (ResNet: strides 1,2,1,1, dilations
+    /// 1,1,2,4) or 16 (1,2,2,1 and 1,1,1,2), keeping its depth and width.
     pub fn set_output_stride(&mut self, os: usize) -> Result<()> {
         let (strides, dilations) = layout(os)?;
-        self.net.backbone = ResNetConfig {
-            strides,
-            dilations,
-            ..self.net.backbone.clone()
+        self.net.backbone = match &self.net.backbone {
+            BackboneConfig::ResNet(r) => ResNetConfig {
+                strides,
+                dilations,
+                ..r.clone()
+            }
+            .into(),
+            BackboneConfig::EfficientNetLite(e) => e.clone().with_output_stride(os).into(),
         };
         self.output_stride = os;
         Ok(())
@@ -214,12 +218,21 @@ impl DeepLabTrainConfig {
             return bad("batch_size must be ≥ 2 and epochs > 0".into());
         }
         let (strides, dilations) = layout(self.output_stride)?;
-        let b = &self.net.backbone;
-        if (b.strides, b.dilations) != (strides, dilations) {
-            return bad(format!(
-                "output_stride {} does not match the backbone's strides {:?} / dilations {:?}",
-                self.output_stride, b.strides, b.dilations
-            ));
+        match &self.net.backbone {
+            BackboneConfig::ResNet(b) if (b.strides, b.dilations) != (strides, dilations) => {
+                return bad(format!(
+                    "output_stride {} does not match the backbone's strides {:?} / dilations {:?}",
+                    self.output_stride, b.strides, b.dilations
+                ));
+            }
+            b if b.output_stride() != self.output_stride => {
+                return bad(format!(
+                    "output_stride {} does not match the backbone's {}",
+                    self.output_stride,
+                    b.output_stride()
+                ));
+            }
+            _ => {}
         }
         let d = &self.data;
         if d.crop < 16 {
@@ -291,7 +304,7 @@ mod tests {
             (v.data.crop, v.batch_size, v.epochs, v.seed, v.output_stride),
             (512, 16, 100, 3223, 8)
         );
-        assert_eq!(v.net.backbone.blocks, [3, 4, 23, 3]);
+        assert_eq!(v.net.backbone.as_resnet().unwrap().blocks, [3, 4, 23, 3]);
         assert_eq!(DeepLabTrainConfig::synthetic(6).net.num_classes, 7);
         assert!(DeepLabTrainConfig::preset("nope", 1).is_err());
     }
@@ -302,7 +315,7 @@ mod tests {
         c.set_output_stride(16).unwrap();
         c.validate().unwrap();
         assert_eq!(c.net.backbone.output_stride(), 16);
-        assert_eq!(c.net.backbone.blocks, [3, 4, 23, 3]);
+        assert_eq!(c.net.backbone.as_resnet().unwrap().blocks, [3, 4, 23, 3]);
         assert!(c.set_output_stride(32).is_err());
         c.output_stride = 8; // no longer matches the backbone
         assert!(c.validate().is_err());

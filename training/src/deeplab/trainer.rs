@@ -21,7 +21,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use ssc_core::metrics::Confusion;
 use ssc_models::deeplab::DeepLabV2;
-use ssc_models::import::{check_resnet, load_state_dict};
+use ssc_models::import::{check_backbone, load_state_dict};
 use ssc_models::init::SeededInit;
 
 use super::config::DeepLabTrainConfig;
@@ -149,7 +149,7 @@ pub fn build_network(
     match &opts.backbone_weights {
         Some(p) => {
             let sd = load_state_dict(p)?;
-            check_resnet(&sd, &cfg.net.backbone, true)?;
+            check_backbone(&sd, &cfg.net.backbone, true)?;
             let bb = sd.var_map(DType::F32, dev)?;
             let bb = bb
                 .data()
@@ -161,7 +161,10 @@ pub fn build_network(
                 .lock()
                 .map_err(|_| TrainError::State("parameter map lock poisoned".into()))?;
             for (k, v) in bb {
-                if !k.starts_with("fc.") && !k.ends_with("num_batches_tracked") {
+                if !k.starts_with("fc.")
+                    && !k.starts_with("_fc.")
+                    && !k.ends_with("num_batches_tracked")
+                {
                     data.insert(format!("backbone.{k}"), v);
                 }
             }

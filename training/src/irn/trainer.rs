@@ -16,7 +16,7 @@ use std::time::Instant;
 use candle_core::{DType, Device, Module, Tensor, Var};
 use candle_nn::VarMap;
 use indicatif::ProgressBar;
-use ssc_models::import::{StateDict, check_resnet, load_state_dict};
+use ssc_models::import::{StateDict, check_backbone, load_state_dict};
 use ssc_models::init::SeededInit;
 use ssc_models::irn::Irn;
 
@@ -125,12 +125,16 @@ pub fn build_networks(cfg: &IrnTrainConfig, opts: &IrnTrainOptions) -> Result<Ir
             let mut tensors = sd.into_tensors();
             tensors.retain(|k, _| !k.starts_with("classifier."));
             let sd = StateDict::from_tensors(path, tensors);
-            check_resnet(&sd, &cfg.net.backbone, true)?;
+            check_backbone(&sd, &cfg.net.backbone, true)?;
             let vm = sd.var_map(DType::F32, dev)?;
             vm.data()
                 .lock()
                 .map_err(|_| TrainError::State("parameter map lock poisoned".into()))?
-                .retain(|k, _| !k.starts_with("fc.") && !k.ends_with("num_batches_tracked"));
+                .retain(|k, _| {
+                    !k.starts_with("fc.")
+                        && !k.starts_with("_fc.")
+                        && !k.ends_with("num_batches_tracked")
+                });
             vm
         }
         None if cfg.requires_pretrained => {
