@@ -1,7 +1,7 @@
-//! torchvision's ResNet initialisation for from-scratch training (stage 1 §2.1 and DeepLab
-//! §6.1 without ImageNet weights): conv weights Kaiming-normal (fan_out, ReLU gain); every
-//! other parameter keeps the model's own hint (BN γ = 1, β = 0). The models' hints follow
-//! PyTorch's generic conv default, which torchvision overrides.
+//! torchvision's initialisation for from-scratch networks (stage 1 §2.1, DeepLab §6.1, the
+//! random perceptual VGG §2.5): conv weights Kaiming-normal (fan_out, ReLU gain), and for VGG
+//! zero conv biases; every other parameter keeps the model's own hint (BN γ = 1, β = 0). The
+//! models' hints follow PyTorch's generic conv default, which torchvision overrides.
 
 use std::collections::HashMap;
 
@@ -22,6 +22,19 @@ pub fn kaiming_fan_out_init(
     skip: impl Fn(&str) -> bool,
     build: impl FnOnce(VarBuilder<'static>) -> Result<()>,
 ) -> Result<()> {
+    kaiming_fan_out_init_with(vm, seed, dev, skip, false, build)
+}
+
+/// [`kaiming_fan_out_init`], and with `zero_conv_biases` every conv's bias set to 0 (what
+/// torchvision's VGG does).
+pub fn kaiming_fan_out_init_with(
+    vm: &VarMap,
+    seed: u64,
+    dev: &Device,
+    skip: impl Fn(&str) -> bool,
+    zero_conv_biases: bool,
+    build: impl FnOnce(VarBuilder<'static>) -> Result<()>,
+) -> Result<()> {
     // Discover names and shapes with a throw-away build.
     let probe = VarMap::new();
     build(SeededInit::var_builder(&probe, 0, DType::F32, dev))?;
@@ -34,7 +47,17 @@ pub fn kaiming_fan_out_init(
         .map_err(|_| TrainError::State("parameter map lock poisoned".into()))?;
     for name in names {
         let t = &probe[&name];
-        if t.rank() != 4 || skip(&name) {
+        if skip(&name) {
+            continue;
+        }
+        if zero_conv_biases && t.rank() == 1 && name.ends_with(".bias") {
+            let weight = format!("{}.weight", name.trim_end_matches(".bias"));
+            if probe.get(&weight).is_some_and(|w| w.rank() == 4) {
+                data.insert(name, Var::from_tensor(&t.zeros_like()?)?);
+            }
+            continue;
+        }
+        if t.rank() != 4 {
             continue;
         }
         let d = t.dims();

@@ -122,6 +122,18 @@ pub struct DataConfig {
     pub max_images: Option<usize>,
 }
 
+/// How an untrained perceptual VGG (no `--vgg-weights`) is initialised.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VggInit {
+    /// PyTorch's generic conv default (Kaiming-uniform a = √5, uniform biases): the deep taps
+    /// respond almost identically to any input, so relu5_1 (weight 1) carries little signal.
+    #[default]
+    Pytorch,
+    /// torchvision's VGG init: Kaiming-normal fan-out weights, zero biases.
+    Torchvision,
+}
+
 /// Everything that defines a training run. Written beside every checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CamTrainConfig {
@@ -139,6 +151,9 @@ pub struct CamTrainConfig {
     pub vgg: VggConfig,
     /// Perceptual-loss layers and weights.
     pub perceptual: PerceptualConfig,
+    /// Initialisation of a perceptual VGG trained from nothing (no ImageNet weights given).
+    #[serde(default)]
+    pub vgg_init: VggInit,
     /// Alignment loss (§2.6). `reliable_selection` is set from the variant.
     pub asm: AsmConfig,
     /// Epochs without the alignment term (2 in the reference code, §2.7).
@@ -198,6 +213,7 @@ impl CamTrainConfig {
             decoder: DecoderConfig::voc(),
             perceptual: PerceptualConfig::code(&vgg),
             vgg,
+            vgg_init: VggInit::Pytorch,
             asm: AsmConfig::default(),
             asm_warmup_epochs: 2,
             beta_p: 1.0,

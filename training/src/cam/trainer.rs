@@ -21,7 +21,7 @@ use ssc_models::import::{check_params, load_state_dict, model_params};
 use ssc_models::init::SeededInit;
 use ssc_models::vgg::{PerceptualLoss, Vgg};
 
-use super::config::CamTrainConfig;
+use super::config::{CamTrainConfig, VggInit};
 use super::data::{Batch, TrainSet, load_epoch};
 use crate::checkpoint::{self, CheckpointData, TrainState, load_vars, var_tensors};
 use crate::error::{Result, TrainError};
@@ -224,7 +224,18 @@ pub fn build_networks(cfg: &CamTrainConfig, opts: &TrainOptions) -> Result<Netwo
             None => {
                 // Random-feature perceptual loss (see the config docs): seeded, frozen.
                 let vvm = VarMap::new();
-                let vvb = SeededInit::var_builder(&vvm, cfg.seed ^ 0x7667, DType::F32, dev);
+                let seed = cfg.seed ^ 0x7667;
+                if cfg.vgg_init == VggInit::Torchvision {
+                    crate::init::kaiming_fan_out_init_with(
+                        &vvm,
+                        seed,
+                        dev,
+                        |_| false,
+                        true,
+                        |vb| Vgg::new(&cfg.vgg, vb).map(|_| ()).map_err(Into::into),
+                    )?;
+                }
+                let vvb = SeededInit::var_builder(&vvm, seed, DType::F32, dev);
                 Vgg::new(&cfg.vgg, vvb)?
             }
         };
