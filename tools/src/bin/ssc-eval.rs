@@ -69,16 +69,46 @@ struct Cli {
     /// Write the full report (miou, per_class_iou, pixel_accuracy, confusion, …) here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Also report the mean IoU over these classes only (comma-separated names, e.g.
+    /// `background,cat,dog` for the well-represented classes of a small subset).
+    #[arg(long, value_delimiter = ',')]
+    subset: Vec<String>,
 }
 
-/// The ground-truth folder and the dataset root it belongs to (if any).
-fn gt_layout(gt: &Path) -> (PathBuf, Option<PathBuf>) {
-    let voc_gt = gt.join("SegmentationClass");
-    if voc_gt.is_dir() {
-        (voc_gt, Some(gt.to_path_buf()))
-    } else {
-        (gt.to_path_buf(), gt.parent().map(Path::to_path_buf))
+/// The mean IoU over the classes named in `subset` (undefined IoUs left out, as in the
+/// nanmean of §7); `None` when `subset` is empty.
+fn subset_miou(ious: &[Option<f64>], names: &[String], subset: &[String]) -> Result<Option<f64>> {
+    if subset.is_empty() {
+        return Ok(None);
     }
+    let mut vals = Vec::with_capacity(subset.len());
+    for s in subset {
+        let i = names
+            .iter()
+            .position(|n| n.eq_ignore_ascii_case(s.trim()))
+            .with_context(|| format!("--subset: `{s}` is not a class (classes: {names:?})"))?;
+        if let Some(v) = ious[i] {
+            vals.push(v);
+        }
+    }
+    Ok(Some(if vals.is_empty() {
+        0.0
+    } else {
+        vals.iter().sum::<f64>() / vals.len() as f64
+    }))
+}
+
+/// The ground-truth folder and the dataset root it belongs to (if any): a dataset root's
+/// `SegmentationClass`, else its `SegmentationClassAug` (a train_aug-only copy such as
+/// `voc12-subset` has only that), else the folder itself.
+fn gt_layout(gt: &Path) -> (PathBuf, Option<PathBuf>) {
+    for name in ["SegmentationClass", "SegmentationClassAug"] {
+        let voc_gt = gt.join(name);
+        if voc_gt.is_dir() {
+            return (voc_gt, Some(gt.to_path_buf()));
+        }
+    }
+    (gt.to_path_buf(), gt.parent().map(Path::to_path_buf))
 }
 
 fn resolve_classes(cli: &Cli, root: Option<&Path>) -> Result<ClassMap> {
@@ -270,9 +300,22 @@ fn run() -> Result<()> {
     }
     let report = Report::new(&total, classes.names.clone(), ids.len());
     print_table(&report);
+    let subset = subset_miou(&report.per_class_iou, &report.class_names, &cli.subset)?;
+    if let Some(v) = subset {
+        println!(
+            "mIoU over {} classes ({}): {:.2} % ({v:.6})",
+            cli.subset.len(),
+            cli.subset.join(", "),
+            v * 100.0
+        );
+    }
     if let Some(path) = &cli.json {
-        let json = serde_json::to_vec_pretty(&report)?;
-        ssc_core::atomic::write(path, &json)?;
+        let mut json = serde_json::to_value(&report)?;
+        if let (Some(v), Some(obj)) = (subset, json.as_object_mut()) {
+            obj.insert("subset".into(), serde_json::json!(cli.subset));
+            obj.insert("subset_miou".into(), serde_json::json!(v));
+        }
+        ssc_core::atomic::write(path, &serde_json::to_vec_pretty(&json)?)?;
     }
     Ok(())
 }
@@ -448,6 +491,15 @@ mod cams {
             at_best.object_coverage() * 100.0,
             at_best.background_spill() * 100.0
         );
+        let subset = super::subset_miou(&at_best.iou(), &classes.names, &cli.subset)?;
+        if let Some(v) = subset {
+            println!(
+                "at the best threshold, mIoU over {} classes ({}): {:.2} % ({v:.6})",
+                cli.subset.len(),
+                cli.subset.join(", "),
+                v * 100.0
+            );
+        }
         println!(
             "best threshold: {:.3}  mIoU: {:.2} % ({:.6})",
             best.threshold,
@@ -456,6 +508,8 @@ mod cams {
         );
         if let Some(path) = &cli.json {
             let json = serde_json::json!({
+                "subset": cli.subset,
+                "subset_miou_at_best": subset,
                 "images": ids.len(),
                 "classes": classes.names,
                 "points": points.iter().map(|p| serde_json::json!({
