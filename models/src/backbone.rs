@@ -128,6 +128,15 @@ impl BackboneConfig {
         }
     }
 
+    /// Parts (in the numbering of `ResNetOptions::frozen_stages`) that
+    /// [`Backbone::early_t`] runs: ResNet stem, layer1, layer2; EfficientNet stem, stages 1–3.
+    pub fn early_parts(&self) -> usize {
+        match self {
+            BackboneConfig::ResNet(_) => 3,
+            BackboneConfig::EfficientNetLite(_) => 4,
+        }
+    }
+
     /// Channels of the final features (a classifier's or ASPP's input).
     pub fn feature_channels(&self) -> usize {
         match self {
@@ -275,7 +284,7 @@ impl Backbone {
                 for s in 3..e.config().stages.len() {
                     y = e.stage_t(s, &y, train)?;
                 }
-                let y = e.head_pre_act_t(&y, train)?.clamp(0f32, 6f32)?;
+                let y = e.head_t(&y, train)?;
                 match act {
                     Activation::Relu => Ok(y),
                     Activation::Drs { delta } => drs(&y, *delta),

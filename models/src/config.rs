@@ -364,10 +364,17 @@ impl ResNetOptions {
     }
 
     /// [`ResNetOptions::cam`] for a network config: nothing frozen when it trains every
-    /// stage, BN as the config says.
+    /// stage, else every part before the training forward's detach (§2.1: the reference
+    /// freezes the stem and detaches layer2's output, so no gradient reaches layers 1–2
+    /// either; freezing them too changes no value and spares their autograd bookkeeping); BN
+    /// as the config says.
     pub fn cam_for(cfg: &CamNetConfig) -> Self {
         ResNetOptions {
-            frozen_stages: if cfg.train_all_stages { 0 } else { 1 },
+            frozen_stages: if cfg.train_all_stages {
+                0
+            } else {
+                cfg.backbone.early_parts()
+            },
             bn: cfg.bn,
             ..Self::cam(cfg.drs_delta)
         }

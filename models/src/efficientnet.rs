@@ -32,6 +32,7 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{BnMode, ResNetOptions};
+use crate::ops::affine::Act;
 use crate::ops::conv::{Conv2d, ConvParams};
 use crate::ops::depthwise::{DepthwiseParams, depthwise_conv2d, same_pad};
 use crate::resnet::BatchNorm2d;
@@ -368,11 +369,6 @@ fn split_stages(
     go(blocks, template, None, &mut out).then_some(out)
 }
 
-/// ReLU6, the Lite activation.
-fn relu6(x: &Tensor) -> Result<Tensor> {
-    x.clamp(0f32, 6f32)
-}
-
 /// A conv + BN pair of the package (bias-free conv).
 #[derive(Debug, Clone)]
 struct ConvBn {
@@ -394,8 +390,8 @@ impl ConvBn {
         })
     }
 
-    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.bn.forward_t(&self.conv.forward(x)?, train)
+    fn forward_t(&self, x: &Tensor, act: Act, train: bool) -> Result<Tensor> {
+        self.bn.forward_act(&self.conv.forward(x)?, act, train)
     }
 }
 
@@ -485,13 +481,13 @@ impl MbConv {
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let mut y = x.clone();
         if let Some(e) = &self.expand {
-            y = relu6(&e.forward_t(&y, train)?)?;
+            y = e.forward_t(&y, Act::Relu6, train)?;
         }
         let (_, _, h, w) = y.dims4()?;
         let p = DepthwiseParams::same(h, w, self.kernel, self.stride, self.dilation);
         let y = depthwise_conv2d(&y, &self.depthwise, p, !self.frozen)?;
-        let y = relu6(&self.bn1.forward_t(&y, train)?)?;
-        let y = self.project.forward_t(&y, train)?;
+        let y = self.bn1.forward_act(&y, Act::Relu6, train)?;
+        let y = self.project.forward_t(&y, Act::Linear, train)?;
         if self.skip { y + x } else { Ok(y) }
     }
 }
@@ -608,7 +604,7 @@ impl EfficientNet {
             },
             !self.stem.is_frozen(),
         )?;
-        relu6(&self.bn0.forward_t(&y, train)?)
+        self.bn0.forward_act(&y, Act::Relu6, train)
     }
 
     /// Stage `s` (0-based) applied to the previous stage's output.
@@ -625,12 +621,12 @@ impl EfficientNet {
             .try_fold(x.clone(), |y, b| b.forward_t(&y, train))
     }
 
-    /// The head's conv and BN before its activation (so callers can put DRS there).
+    /// The head: conv, BN, ReLU6.
     ///
     /// # Shapes
     /// `[N, C_last, h, w]` → `[N, head, h, w]`.
-    pub fn head_pre_act_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.head.forward_t(x, train)
+    pub fn head_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.head.forward_t(x, Act::Relu6, train)
     }
 
     /// The outputs of the stages listed in `taps` (0-based, in the order given), running only
@@ -666,7 +662,7 @@ impl EfficientNet {
             y = self.stage_t(s, &y, train)?;
             stages.push(y.clone());
         }
-        let features = relu6(&self.head_pre_act_t(&y, train)?)?;
+        let features = self.head_t(&y, train)?;
         Ok(EfficientNetStages {
             stem,
             stages,

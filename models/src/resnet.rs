@@ -10,6 +10,7 @@ use candle_core::{Module, ModuleT, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::config::{Activation, BnMode, ResNetConfig, ResNetOptions};
+use crate::ops::affine::{Act, affine_act};
 use crate::ops::conv::{Conv2d, ConvParams};
 use crate::ops::pool::max_pool2d;
 
@@ -75,6 +76,37 @@ impl BatchNorm2d {
                     ..Default::default()
                 };
                 candle_nn::batch_norm(c, cfg, vb).map(BatchNorm2d::Batch)
+            }
+        }
+    }
+}
+
+impl BatchNorm2d {
+    /// The BN followed by `act`; with fixed statistics both run as one fused pass
+    /// ([`crate::ops::affine::affine_act`], bit-identical to the separate ops).
+    ///
+    /// # Shapes
+    /// `[N, C, H, W]` → `[N, C, H, W]`.
+    pub fn forward_act(&self, x: &Tensor, act: Act, train: bool) -> Result<Tensor> {
+        match self {
+            BatchNorm2d::Frozen {
+                weight,
+                bias,
+                mean,
+                var,
+                eps,
+            } => {
+                let scale = weight.mul(&(var + *eps)?.sqrt()?.recip()?)?;
+                let shift = bias.sub(&mean.mul(&scale)?)?;
+                affine_act(x, &scale, &shift, act)
+            }
+            BatchNorm2d::Batch(bn) => {
+                let y = bn.forward_t(x, train)?;
+                match act {
+                    Act::Linear => Ok(y),
+                    Act::Relu => y.relu(),
+                    Act::Relu6 => y.clamp(0f32, 6f32),
+                }
             }
         }
     }

@@ -57,6 +57,21 @@ fn cases() -> Vec<Case> {
             steps: 8,
         },
     ];
+    if lite0_weights().is_some() {
+        c.push(Case {
+            name: "voc-lite/baseline",
+            cfg: || CamTrainConfig {
+                variant: Variant::Baseline,
+                ..CamTrainConfig::voc_lite()
+            },
+            steps: 3,
+        });
+        c.push(Case {
+            name: "voc-lite/full",
+            cfg: || CamTrainConfig::voc_lite(),
+            steps: 3,
+        });
+    }
     if std::env::var("SSC_BENCH_R50").is_ok_and(|v| v == "1") {
         c.push(Case {
             name: "resnet50-512/full",
@@ -69,6 +84,13 @@ fn cases() -> Vec<Case> {
         });
     }
     c
+}
+
+/// The ImageNet Lite0 weights the voc-lite preset needs (`scripts/get-weights.sh`).
+fn lite0_weights() -> Option<std::path::PathBuf> {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../weights/efficientnet-lite0.safetensors");
+    p.is_file().then_some(p)
 }
 
 /// A batch of random images, a 16-px block superpixel grid and one or two present classes.
@@ -99,12 +121,16 @@ fn batch(cfg: &CamTrainConfig, seed: u64) -> Batch {
 fn child(case: &Case) {
     let cfg = (case.cfg)();
     let tmp = std::env::temp_dir().join(format!("ssc-cam-step-{}", std::process::id()));
-    let nets = build_networks(&cfg, &TrainOptions::new(&tmp)).expect("networks");
+    let mut opts = TrainOptions::new(&tmp);
+    if cfg.preset == "voc-lite" {
+        opts.backbone_weights = lite0_weights();
+    }
+    let nets = build_networks(&cfg, &opts).expect("networks");
     let mut opt = optimisers(&cfg, &nets).expect("optimisers");
     let b = batch(&cfg, 7);
     // Random ResNet-50 weights with fixed identity BN overflow to NaN after one full-rate
     // step; a zero learning rate keeps them finite and costs the same dense work.
-    let factor = if cfg.preset == "synthetic" { 1.0 } else { 0.0 };
+    let factor = if cfg.preset == "voc" { 0.0 } else { 1.0 };
     // Past the warm-up so the alignment term runs; the first step is not timed.
     let epoch = cfg.asm_warmup_epochs;
     let dev = Device::Cpu;
@@ -120,9 +146,19 @@ fn child(case: &Case) {
 /// Times the parts of a full-SSC synthetic step (`--parts`): where the CDR cost goes.
 fn parts() {
     use candle_core::{Module, Tensor};
-    let cfg = synthetic(Variant::Full);
+    // `--parts voc-lite` splits the voc-lite step instead of the synthetic one.
+    let voc_lite = std::env::args().any(|a| a == "voc-lite");
+    let cfg = if voc_lite {
+        CamTrainConfig::voc_lite()
+    } else {
+        synthetic(Variant::Full)
+    };
     let tmp = std::env::temp_dir().join(format!("ssc-cam-step-{}", std::process::id()));
-    let nets = build_networks(&cfg, &TrainOptions::new(&tmp)).expect("networks");
+    let mut opts = TrainOptions::new(&tmp);
+    if voc_lite {
+        opts.backbone_weights = lite0_weights();
+    }
+    let nets = build_networks(&cfg, &opts).expect("networks");
     let b = batch(&cfg, 7);
     let (n, c) = (b.len, cfg.data.crop);
     let x = Tensor::from_slice(&b.images, (n, 3, c, c), &Device::Cpu).expect("x");

@@ -1,6 +1,7 @@
 //! Differentiable operations that candle lacks or gets wrong (see `shared/notes/platform.md`),
 //! each written once and checked against finite differences in the tests.
 
+pub mod affine;
 pub mod depthwise;
 pub mod gradcheck;
 pub mod norm;

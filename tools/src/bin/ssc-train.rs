@@ -65,7 +65,8 @@ struct Common {
     /// Training split.
     #[arg(long, default_value = "train")]
     split: String,
-    /// Preset: synthetic, voc or coco.
+    /// Preset: synthetic, voc, voc-lite (EfficientNet-Lite0, real photographs on a CPU) or
+    /// coco.
     #[arg(long, default_value = "synthetic")]
     preset: String,
     /// JSON file whose fields override the preset (nested objects merge).
@@ -77,12 +78,19 @@ struct Common {
     /// cpu or cuda (needs the `cuda` feature).
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// torchvision ResNet weights (.pth or safetensors) for the backbone.
+    /// ImageNet weights (.pth or safetensors) for the backbone: torchvision ResNet, or
+    /// EfficientNet-Lite (`weights/efficientnet-lite0.safetensors` from
+    /// `scripts/get-weights.sh`) for the voc-lite preset.
     #[arg(long)]
     backbone_weights: Option<PathBuf>,
-    /// torchvision VGG-19 weights for the perceptual loss.
+    /// torchvision VGG-19 weights for the perceptual loss (they take precedence over the
+    /// EfficientNet-Lite features of the voc-lite preset).
     #[arg(long)]
     vgg_weights: Option<PathBuf>,
+    /// ImageNet EfficientNet-Lite weights for the perceptual loss of the voc-lite preset
+    /// (default: --backbone-weights).
+    #[arg(long)]
+    perceptual_weights: Option<PathBuf>,
     /// Override the number of epochs.
     #[arg(long)]
     epochs: Option<usize>,
@@ -153,6 +161,10 @@ fn resolve(c: &Common, num_classes: usize, variant: Option<Variant>) -> Result<C
     if let Some(v) = variant {
         cfg.variant = v;
     }
+    if c.vgg_weights.is_some() {
+        // Given VGG-19 weights are what the perceptual loss uses; say so in the saved config.
+        cfg.perceptual_net = ssc_training::cam::config::PerceptualNet::Vgg;
+    }
     if cfg.net.num_classes != num_classes {
         bail!(
             "the dataset has {num_classes} classes but the config's network has {}",
@@ -169,6 +181,7 @@ fn options(c: &Common, out: &Path) -> Result<TrainOptions> {
         device: device(&c.device)?,
         backbone_weights: c.backbone_weights.clone(),
         vgg_weights: c.vgg_weights.clone(),
+        perceptual_weights: c.perceptual_weights.clone(),
         resume: false,
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
         stop_after_epoch: None,

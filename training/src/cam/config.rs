@@ -21,7 +21,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use ssc_core::superpixels::Params as SuperpixelParams;
 use ssc_models::config::{
-    BnMode, CamNetConfig, DecoderConfig, PerceptualConfig, ResNetConfig, VggConfig,
+    BnMode, CamNetConfig, DecoderConfig, EfficientNetConfig, PerceptualConfig, ResNetConfig,
+    VggConfig,
 };
 
 use crate::error::{Result, TrainError};
@@ -134,6 +135,22 @@ pub enum VggInit {
     Torchvision,
 }
 
+/// The network whose features CDR's perceptual loss compares when no ImageNet VGG-19 is given
+/// (`--vgg-weights` always selects the VGG-19 of the reference).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PerceptualNet {
+    /// A VGG (`vgg`, `perceptual`), randomly initialised (`vgg_init`) when no weights are given.
+    #[default]
+    Vgg,
+    /// The ImageNet EfficientNet-Lite (the backbone's checkpoint, or `--perceptual-weights`),
+    /// frozen in eval mode: stages 1, 2, 3, 5 and 7 (strides 2 … 32) with the reference's
+    /// layer weights 1/32 … 1 ([`PerceptualConfig::efficientnet_lite`]). A departure from the
+    /// reference: a random VGG's deep layers carry almost no signal (`vgg_init`), and no
+    /// ImageNet VGG weights can be downloaded here.
+    EfficientNetLite,
+}
+
 /// Everything that defines a training run. Written beside every checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CamTrainConfig {
@@ -154,6 +171,9 @@ pub struct CamTrainConfig {
     /// Initialisation of a perceptual VGG trained from nothing (no ImageNet weights given).
     #[serde(default)]
     pub vgg_init: VggInit,
+    /// The perceptual network when no VGG weights are given.
+    #[serde(default)]
+    pub perceptual_net: PerceptualNet,
     /// Alignment loss (§2.6). `reliable_selection` is set from the variant.
     pub asm: AsmConfig,
     /// Epochs without the alignment term (2 in the reference code, §2.7).
@@ -214,6 +234,7 @@ impl CamTrainConfig {
             perceptual: PerceptualConfig::code(&vgg),
             vgg,
             vgg_init: VggInit::Pytorch,
+            perceptual_net: PerceptualNet::Vgg,
             asm: AsmConfig::default(),
             asm_warmup_epochs: 2,
             beta_p: 1.0,
@@ -312,14 +333,60 @@ impl CamTrainConfig {
         }
     }
 
+    /// Real photographs on a CPU (VOC classes): the SSC recipe on an ImageNet
+    /// EfficientNet-Lite0 at output stride 16, sized for a 2-core machine. As the reference:
+    /// fixed BN with ImageNet statistics, frozen stem, early stages detached, SGD lr 0.1 with a
+    /// 10× classifier and the reference's momentum (1e-4), decoder Adam, δ = 0.55,
+    /// T_obj = 0.3, batch 6. Scaled for the CPU: 256 px crops (long side 160–320 instead of
+    /// 320–640 at 512), the erosion kernel scaled with the grid (4 px at 128 instead of 8 at
+    /// 256), a decoder 8× narrower (32 … 8 channels), 5 epochs with ASM from the second (the
+    /// reference: 2 of 10). Without
+    /// an ImageNet VGG-19 the perceptual loss compares EfficientNet-Lite features
+    /// ([`PerceptualNet::EfficientNetLite`]). Needs `--backbone-weights`
+    /// (`weights/efficientnet-lite0.safetensors`, `scripts/get-weights.sh`) and superpixel
+    /// files (`ssc-superpixels`).
+    pub fn voc_lite() -> Self {
+        let voc = Self::voc();
+        CamTrainConfig {
+            preset: "voc-lite".into(),
+            net: CamNetConfig {
+                backbone: EfficientNetConfig::lite(0)
+                    .unwrap_or_else(|| unreachable!("Lite0 is a preset"))
+                    .with_output_stride(16)
+                    .into(),
+                ..CamNetConfig::voc()
+            },
+            decoder: DecoderConfig {
+                widths: [32, 32, 16, 16, 8],
+                ..DecoderConfig::voc()
+            },
+            perceptual_net: PerceptualNet::EfficientNetLite,
+            asm: AsmConfig {
+                erosion_kernel: 4,
+                ..AsmConfig::default()
+            },
+            asm_warmup_epochs: 1,
+            data: DataConfig {
+                crop: 256,
+                resize_long: (160, 320),
+                ..voc.data
+            },
+            batch_size: 6,
+            epochs: 5,
+            reference_momentum_quirk: true,
+            ..voc
+        }
+    }
+
     /// A preset by name; `num_classes` is used by `synthetic`.
     pub fn preset(name: &str, num_classes: usize) -> Result<Self> {
         match name {
             "voc" => Ok(Self::voc()),
             "coco" => Ok(Self::coco()),
             "synthetic" => Ok(Self::synthetic(num_classes)),
+            "voc-lite" => Ok(Self::voc_lite()),
             _ => Err(TrainError::Config(format!(
-                "unknown preset `{name}` (expected voc, coco or synthetic)"
+                "unknown preset `{name}` (expected voc, voc-lite, coco or synthetic)"
             ))),
         }
     }
@@ -380,6 +447,7 @@ mod tests {
             CamTrainConfig::voc(),
             CamTrainConfig::coco(),
             CamTrainConfig::synthetic(6),
+            CamTrainConfig::voc_lite(),
         ] {
             c.validate().unwrap();
             let s = serde_json::to_string(&c).unwrap();

@@ -16,12 +16,15 @@ use candle_nn::VarMap;
 use indicatif::{ProgressBar, ProgressStyle};
 use ssc_models::cam::{CamNet, CamTrainOutput};
 use ssc_models::config::{Activation, CamNetConfig, ResNetOptions};
+use ssc_models::config::{BackboneConfig, PerceptualConfig};
 use ssc_models::decoder::Decoder;
+use ssc_models::efficientnet::EfficientNet;
+use ssc_models::import::infer_backbone;
 use ssc_models::import::{check_params, load_state_dict, model_params};
 use ssc_models::init::SeededInit;
-use ssc_models::vgg::{PerceptualLoss, Vgg};
+use ssc_models::vgg::{FeatureNet, PerceptualLoss, Vgg};
 
-use super::config::{CamTrainConfig, VggInit};
+use super::config::{CamTrainConfig, PerceptualNet, VggInit};
 use super::data::{Batch, TrainSet, load_epoch};
 use crate::checkpoint::{self, CheckpointData, TrainState, load_vars, var_tensors};
 use crate::error::{Result, TrainError};
@@ -40,6 +43,9 @@ pub struct TrainOptions {
     pub backbone_weights: Option<PathBuf>,
     /// torchvision VGG-19 weights for the perceptual loss.
     pub vgg_weights: Option<PathBuf>,
+    /// ImageNet EfficientNet-Lite weights for the perceptual loss of
+    /// [`PerceptualNet::EfficientNetLite`] (default: `backbone_weights`).
+    pub perceptual_weights: Option<PathBuf>,
     /// Continue from the latest checkpoint in `out` (its saved config is used).
     pub resume: bool,
     /// Show a progress bar.
@@ -56,6 +62,7 @@ impl TrainOptions {
             device: Device::Cpu,
             backbone_weights: None,
             vgg_weights: None,
+            perceptual_weights: None,
             resume: false,
             progress: false,
             stop_after_epoch: None,
@@ -166,7 +173,10 @@ pub fn require_weights(cfg: &CamTrainConfig, opts: &TrainOptions) -> Result<()> 
             cfg.preset
         )));
     }
-    if cfg.variant.cdr() && opts.vgg_weights.is_none() {
+    if cfg.variant.cdr()
+        && opts.vgg_weights.is_none()
+        && cfg.perceptual_net != PerceptualNet::EfficientNetLite
+    {
         return Err(TrainError::Config(format!(
             "the `{}` preset needs the ImageNet VGG-19 for its perceptual loss: pass \
              --vgg-weights (torchvision vgg19-dcbb9e9d.pth)",
@@ -192,7 +202,7 @@ pub fn build_networks(cfg: &CamTrainConfig, opts: &TrainOptions) -> Result<Netwo
             .into_iter()
             .filter(|(k, _)| !k.starts_with("classifier.") || sd.get(k).is_some())
             .collect();
-            check_params(&sd, &expected, &["fc."])?;
+            check_params(&sd, &expected, &["fc.", "_fc."])?;
             let vm = sd.var_map(DType::F32, dev)?;
             {
                 let mut d = vm
@@ -219,30 +229,8 @@ pub fn build_networks(cfg: &CamTrainConfig, opts: &TrainOptions) -> Result<Netwo
         let dvm = VarMap::new();
         let dvb = SeededInit::var_builder(&dvm, cfg.seed ^ 0xDEC0, DType::F32, dev);
         let dec = Decoder::new(&cfg.decoder, dvb)?;
-        let vgg = match &opts.vgg_weights {
-            Some(p) => Vgg::new(&cfg.vgg, load_state_dict(p)?.var_builder(DType::F32, dev))?,
-            None => {
-                // Random-feature perceptual loss (see the config docs): seeded, frozen.
-                let vvm = VarMap::new();
-                let seed = cfg.seed ^ 0x7667;
-                if cfg.vgg_init == VggInit::Torchvision {
-                    crate::init::kaiming_fan_out_init_with(
-                        &vvm,
-                        seed,
-                        dev,
-                        |_| false,
-                        true,
-                        |vb| Vgg::new(&cfg.vgg, vb).map(|_| ()).map_err(Into::into),
-                    )?;
-                }
-                let vvb = SeededInit::var_builder(&vvm, seed, DType::F32, dev);
-                Vgg::new(&cfg.vgg, vvb)?
-            }
-        };
-        (
-            Some((dec, dvm)),
-            Some(PerceptualLoss::new(vgg, cfg.perceptual.clone())?),
-        )
+        let features = perceptual_features(cfg, opts)?;
+        (Some((dec, dvm)), Some(features))
     } else {
         (None, None)
     };
@@ -252,6 +240,72 @@ pub fn build_networks(cfg: &CamTrainConfig, opts: &TrainOptions) -> Result<Netwo
         decoder,
         perceptual,
     })
+}
+
+/// CDR's perceptual loss (§2.5): the ImageNet VGG-19 when `--vgg-weights` is given; else, by
+/// `cfg.perceptual_net`, a random VGG (`vgg_init`) or the ImageNet EfficientNet-Lite's
+/// features.
+fn perceptual_features(cfg: &CamTrainConfig, opts: &TrainOptions) -> Result<PerceptualLoss> {
+    let dev = &opts.device;
+    if let Some(p) = &opts.vgg_weights {
+        let vgg = Vgg::new(&cfg.vgg, load_state_dict(p)?.var_builder(DType::F32, dev))?;
+        return Ok(PerceptualLoss::new(vgg, cfg.perceptual.clone())?);
+    }
+    match cfg.perceptual_net {
+        PerceptualNet::Vgg => {
+            // Random-feature perceptual loss (see the config docs): seeded, frozen.
+            let vvm = VarMap::new();
+            let seed = cfg.seed ^ 0x7667;
+            if cfg.vgg_init == VggInit::Torchvision {
+                crate::init::kaiming_fan_out_init_with(
+                    &vvm,
+                    seed,
+                    dev,
+                    |_| false,
+                    true,
+                    |vb| Vgg::new(&cfg.vgg, vb).map(|_| ()).map_err(Into::into),
+                )?;
+            }
+            let vvb = SeededInit::var_builder(&vvm, seed, DType::F32, dev);
+            Ok(PerceptualLoss::new(
+                Vgg::new(&cfg.vgg, vvb)?,
+                cfg.perceptual.clone(),
+            )?)
+        }
+        PerceptualNet::EfficientNetLite => {
+            let path = opts
+                .perceptual_weights
+                .as_ref()
+                .or(opts.backbone_weights.as_ref())
+                .ok_or_else(|| {
+                    TrainError::Config(
+                        "the EfficientNet-Lite perceptual loss needs ImageNet weights: pass \
+                         --backbone-weights or --perceptual-weights \
+                         (weights/efficientnet-lite0.safetensors, scripts/get-weights.sh)"
+                            .into(),
+                    )
+                })?;
+            let sd = load_state_dict(path)?;
+            let BackboneConfig::EfficientNetLite(eff) =
+                infer_backbone(&sd, "", [1, 2, 2, 1], [1; 4], 32)?
+            else {
+                return Err(TrainError::file(
+                    path,
+                    "the EfficientNet-Lite perceptual loss needs an EfficientNet-Lite \
+                     checkpoint (package names `_conv_stem.weight`, …)",
+                ));
+            };
+            let frozen = ResNetOptions {
+                frozen_stages: usize::MAX,
+                ..ResNetOptions::default()
+            };
+            let net = EfficientNet::new(&eff, &frozen, sd.var_builder(DType::F32, dev))?;
+            Ok(PerceptualLoss::with_features(
+                FeatureNet::EfficientNet(Box::new(net)),
+                PerceptualConfig::efficientnet_lite(),
+            )?)
+        }
+    }
 }
 
 /// Variables of `vm` sorted by name (a stable order for optimiser state).

@@ -20,7 +20,7 @@
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-use ssc_models::config::{IrnConfig, ResNetConfig};
+use ssc_models::config::{EfficientNetConfig, IrnConfig, ResNetConfig};
 
 use crate::error::{Result, TrainError};
 
@@ -149,14 +149,40 @@ impl IrnTrainConfig {
         }
     }
 
+    /// Real photographs on a CPU (VOC classes): the reference recipe (frozen ImageNet
+    /// backbone, edge branch lr 0.1, the reference's momentum, 3 epochs, IR labels as they
+    /// are) on an ImageNet EfficientNet-Lite0 at output stride 16, with 320 px crops, batch 8
+    /// and the path radius scaled with the label grid (6 on 80 × 80 instead of 10 on
+    /// 128 × 128). Needs `--backbone-weights` (`weights/efficientnet-lite0.safetensors`).
+    pub fn voc_lite() -> Self {
+        let voc = Self::voc();
+        IrnTrainConfig {
+            preset: "voc-lite".into(),
+            net: IrnConfig::for_backbone(
+                EfficientNetConfig::lite(0)
+                    .unwrap_or_else(|| unreachable!("Lite0 is a preset"))
+                    .with_output_stride(16),
+            ),
+            data: IrnDataConfig {
+                crop: 320,
+                radius: 6,
+                ..voc.data
+            },
+            batch_size: 8,
+            reference_momentum_quirk: true,
+            ..voc
+        }
+    }
+
     /// A preset by name; `num_classes` (foreground) is used by `synthetic`.
     pub fn preset(name: &str, num_classes: usize) -> Result<Self> {
         match name {
             "voc" => Ok(Self::voc()),
             "coco" => Ok(Self::coco()),
             "synthetic" => Ok(Self::synthetic(num_classes)),
+            "voc-lite" => Ok(Self::voc_lite()),
             _ => Err(TrainError::Config(format!(
-                "unknown preset `{name}` (expected voc, coco or synthetic)"
+                "unknown preset `{name}` (expected voc, voc-lite, coco or synthetic)"
             ))),
         }
     }
@@ -220,6 +246,7 @@ mod tests {
             IrnTrainConfig::voc(),
             IrnTrainConfig::coco(),
             IrnTrainConfig::synthetic(3),
+            IrnTrainConfig::voc_lite(),
         ] {
             c.validate().unwrap();
             let back: IrnTrainConfig =
