@@ -5,6 +5,7 @@
 
 pub mod cam;
 pub mod checkpoint;
+pub mod config;
 pub mod deeplab;
 pub mod error;
 pub mod init;
