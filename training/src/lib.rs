@@ -6,6 +6,7 @@
 pub mod cam;
 pub mod checkpoint;
 pub mod config;
+pub mod data;
 pub mod deeplab;
 pub mod error;
 pub mod init;

@@ -523,11 +523,7 @@ pub fn train(
         tracing::info!(checkpoint = %dir.display(), epoch = state.epoch, "resumed");
     }
     let config_json = checkpoint::write_run_config(&opts.out, cfg)?;
-    let per_epoch = checkpoint::batches_per_epoch(
-        set.batches_per_epoch(cfg.batch_size),
-        set.len(),
-        cfg.batch_size,
-    )?;
+    let per_epoch = crate::data::batches_per_epoch(&*set, cfg.batch_size)?;
     let total = (per_epoch * cfg.epochs) as u64;
     let mut report = TrainReport {
         epochs: state.epoch,

@@ -25,10 +25,11 @@ use ssc_models::import::{check_resnet, load_state_dict};
 use ssc_models::init::SeededInit;
 
 use super::config::DeepLabTrainConfig;
-use super::data::{DeepLabBatch, DeepLabTrainSet, ValSet, load_epoch};
+use super::data::{DeepLabBatch, DeepLabTrainSet, ValSet};
 use crate::checkpoint::{
     self, CheckpointData, TrainState, epoch_bar, load_vars, save_weights, sorted_vars, var_tensors,
 };
+use crate::data::load_epoch;
 use crate::error::{Result, TrainError};
 use crate::losses::weighted_pixel_ce;
 use crate::optim::{ParamGroup, Sgd, SgdConfig};
@@ -354,11 +355,7 @@ pub fn train(
         }
     }
     let config_json = checkpoint::write_run_config(&opts.out, cfg)?;
-    let per_epoch = checkpoint::batches_per_epoch(
-        set.batches_per_epoch(cfg.batch_size),
-        set.per_epoch(),
-        cfg.batch_size,
-    )?;
+    let per_epoch = crate::data::batches_per_epoch(&*set, cfg.batch_size)?;
     let total = (per_epoch * cfg.epochs) as u64;
     let mut report = DeepLabTrainReport {
         epochs: state.epoch,
@@ -380,7 +377,7 @@ pub fn train(
             format!("deeplab epoch {}/{}", epoch + 1, cfg.epochs),
         );
         let mut sum = 0.0;
-        for batch in load_epoch(set.clone(), cfg.seed, epoch, cfg.batch_size) {
+        for batch in load_epoch(set.clone(), cfg.seed, epoch, cfg.batch_size, 0) {
             let batch = batch?;
             let t0 = Instant::now();
             sgd.set_lr_factor(cfg.lr_factor(state.iteration, total));

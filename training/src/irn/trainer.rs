@@ -21,9 +21,10 @@ use ssc_models::init::SeededInit;
 use ssc_models::irn::Irn;
 
 use super::config::IrnTrainConfig;
-use super::data::{IrnBatch, IrnTrainSet, load_epoch};
+use super::data::{IrnBatch, IrnTrainSet};
 use super::loss::{PathGather, edge_loss_fused, scalar};
 use crate::checkpoint::{self, CheckpointData, TrainState, load_vars, var_tensors};
+use crate::data::load_epoch;
 use crate::error::{Result, TrainError};
 use crate::optim::{ParamGroup, Sgd, SgdConfig};
 use crate::schedule::poly_factor;
@@ -247,11 +248,7 @@ pub fn train(
         tracing::info!(checkpoint = %dir.display(), epoch = state.epoch, "resumed");
     }
     let config_json = checkpoint::write_run_config(&opts.out, cfg)?;
-    let per_epoch = checkpoint::batches_per_epoch(
-        set.batches_per_epoch(cfg.batch_size),
-        set.len(),
-        cfg.batch_size,
-    )?;
+    let per_epoch = crate::data::batches_per_epoch(&*set, cfg.batch_size)?;
     let total = (per_epoch * cfg.epochs) as u64;
     let mut report = IrnTrainReport {
         epochs: state.epoch,
@@ -272,7 +269,7 @@ pub fn train(
             format!("irn epoch {}/{}", epoch + 1, cfg.epochs),
         );
         let mut sum = IrnLossTerms::default();
-        for batch in load_epoch(set.clone(), cfg.seed, epoch, cfg.batch_size) {
+        for batch in load_epoch(set.clone(), cfg.seed, epoch, cfg.batch_size, 0) {
             let batch = batch?;
             let t0 = Instant::now();
             let factor = poly_factor(state.iteration, total, cfg.poly_power);
