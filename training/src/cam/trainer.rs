@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use candle_core::{DType, Device, Module, Tensor, Var};
+use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarMap;
 use indicatif::{ProgressBar, ProgressStyle};
 use ssc_models::cam::{CamNet, CamTrainOutput};
@@ -26,7 +26,7 @@ use super::data::{Batch, TrainSet, load_epoch};
 use crate::checkpoint::{self, CheckpointData, TrainState, load_vars, var_tensors};
 use crate::error::{Result, TrainError};
 use crate::losses::{alignment_loss, multilabel_soft_margin};
-use crate::optim::{Adam, ParamGroup, Sgd, SgdConfig};
+use crate::optim::{Adam, BackboneHead, Sgd};
 use crate::schedule::warmup_poly_factor;
 
 /// Run-time choices that do not change the result.
@@ -156,17 +156,14 @@ fn torchvision_init(cfg: &CamTrainConfig, vm: &VarMap, dev: &Device) -> Result<(
 /// Fails with a clear message when `cfg` needs ImageNet weights that `opts` does not give
 /// (checked before any data is loaded).
 pub fn require_weights(cfg: &CamTrainConfig, opts: &TrainOptions) -> Result<()> {
-    if !cfg.requires_pretrained {
-        return Ok(());
-    }
-    if opts.backbone_weights.is_none() {
-        return Err(TrainError::Config(format!(
-            "the `{}` preset trains from ImageNet weights: pass --backbone-weights \
-             (torchvision resnet50-19c8e357.pth or its safetensors conversion)",
-            cfg.preset
-        )));
-    }
-    if cfg.variant.cdr() && opts.vgg_weights.is_none() {
+    crate::config::require_backbone(
+        cfg.requires_pretrained,
+        opts.backbone_weights.is_some(),
+        &cfg.preset,
+        "trains from ImageNet weights",
+        "resnet50-19c8e357.pth",
+    )?;
+    if cfg.requires_pretrained && cfg.variant.cdr() && opts.vgg_weights.is_none() {
         return Err(TrainError::Config(format!(
             "the `{}` preset needs the ImageNet VGG-19 for its perceptual loss: pass \
              --vgg-weights (torchvision vgg19-dcbb9e9d.pth)",
@@ -193,15 +190,7 @@ pub fn build_networks(cfg: &CamTrainConfig, opts: &TrainOptions) -> Result<Netwo
             .filter(|(k, _)| !k.starts_with("classifier.") || sd.get(k).is_some())
             .collect();
             check_params(&sd, &expected, &["fc."])?;
-            let vm = sd.var_map(DType::F32, dev)?;
-            {
-                let mut d = vm
-                    .data()
-                    .lock()
-                    .map_err(|_| TrainError::State("parameter map lock poisoned".into()))?;
-                d.retain(|k, _| !k.starts_with("fc.") && !k.ends_with("num_batches_tracked"));
-            }
-            vm
+            crate::init::imagenet_vars(&sd, dev, "")?
         }
         None => {
             let vm = VarMap::new();
@@ -239,19 +228,9 @@ pub fn build_networks(cfg: &CamTrainConfig, opts: &TrainOptions) -> Result<Netwo
     })
 }
 
-/// Variables of `vm` sorted by name (a stable order for optimiser state).
-fn sorted_vars(vm: &VarMap) -> Result<Vec<(String, Var)>> {
-    let data = vm
-        .data()
-        .lock()
-        .map_err(|_| TrainError::State("parameter map lock poisoned".into()))?;
-    let mut v: Vec<_> = data
-        .iter()
-        .filter(|(k, _)| !k.contains("running_") && !k.ends_with("num_batches_tracked"))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    v.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(v)
+/// The trainable parameters: BN running statistics are buffers.
+fn is_param(name: &str) -> bool {
+    !name.contains("running_") && !name.ends_with("num_batches_tracked")
 }
 
 /// The classification network's optimiser: the SGD groups of §2.8, or one Adam when the
@@ -332,39 +311,24 @@ impl Optimisers {
 
 /// The network's optimiser (SGD groups of §2.8, or `net_adam`) and the decoder's Adam.
 pub fn optimisers(cfg: &CamTrainConfig, nets: &Networks) -> Result<Optimisers> {
-    let vars = sorted_vars(&nets.net_vars)?;
     let net = match cfg.net_adam {
         Some(a) => NetOptimiser::Adam(Adam::with_prefix(
-            vars.into_iter().map(|(_, v)| v).collect(),
+            checkpoint::sorted_vars(&nets.net_vars, is_param)?,
             a,
             "net_adam",
         )),
-        None => {
-            let (cls, bb): (Vec<_>, Vec<_>) = vars
-                .into_iter()
-                .partition(|(k, _)| k.starts_with("classifier."));
-            let group = |name: &str, vars: Vec<(String, Var)>, lr: f64| ParamGroup {
-                name: name.into(),
-                vars: vars.into_iter().map(|(_, v)| v).collect(),
-                lr,
+        None => NetOptimiser::Sgd(
+            BackboneHead {
+                lr: cfg.lr,
+                head_mult: cfg.classifier_lr_mult,
                 weight_decay: cfg.weight_decay,
-            };
-            NetOptimiser::Sgd(Sgd::new(
-                vec![
-                    group("backbone", bb, cfg.lr),
-                    group("classifier", cls, cfg.lr * cfg.classifier_lr_mult),
-                ],
-                SgdConfig {
-                    momentum: cfg.effective_momentum(),
-                },
-            )?)
-        }
+                momentum: cfg.effective_momentum(),
+            }
+            .sgd(&nets.net_vars, is_param)?,
+        ),
     };
     let decoder = match &nets.decoder {
-        Some((_, vm)) => Some(Adam::new(
-            sorted_vars(vm)?.into_iter().map(|(_, v)| v).collect(),
-            cfg.adam,
-        )),
+        Some((_, vm)) => Some(Adam::new(checkpoint::sorted_vars(vm, is_param)?, cfg.adam)),
         None => None,
     };
     Ok(Optimisers { net, decoder })

@@ -27,12 +27,12 @@ use ssc_models::init::SeededInit;
 use super::config::DeepLabTrainConfig;
 use super::data::{DeepLabBatch, DeepLabTrainSet, ValSet};
 use crate::checkpoint::{
-    self, CheckpointData, TrainState, epoch_bar, load_vars, save_weights, sorted_vars, var_tensors,
+    self, CheckpointData, TrainState, epoch_bar, load_vars, save_weights, var_tensors,
 };
 use crate::data::load_epoch;
 use crate::error::{Result, TrainError};
 use crate::losses::weighted_pixel_ce;
-use crate::optim::{ParamGroup, Sgd, SgdConfig};
+use crate::optim::{BackboneHead, Sgd};
 
 /// Name of the final weights file in the output folder.
 pub const WEIGHTS_FILE: &str = "deeplab.safetensors";
@@ -126,15 +126,13 @@ impl DeepLabNetwork {
 
 /// Fails with a clear message when `cfg` needs ImageNet weights that `opts` does not give.
 pub fn require_weights(cfg: &DeepLabTrainConfig, opts: &DeepLabTrainOptions) -> Result<()> {
-    if cfg.requires_pretrained && opts.backbone_weights.is_none() {
-        return Err(TrainError::Config(format!(
-            "the `{}` preset trains DeepLabV2 from an ImageNet backbone: pass \
-             --backbone-weights (torchvision resnet101-cd907fc2.pth or its safetensors \
-             conversion)",
-            cfg.preset
-        )));
-    }
-    Ok(())
+    crate::config::require_backbone(
+        cfg.requires_pretrained,
+        opts.backbone_weights.is_some(),
+        &cfg.preset,
+        "trains DeepLabV2 from an ImageNet backbone",
+        "resnet101-cd907fc2.pth",
+    )
 }
 
 /// Builds the network: the backbone from torchvision weights when given (required when the
@@ -146,35 +144,24 @@ pub fn build_network(
 ) -> Result<DeepLabNetwork> {
     require_weights(cfg, opts)?;
     let dev = &opts.device;
-    let vm = VarMap::new();
-    match &opts.backbone_weights {
+    let vm = match &opts.backbone_weights {
         Some(p) => {
             let sd = load_state_dict(p)?;
             check_resnet(&sd, &cfg.net.backbone, true)?;
-            let bb = sd.var_map(DType::F32, dev)?;
-            let bb = bb
-                .data()
-                .lock()
-                .map_err(|_| TrainError::State("parameter map lock poisoned".into()))?
-                .clone();
-            let mut data = vm
-                .data()
-                .lock()
-                .map_err(|_| TrainError::State("parameter map lock poisoned".into()))?;
-            for (k, v) in bb {
-                if !k.starts_with("fc.") && !k.ends_with("num_batches_tracked") {
-                    data.insert(format!("backbone.{k}"), v);
-                }
-            }
+            crate::init::imagenet_vars(&sd, dev, "backbone.")?
         }
-        None => crate::init::kaiming_fan_out_init(
-            &vm,
-            cfg.seed,
-            dev,
-            |name| name.starts_with("classifier"),
-            |vb| DeepLabV2::new(&cfg.net, vb).map(|_| ()).map_err(Into::into),
-        )?,
-    }
+        None => {
+            let vm = VarMap::new();
+            crate::init::kaiming_fan_out_init(
+                &vm,
+                cfg.seed,
+                dev,
+                |name| name.starts_with("classifier"),
+                |vb| DeepLabV2::new(&cfg.net, vb).map(|_| ()).map_err(Into::into),
+            )?;
+            vm
+        }
+    };
     let net = DeepLabV2::new(
         &cfg.net,
         SeededInit::var_builder(&vm, cfg.seed, DType::F32, dev),
@@ -189,25 +176,13 @@ fn is_param(name: &str) -> bool {
 
 /// The optimiser: backbone and head groups (§6.4).
 fn optimiser(cfg: &DeepLabTrainConfig, vars: &VarMap) -> Result<Sgd> {
-    let group = |name: &str, head: bool, lr: f64| -> Result<ParamGroup> {
-        Ok(ParamGroup {
-            name: name.into(),
-            vars: sorted_vars(vars, |n| {
-                is_param(n) && n.starts_with("classifier.") == head
-            })?,
-            lr,
-            weight_decay: cfg.weight_decay,
-        })
-    };
-    Sgd::new(
-        vec![
-            group("backbone", false, cfg.lr)?,
-            group("classifier", true, cfg.lr * cfg.classifier_lr_mult)?,
-        ],
-        SgdConfig {
-            momentum: cfg.momentum,
-        },
-    )
+    BackboneHead {
+        lr: cfg.lr,
+        head_mult: cfg.classifier_lr_mult,
+        weight_decay: cfg.weight_decay,
+        momentum: cfg.momentum,
+    }
+    .sgd(vars, is_param)
 }
 
 /// One training step; returns the loss.

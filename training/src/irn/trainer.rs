@@ -127,22 +127,18 @@ pub fn build_networks(cfg: &IrnTrainConfig, opts: &IrnTrainOptions) -> Result<Ir
             tensors.retain(|k, _| !k.starts_with("classifier."));
             let sd = StateDict::from_tensors(path, tensors);
             check_resnet(&sd, &cfg.net.backbone, true)?;
-            let vm = sd.var_map(DType::F32, dev)?;
-            vm.data()
-                .lock()
-                .map_err(|_| TrainError::State("parameter map lock poisoned".into()))?
-                .retain(|k, _| !k.starts_with("fc.") && !k.ends_with("num_batches_tracked"));
-            vm
+            crate::init::imagenet_vars(&sd, dev, "")?
         }
-        None if cfg.requires_pretrained => {
-            return Err(TrainError::Config(format!(
-                "the `{}` preset trains IRN on a frozen ImageNet backbone: pass \
-                 --backbone-weights (torchvision resnet50-19c8e357.pth or its safetensors \
-                 conversion)",
-                cfg.preset
-            )));
+        None => {
+            crate::config::require_backbone(
+                cfg.requires_pretrained,
+                false,
+                &cfg.preset,
+                "trains IRN on a frozen ImageNet backbone",
+                "resnet50-19c8e357.pth",
+            )?;
+            VarMap::new()
         }
-        None => VarMap::new(),
     };
     let edge_vars = VarMap::new();
     let net = Irn::from_parts(
