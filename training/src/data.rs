@@ -182,8 +182,17 @@ pub fn load_epoch<S: SampleSet>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A `w×h` image and a label map whose right half is class 1 and left half background.
+    pub(crate) fn half_and_half(w: u32, h: u32) -> (RgbImage, Vec<u8>) {
+        let img = RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 9) as u8, (y * 7) as u8, 90]));
+        let lab = (0..h)
+            .flat_map(|_| (0..w).map(move |x| (x >= w / 2) as u8))
+            .collect();
+        (img, lab)
+    }
 
     #[test]
     fn epoch_orders_are_permutations_that_differ() {

@@ -359,6 +359,23 @@ fn check_shape(key: &str, t: &Tensor, var: &Var) -> Result<()> {
     Ok(())
 }
 
+/// An optimiser whose state a checkpoint saves and restores exactly.
+pub trait OptimiserState {
+    /// The state as named tensors.
+    fn save(&self) -> Result<HashMap<String, Tensor>>;
+    /// Restores the state written by [`OptimiserState::save`].
+    fn restore(&mut self, state: &HashMap<String, Tensor>) -> Result<()>;
+}
+
+impl OptimiserState for Sgd {
+    fn save(&self) -> Result<HashMap<String, Tensor>> {
+        Ok(self.state())
+    }
+    fn restore(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
+        self.load_state(state)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

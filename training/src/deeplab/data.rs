@@ -419,16 +419,8 @@ impl ValSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::tests::half_and_half as pair;
     use crate::deeplab::config::DeepLabTrainConfig;
-
-    /// A `w×h` image whose right half is class 1 and whose left half is background.
-    fn pair(w: u32, h: u32) -> (RgbImage, Vec<u8>) {
-        let img = RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 9) as u8, (y * 7) as u8, 90]));
-        let lab = (0..h)
-            .flat_map(|_| (0..w).map(move |x| (x >= w / 2) as u8))
-            .collect();
-        (img, lab)
-    }
 
     #[test]
     fn scale_crop_pads_with_ignore_and_keeps_confidence_aligned() {
