@@ -1,18 +1,22 @@
-//! A minimal, safe pickle reader for what `numpy.save` writes into object arrays (§1.3).
+//! ssc's one pickle reader: what `numpy.save` writes into object arrays (§1.3) and what
+//! `torch.save` writes for state dicts (§10.1), in both the zip container (torch ≥ 1.6) and
+//! the legacy stream (the ImageNet `resnet50-19c8e357.pth` and `vgg19-dcbb9e9d.pth`).
 //!
 //! IRN's `cls_labels.npy` is a 0-d object array holding a dict `{np.int32 id → float32[20]}`.
 //! Loading it means running the pickle machine far enough to rebuild dicts, lists, tuples,
 //! ints, strings, bytes and the three numpy constructors involved
 //! (`multiarray._reconstruct` + `ndarray.__setstate__`, `dtype` + `__setstate__`,
-//! `multiarray.scalar`), for protocols 2–5. No arbitrary callable is ever invoked: any other
-//! global is an error. Objects live in an arena so that `BUILD` (which mutates an object after
-//! it was memoised) is seen by every later `BINGET` of it.
+//! `multiarray.scalar`); a state dict adds storage persistent ids, `OrderedDict`,
+//! `_rebuild_tensor(_v2)` and `_rebuild_parameter`. Protocols 2–5. Nothing is ever executed:
+//! those constructors are interpreted, and what happens with any other global depends on the
+//! [`Profile`]. Objects live in an arena so that `BUILD` and `APPEND` (which mutate an object
+//! after it was memoised) are seen by every later `BINGET` of it.
 
 use std::collections::HashMap;
 
 use crate::npy::{self, DType, NpyArray, NpyData};
 
-/// A Python value produced by [`load`].
+/// A Python value produced by [`load`] or [`load_at`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum PyValue {
     /// `None`.
@@ -21,6 +25,9 @@ pub enum PyValue {
     Bool(bool),
     /// `int` (or a numpy integer scalar).
     Int(i64),
+    /// An `int` beyond 64 bits (the legacy torch magic number): its little-endian two's
+    /// complement bytes as pickled.
+    BigInt(Vec<u8>),
     /// `float` (or a numpy float scalar).
     Float(f64),
     /// `str`.
@@ -31,10 +38,57 @@ pub enum PyValue {
     Tuple(Vec<PyValue>),
     /// `list`.
     List(Vec<PyValue>),
-    /// `dict`, in insertion order.
+    /// `dict` or `OrderedDict`, in insertion order.
     Dict(Vec<(PyValue, PyValue)>),
     /// `numpy.ndarray`.
     Array(NpyArray),
+    /// A torch storage named by a persistent id.
+    Storage(StorageRef),
+    /// A torch tensor: a strided view of a storage.
+    Tensor(TensorRef),
+    /// `module.name` of a global that is referenced but not interpreted
+    /// ([`Profile::Torch`] only).
+    Global(String),
+    /// A call that is not interpreted, as callable and arguments ([`Profile::Torch`] only).
+    Opaque(Box<PyValue>, Box<PyValue>),
+}
+
+/// A storage reference from a persistent id `('storage', type, key, location, numel, …)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StorageRef {
+    /// torch storage class name, e.g. `FloatStorage`.
+    pub kind: String,
+    /// Storage key (zip: file name under `data/`; legacy: the id in the key list).
+    pub key: String,
+    /// Number of elements.
+    pub numel: usize,
+}
+
+/// A tensor rebuilt by `_rebuild_tensor_v2`: a strided view of a storage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorRef {
+    /// The storage.
+    pub storage: StorageRef,
+    /// Offset in elements.
+    pub offset: usize,
+    /// Shape.
+    pub size: Vec<usize>,
+    /// Strides in elements.
+    pub stride: Vec<usize>,
+}
+
+/// How strictly a pickle is read: the two writers ssc reads differ in what an unknown
+/// object means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// numpy object arrays: a label table has no business calling anything else, so any
+    /// other callable, a `BUILD` on an object that is not a numpy one, or a bare global is an
+    /// error. Python 2 `str` is read as bytes (it may be raw array data).
+    Numpy,
+    /// `torch.save` state dicts: other calls are kept as [`PyValue::Opaque`] and `BUILD`
+    /// states of objects that are not modelled (`OrderedDict._metadata`) are dropped, so
+    /// unusual metadata cannot break loading. Python 2 `str` is text (keys and names).
+    Torch,
 }
 
 #[derive(Debug, Clone)]
@@ -42,9 +96,13 @@ enum Obj {
     None,
     Bool(bool),
     Int(i64),
+    BigInt(Vec<u8>),
     Float(f64),
     Str(String),
     Bytes(Vec<u8>),
+    /// Python 2 `str` (BINSTRING, SHORT_BINSTRING): bytes or text depending on the profile
+    /// and on where it is used.
+    Py2Str(Vec<u8>),
     Tuple(Vec<usize>),
     List(Vec<usize>),
     Dict(Vec<(usize, usize)>),
@@ -59,15 +117,23 @@ enum Obj {
         fortran: bool,
         data: usize,
     },
+    /// A call that is not interpreted: callable and arguments.
+    Opaque(usize, usize),
     Value(PyValue),
 }
 
 /// Maximum nesting depth when converting the result (guards against cyclic pickles).
 const MAX_DEPTH: usize = 64;
 
+/// Most value nodes one pickle may expand to.
+const MAX_NODES: usize = 10_000_000;
+
+type R<T> = std::result::Result<T, String>;
+
 struct Vm<'a> {
     b: &'a [u8],
     pos: usize,
+    profile: Profile,
     heap: Vec<Obj>,
     stack: Vec<usize>,
     marks: Vec<usize>,
@@ -77,16 +143,18 @@ struct Vm<'a> {
     budget: std::cell::Cell<usize>,
 }
 
-/// Most value nodes one pickle may expand to.
-const MAX_NODES: usize = 10_000_000;
-
-type R<T> = std::result::Result<T, String>;
-
-/// Runs the pickle in `bytes` and returns the unpickled value.
+/// Runs the numpy pickle in `bytes` ([`Profile::Numpy`]) and returns the unpickled value.
 pub fn load(bytes: &[u8]) -> R<PyValue> {
+    load_at(bytes, &mut 0, Profile::Numpy)
+}
+
+/// Runs the pickle that starts at `bytes[*pos]` and advances `pos` past its STOP (a legacy
+/// torch file is several pickles in a row).
+pub fn load_at(bytes: &[u8], pos: &mut usize, profile: Profile) -> R<PyValue> {
     let mut vm = Vm {
         b: bytes,
-        pos: 0,
+        pos: *pos,
+        profile,
         heap: Vec::new(),
         stack: Vec::new(),
         marks: Vec::new(),
@@ -94,10 +162,15 @@ pub fn load(bytes: &[u8]) -> R<PyValue> {
         budget: std::cell::Cell::new(MAX_NODES),
     };
     let top = vm.run()?;
+    *pos = vm.pos;
     vm.convert(top, 0)
 }
 
 impl Vm<'_> {
+    fn lenient(&self) -> bool {
+        self.profile == Profile::Torch
+    }
+
     fn take(&mut self, n: usize) -> R<&[u8]> {
         let end = self.pos.checked_add(n).filter(|&e| e <= self.b.len());
         let end = end.ok_or_else(|| format!("pickle truncated at byte {}", self.pos))?;
@@ -105,17 +178,17 @@ impl Vm<'_> {
         self.pos = end;
         Ok(s)
     }
+    fn arr<const N: usize>(&mut self) -> R<[u8; N]> {
+        Ok(self.take(N)?.try_into().expect("length checked"))
+    }
     fn u8(&mut self) -> R<u8> {
         Ok(self.take(1)?[0])
     }
-    fn u16(&mut self) -> R<u16> {
-        Ok(u16::from_le_bytes(self.take(2)?.try_into().unwrap()))
-    }
     fn u32(&mut self) -> R<u32> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().unwrap()))
+        Ok(u32::from_le_bytes(self.arr()?))
     }
     fn u64(&mut self) -> R<usize> {
-        let v = u64::from_le_bytes(self.take(8)?.try_into().unwrap());
+        let v = u64::from_le_bytes(self.arr()?);
         usize::try_from(v).map_err(|_| "length too large".to_string())
     }
     fn line(&mut self) -> R<String> {
@@ -183,7 +256,7 @@ impl Vm<'_> {
                 0x88 => self.push(Obj::Bool(true)),
                 0x89 => self.push(Obj::Bool(false)),
                 b'J' => {
-                    let v = self.u32()? as i32;
+                    let v = i32::from_le_bytes(self.arr()?);
                     self.push(Obj::Int(v as i64))
                 }
                 b'K' => {
@@ -191,27 +264,17 @@ impl Vm<'_> {
                     self.push(Obj::Int(v as i64))
                 }
                 b'M' => {
-                    let v = self.u16()?;
+                    let v = u16::from_le_bytes(self.arr()?);
                     self.push(Obj::Int(v as i64))
                 }
                 0x8a => {
                     // LONG1: little-endian two's complement of n bytes.
                     let n = self.u8()? as usize;
                     let b = self.take(n)?.to_vec();
-                    if n > 8 {
-                        return Err("integer wider than 64 bits".into());
-                    }
-                    let mut v: i64 = 0;
-                    for (i, &x) in b.iter().enumerate() {
-                        v |= (x as i64) << (8 * i);
-                    }
-                    if n > 0 && n < 8 && b[n - 1] & 0x80 != 0 {
-                        v -= 1i64 << (8 * n);
-                    }
-                    self.push(Obj::Int(v))
+                    self.push(long1(b))
                 }
                 b'G' => {
-                    let v = f64::from_be_bytes(self.take(8)?.try_into().unwrap());
+                    let v = f64::from_be_bytes(self.arr()?);
                     self.push(Obj::Float(v))
                 }
                 b'X' => {
@@ -229,13 +292,24 @@ impl Vm<'_> {
                     let s = self.string(n)?;
                     self.push(Obj::Str(s))
                 }
-                b'C' | b'U' => {
-                    // SHORT_BINBYTES, SHORT_BINSTRING (Python 2 str read as bytes)
+                b'U' => {
+                    // SHORT_BINSTRING
+                    let n = self.u8()? as usize;
+                    let v = self.take(n)?.to_vec();
+                    self.push(Obj::Py2Str(v))
+                }
+                b'T' => {
+                    // BINSTRING
+                    let n = self.u32()? as usize;
+                    let v = self.take(n)?.to_vec();
+                    self.push(Obj::Py2Str(v))
+                }
+                b'C' => {
                     let n = self.u8()? as usize;
                     let v = self.take(n)?.to_vec();
                     self.push(Obj::Bytes(v))
                 }
-                b'B' | b'T' => {
+                b'B' => {
                     let n = self.u32()? as usize;
                     let v = self.take(n)?.to_vec();
                     self.push(Obj::Bytes(v))
@@ -318,15 +392,17 @@ impl Vm<'_> {
                 0x93 => {
                     let n = self.pop()?;
                     let m = self.pop()?;
-                    match (&self.heap[m], &self.heap[n]) {
-                        (Obj::Str(m), Obj::Str(n)) => {
-                            let g = Obj::Global(m.clone(), n.clone());
-                            self.push(g)
-                        }
-                        _ => return Err("STACK_GLOBAL needs two strings".into()),
-                    }
+                    let g = Obj::Global(self.str_of(m)?.into(), self.str_of(n)?.into());
+                    self.push(g)
                 }
-                b'R' => {
+                b'Q' => {
+                    // BINPERSID: torch's storages.
+                    let pid = self.pop()?;
+                    let s = self.storage(pid)?;
+                    self.push(Obj::Value(PyValue::Storage(s)))
+                }
+                b'R' | 0x81 => {
+                    // REDUCE, NEWOBJ (`cls.__new__(cls, *args)`): both only build data here.
                     let args = self.pop()?;
                     let f = self.pop()?;
                     let o = self.reduce(f, args)?;
@@ -381,33 +457,104 @@ impl Vm<'_> {
         }
     }
 
+    /// Text: a `str`, or a Python 2 `str` that is UTF-8.
     fn str_of(&self, id: usize) -> R<&str> {
         match &self.heap[id] {
             Obj::Str(s) => Ok(s),
+            Obj::Py2Str(b) => std::str::from_utf8(b).map_err(|_| "invalid UTF-8 string".into()),
             _ => Err("expected a string".into()),
         }
     }
 
-    /// Calls one of the few allowed globals.
+    /// Raw bytes: `bytes`, or a Python 2 `str` (how Python 2 pickled binary data).
+    fn bytes_of(&self, id: usize) -> Option<&[u8]> {
+        match &self.heap[id] {
+            Obj::Bytes(b) | Obj::Py2Str(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    fn int_of(&self, id: usize) -> R<usize> {
+        match self.heap[id] {
+            Obj::Int(v) if v >= 0 => Ok(v as usize),
+            _ => Err(format!(
+                "expected a non-negative integer, found {:?}",
+                self.heap[id]
+            )),
+        }
+    }
+
+    fn ints_of(&self, id: usize) -> R<Vec<usize>> {
+        match &self.heap[id] {
+            Obj::Tuple(v) | Obj::List(v) => v.iter().map(|&i| self.int_of(i)).collect(),
+            o => Err(format!("expected a tuple of integers, found {o:?}")),
+        }
+    }
+
+    /// A torch persistent id `('storage', StorageType, key, location, numel, …)`.
+    fn storage(&self, pid: usize) -> R<StorageRef> {
+        let t = match &self.heap[pid] {
+            Obj::Tuple(t) if t.len() >= 5 => t.clone(),
+            o => return Err(format!("unsupported persistent id {o:?}")),
+        };
+        if self.str_of(t[0]).ok() != Some("storage") {
+            return Err(format!("unsupported persistent id {:?}", self.heap[t[0]]));
+        }
+        let Obj::Global(_, kind) = &self.heap[t[1]] else {
+            return Err(format!("bad storage type {:?}", self.heap[t[1]]));
+        };
+        let key = match &self.heap[t[2]] {
+            Obj::Int(i) => i.to_string(),
+            _ => self
+                .str_of(t[2])
+                .map_err(|_| format!("bad storage key {:?}", self.heap[t[2]]))?
+                .to_string(),
+        };
+        Ok(StorageRef {
+            kind: kind.clone(),
+            key,
+            numel: self.int_of(t[4])?,
+        })
+    }
+
+    /// Interprets one of the few known globals; anything else is kept opaque
+    /// ([`Profile::Torch`]) or refused ([`Profile::Numpy`]).
     fn reduce(&mut self, f: usize, args: usize) -> R<Obj> {
         let Obj::Global(module, name) = self.heap[f].clone() else {
-            return Err("REDUCE on a non-callable".into());
+            return match self.lenient() {
+                true => Ok(Obj::Opaque(f, args)),
+                false => Err("REDUCE on a non-callable".into()),
+            };
         };
-        let a = self.tuple(args)?;
         let numpy_core = module.starts_with("numpy") && module.ends_with("multiarray");
-        match (module.as_str(), name.as_str()) {
-            (_, "_reconstruct") if numpy_core => Ok(Obj::ArrayStub),
-            ("numpy", "dtype") => {
+        let known = match (module.as_str(), name.as_str()) {
+            (_, "_reconstruct" | "scalar") => numpy_core,
+            ("numpy", "dtype") | ("_codecs", "encode") | ("collections", "OrderedDict") => true,
+            ("torch._utils", "_rebuild_tensor_v2" | "_rebuild_tensor" | "_rebuild_parameter") => {
+                true
+            }
+            _ => false,
+        };
+        if !known {
+            return match self.lenient() {
+                true => Ok(Obj::Opaque(f, args)),
+                false => Err(format!("refusing to call {module}.{name}")),
+            };
+        }
+        let a = self.tuple(args)?;
+        match name.as_str() {
+            "_reconstruct" => Ok(Obj::ArrayStub),
+            "dtype" => {
                 let s = self.str_of(*a.first().ok_or("dtype() without arguments")?)?;
                 DType::parse(s)
                     .map(Obj::Dtype)
                     .ok_or(format!("unsupported numpy dtype '{s}'"))
             }
-            (_, "scalar") if numpy_core => {
+            "scalar" => {
                 let (Some(&dt), Some(&raw)) = (a.first(), a.get(1)) else {
                     return Err("scalar() needs a dtype and bytes".into());
                 };
-                let (Obj::Dtype(dt), Obj::Bytes(raw)) = (&self.heap[dt], &self.heap[raw]) else {
+                let (Obj::Dtype(dt), Some(raw)) = (&self.heap[dt], self.bytes_of(raw)) else {
                     return Err("unsupported numpy scalar".into());
                 };
                 let v = match npy::decode(*dt, raw, &[], false)? {
@@ -419,7 +566,7 @@ impl Vm<'_> {
                 };
                 Ok(Obj::Value(v))
             }
-            ("_codecs", "encode") => {
+            "encode" => {
                 // Protocol 2 spells bytes as _codecs.encode(str, 'latin1').
                 let s = self.str_of(*a.first().ok_or("encode() without arguments")?)?;
                 let bytes = s
@@ -428,16 +575,36 @@ impl Vm<'_> {
                     .collect::<std::result::Result<Vec<u8>, _>>()?;
                 Ok(Obj::Bytes(bytes))
             }
-            _ => Err(format!("refusing to call {module}.{name}")),
+            "OrderedDict" if a.is_empty() => Ok(Obj::Dict(vec![])),
+            "_rebuild_tensor_v2" | "_rebuild_tensor" if a.len() >= 4 => {
+                let Obj::Value(PyValue::Storage(storage)) = &self.heap[a[0]] else {
+                    return Err(format!("{name} without a storage"));
+                };
+                Ok(Obj::Value(PyValue::Tensor(TensorRef {
+                    storage: storage.clone(),
+                    offset: self.int_of(a[1])?,
+                    size: self.ints_of(a[2])?,
+                    stride: self.ints_of(a[3])?,
+                })))
+            }
+            "_rebuild_parameter"
+                if a.first()
+                    .is_some_and(|&t| matches!(self.heap[t], Obj::Value(PyValue::Tensor(_)))) =>
+            {
+                Ok(self.heap[a[0]].clone())
+            }
+            _ if self.lenient() => Ok(Obj::Opaque(f, args)),
+            _ => Err(format!("unexpected arguments to {module}.{name}")),
         }
     }
 
-    /// `__setstate__` of ndarray and dtype.
+    /// `__setstate__` of ndarray and dtype; the state of anything else is dropped
+    /// ([`Profile::Torch`]) or refused ([`Profile::Numpy`]).
     fn build(&mut self, target: usize, state: usize) -> R<()> {
-        let st = self.tuple(state)?;
         match &self.heap[target] {
             Obj::Dtype(dt) => {
                 let mut dt = *dt;
+                let st = self.tuple(state)?;
                 if let Some(&order) = st.get(1) {
                     dt.big_endian = self.str_of(order)? == ">";
                 }
@@ -445,6 +612,7 @@ impl Vm<'_> {
                 Ok(())
             }
             Obj::ArrayStub => {
+                let st = self.tuple(state)?;
                 let [_, shape, dtype, fortran, data] = st[..] else {
                     return Err("unexpected ndarray state".into());
                 };
@@ -468,6 +636,7 @@ impl Vm<'_> {
                 };
                 Ok(())
             }
+            _ if self.lenient() => Ok(()),
             _ => Err("BUILD on an unsupported object".into()),
         }
     }
@@ -490,9 +659,14 @@ impl Vm<'_> {
             Obj::None => PyValue::None,
             Obj::Bool(b) => PyValue::Bool(*b),
             Obj::Int(v) => PyValue::Int(*v),
+            Obj::BigInt(b) => PyValue::BigInt(b.clone()),
             Obj::Float(v) => PyValue::Float(*v),
             Obj::Str(s) => PyValue::Str(s.clone()),
             Obj::Bytes(b) => PyValue::Bytes(b.clone()),
+            Obj::Py2Str(b) => match self.profile {
+                Profile::Numpy => PyValue::Bytes(b.clone()),
+                Profile::Torch => PyValue::Str(self.str_of(id)?.to_string()),
+            },
             Obj::Tuple(v) => PyValue::Tuple(list(v)?),
             Obj::List(v) => PyValue::List(list(v)?),
             Obj::Dict(v) => PyValue::Dict(
@@ -507,9 +681,9 @@ impl Vm<'_> {
                 fortran,
                 data,
             } => {
-                let data = match &self.heap[*data] {
-                    Obj::Bytes(raw) => npy::decode(*dtype, raw, shape, *fortran)?,
-                    Obj::List(items) if dtype.kind == 'O' => NpyData::Object(list(items)?),
+                let data = match (self.bytes_of(*data), &self.heap[*data]) {
+                    (Some(raw), _) => npy::decode(*dtype, raw, shape, *fortran)?,
+                    (None, Obj::List(items)) if dtype.kind == 'O' => NpyData::Object(list(items)?),
                     _ => return Err("unsupported ndarray payload".into()),
                 };
                 PyValue::Array(NpyArray {
@@ -517,12 +691,28 @@ impl Vm<'_> {
                     data,
                 })
             }
+            Obj::Global(m, n) if self.lenient() => PyValue::Global(format!("{m}.{n}")),
             Obj::Global(m, n) => return Err(format!("unsupported object {m}.{n}")),
+            Obj::Opaque(f, a) => PyValue::Opaque(
+                Box::new(self.convert(*f, depth + 1)?),
+                Box::new(self.convert(*a, depth + 1)?),
+            ),
             Obj::Dtype(_) | Obj::ArrayStub => {
                 return Err("incomplete numpy object in pickle".into());
             }
         })
     }
+}
+
+/// A LONG1 payload (little-endian two's complement); wider than 64 bits it stays bytes.
+fn long1(b: Vec<u8>) -> Obj {
+    if b.len() > 8 {
+        return Obj::BigInt(b);
+    }
+    let neg = b.last().is_some_and(|&x| x & 0x80 != 0);
+    let mut buf = [if neg { 0xff } else { 0 }; 8];
+    buf[..b.len()].copy_from_slice(&b);
+    Obj::Int(i64::from_le_bytes(buf))
 }
 
 fn pairs(items: &[usize]) -> R<Vec<(usize, usize)>> {
@@ -535,6 +725,13 @@ fn pairs(items: &[usize]) -> R<Vec<(usize, usize)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn torch(bytes: &[u8]) -> R<PyValue> {
+        let mut pos = 0;
+        let v = load_at(bytes, &mut pos, Profile::Torch)?;
+        assert_eq!(pos, bytes.len(), "stops right after STOP");
+        Ok(v)
+    }
 
     #[test]
     fn small_hand_written_pickles() {
@@ -557,6 +754,85 @@ mod tests {
             load(b"\x8a\x05\x00\x00\x00\x00\x01.").unwrap(),
             PyValue::Int(1 << 32)
         );
+        assert_eq!(load(b"\x8a\x01\xff.").unwrap(), PyValue::Int(-1));
+        assert_eq!(load(b"\x8a\x02\x10\x27.").unwrap(), PyValue::Int(10000));
+        // Wider than 64 bits (the legacy torch magic number) is kept as its bytes.
+        let magic = b"\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.";
+        assert_eq!(load(magic).unwrap(), PyValue::BigInt(magic[2..12].to_vec()));
+    }
+
+    #[test]
+    fn python_protocol2_dict_as_torch_reads_it() {
+        // pickle.dumps({'a': 1, 'b': (2, 'x'), 'c': [1.5, None, True]}, protocol=2)
+        let bytes: &[u8] = &[
+            128, 2, 125, 113, 0, 40, 88, 1, 0, 0, 0, 97, 113, 1, 75, 1, 88, 1, 0, 0, 0, 98, 113, 2,
+            75, 2, 88, 1, 0, 0, 0, 120, 113, 3, 134, 113, 4, 88, 1, 0, 0, 0, 99, 113, 5, 93, 113,
+            6, 40, 71, 63, 248, 0, 0, 0, 0, 0, 0, 78, 136, 101, 117, 46,
+        ];
+        let s = |x: &str| PyValue::Str(x.into());
+        let expected = PyValue::Dict(vec![
+            (s("a"), PyValue::Int(1)),
+            (s("b"), PyValue::Tuple(vec![PyValue::Int(2), s("x")])),
+            (
+                s("c"),
+                PyValue::List(vec![
+                    PyValue::Float(1.5),
+                    PyValue::None,
+                    PyValue::Bool(true),
+                ]),
+            ),
+        ]);
+        assert_eq!(torch(bytes).unwrap(), expected);
+        assert_eq!(load(bytes).unwrap(), expected);
+    }
+
+    #[test]
+    fn python2_strings_are_bytes_for_numpy_and_text_for_torch() {
+        let p = b"U\x02ab.";
+        assert_eq!(load(p).unwrap(), PyValue::Bytes(b"ab".to_vec()));
+        assert_eq!(torch(p).unwrap(), PyValue::Str("ab".into()));
+    }
+
+    #[test]
+    fn torch_state_dict_entries() {
+        // collections.OrderedDict() with one parameter rebuilt from storage '0' (4 floats,
+        // shape (2, 2)), then BUILD with `_metadata` (dropped), as torch.save writes it.
+        let mut p = Vec::new();
+        p.extend_from_slice(b"\x80\x02ccollections\nOrderedDict\nq\x00)Rq\x01(X\x01\x00\x00\x00w");
+        p.extend_from_slice(b"ctorch._utils\n_rebuild_tensor_v2\n(");
+        p.extend_from_slice(b"(X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000");
+        p.extend_from_slice(b"X\x03\x00\x00\x00cpuK\x04tQK\x00K\x02K\x02\x86K\x02K\x01\x86\x89");
+        p.extend_from_slice(b"ccollections\nOrderedDict\n)RtR");
+        p.extend_from_slice(b"u}X\x09\x00\x00\x00_metadata}sb.");
+        let v = torch(&p).unwrap();
+        let PyValue::Dict(items) = v else {
+            panic!("{v:?}")
+        };
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].0, PyValue::Str("w".into()));
+        assert_eq!(
+            items[0].1,
+            PyValue::Tensor(TensorRef {
+                storage: StorageRef {
+                    kind: "FloatStorage".into(),
+                    key: "0".into(),
+                    numel: 4,
+                },
+                offset: 0,
+                size: vec![2, 2],
+                stride: vec![2, 1],
+            })
+        );
+        // The numpy profile refuses the same BUILD on a dict.
+        assert!(load(&p).unwrap_err().contains("BUILD"));
+    }
+
+    #[test]
+    fn memoised_objects_see_later_appends() {
+        // l = []; memo it; append 1; then a tuple (l, l) from the memo.
+        let p = b"]q\x00K\x01ah\x00\x86.";
+        let l = PyValue::List(vec![PyValue::Int(1)]);
+        assert_eq!(torch(p).unwrap(), PyValue::Tuple(vec![l.clone(), l]));
     }
 
     #[test]
@@ -570,7 +846,21 @@ mod tests {
         assert!(load(b"a.").is_err()); // underflow
         assert!(load(b"\x8c\xff").is_err()); // length past the end
         assert!(load(b"\xff").unwrap_err().contains("opcode"));
+        assert!(torch(&[128, 2, 0xff]).unwrap_err().contains("0xff"));
+        assert!(torch(&[128, 2, 125]).is_err());
         // A list that contains itself must not recurse forever.
         assert!(load(b"]q\x00h\x00a.").unwrap_err().contains("deep"));
+    }
+
+    #[test]
+    fn torch_keeps_unknown_calls_without_running_them() {
+        let v = torch(b"cos\nsystem\n\x8c\x02ls\x85R.").unwrap();
+        assert_eq!(
+            v,
+            PyValue::Opaque(
+                Box::new(PyValue::Global("os.system".into())),
+                Box::new(PyValue::Tuple(vec![PyValue::Str("ls".into())]))
+            )
+        );
     }
 }

@@ -1,8 +1,9 @@
 //! Pretrained weight import (§10.1): state dicts from safetensors, PyTorch zip `.pth` and
 //! legacy (pre-1.6) `.pth`; ResNet and EfficientNet-Lite layout inference; checking a state dict against a model
 //! with every missing, unexpected or mis-shaped key named; conversion to safetensors.
-
-pub mod pickle;
+//!
+//! The pickles inside `.pth` files are read by ssc's one pickle reader, [`ssc_core::pickle`]
+//! (its [`Profile::Torch`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
@@ -16,7 +17,7 @@ use crate::backbone::{Backbone, BackboneConfig};
 use crate::config::{EfficientNetConfig, ResNetConfig, ResNetOptions};
 use crate::error::{ModelError, Result, ShapeMismatch};
 use crate::resnet::ResNet;
-use pickle::{TensorRef, Value};
+use ssc_core::pickle::{self, Profile, PyValue as Value, TensorRef};
 
 /// Named tensors loaded from one weight file (on the CPU, in the file's dtypes).
 #[derive(Debug, Clone)]
@@ -151,7 +152,8 @@ fn load_zip(path: &Path, bytes: &[u8]) -> Result<HashMap<String, Tensor>> {
         return Err(fmt("big-endian checkpoints are not supported".into()));
     }
     let pickle_bytes = read(&pkl)?;
-    let root = pickle::parse(&pickle_bytes, &mut 0).map_err(|e| fmt(format!("{pkl}: {e}")))?;
+    let root = pickle::load_at(&pickle_bytes, &mut 0, Profile::Torch)
+        .map_err(|e| fmt(format!("{pkl}: {e}")))?;
     let mut storages: HashMap<String, Vec<u8>> = HashMap::new();
     tensors_from(path, root, |key| {
         if !storages.contains_key(key) {
@@ -171,7 +173,8 @@ fn load_legacy(path: &Path, bytes: &[u8]) -> Result<HashMap<String, Tensor>> {
     }
     let mut pos = 0;
     let next = |what: &str, pos: &mut usize| {
-        pickle::parse(bytes, pos).map_err(|e| fmt(format!("legacy {what} pickle: {e}")))
+        pickle::load_at(bytes, pos, Profile::Torch)
+            .map_err(|e| fmt(format!("legacy {what} pickle: {e}")))
     };
     next("magic", &mut pos)?;
     match next("protocol", &mut pos)? {

@@ -347,10 +347,10 @@ pub fn train_irn(args: TrainIrnArgs) -> Result<()> {
         ..IrnTrainOptions::new(&args.out)
     };
     let (_, report) = train(&cfg, set, &opts)?;
-    for (i, l) in report.epoch_losses.iter().enumerate() {
+    for (i, l) in report.epoch_stats.iter().enumerate() {
         eprintln!(
             "epoch {}: loss {:.4} (bg_pos {:.4}, fg_pos {:.4}, neg {:.4})",
-            report.epochs - report.epoch_losses.len() + i + 1,
+            report.epochs - report.epoch_stats.len() + i + 1,
             l.total,
             l.bg_pos,
             l.fg_pos,

@@ -233,33 +233,6 @@ pub fn sorted_vars(vm: &VarMap, keep: impl Fn(&str) -> bool) -> Result<Vec<candl
     Ok(v.into_iter().map(|(_, v)| v).collect())
 }
 
-/// A per-epoch progress bar (hidden unless `show`).
-pub fn epoch_bar(show: bool, len: usize, prefix: String) -> indicatif::ProgressBar {
-    let pb = if show {
-        indicatif::ProgressBar::new(len as u64)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    pb.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {pos}/{len} {elapsed_precise}<{eta_precise} {msg}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    pb.set_prefix(prefix);
-    pb
-}
-
-/// Full batches per epoch of a training set; zero is an error naming the sizes.
-pub fn batches_per_epoch(per_epoch: usize, images: usize, batch_size: usize) -> Result<usize> {
-    if per_epoch == 0 {
-        return Err(TrainError::Config(format!(
-            "{images} images make no full batch of {batch_size}"
-        )));
-    }
-    Ok(per_epoch)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,3 +1,4 @@
+//! How a trainer's backbone starts: from ImageNet weights ([`imagenet_vars`]), or with
 //! torchvision's initialisation for from-scratch networks (stage 1 §2.1, DeepLab §6.1, the
 //! random perceptual VGG §2.5): conv weights Kaiming-normal (fan_out, ReLU gain), and for VGG
 //! zero conv biases; every other parameter keeps the model's own hint (BN γ = 1, β = 0). The
@@ -7,10 +8,36 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
+use ssc_models::import::StateDict;
 use ssc_models::init::SeededInit;
 
 use crate::checkpoint::var_tensors;
 use crate::error::{Result, TrainError};
+
+/// The tensors of a torchvision ResNet state dict as trainable f32 variables on `dev`, named
+/// `prefix` + the torchvision name, without the ImageNet classifier (`fc.*`) and the
+/// `num_batches_tracked` counters, which no ssc network has.
+pub fn imagenet_vars(sd: &StateDict, dev: &Device, prefix: &str) -> Result<VarMap> {
+    let vm = sd.var_map(DType::F32, dev)?;
+    {
+        let mut data = vm
+            .data()
+            .lock()
+            .map_err(|_| TrainError::State("parameter map lock poisoned".into()))?;
+        let all = std::mem::take(&mut *data);
+        data.extend(
+            all.into_iter()
+                // The ImageNet heads (torchvision `fc.*`, EfficientNet-Lite `_fc.*`) are unused.
+                .filter(|(k, _)| {
+                    !k.starts_with("fc.")
+                        && !k.starts_with("_fc.")
+                        && !k.ends_with("num_batches_tracked")
+                })
+                .map(|(k, v)| (format!("{prefix}{k}"), v)),
+        );
+    }
+    Ok(vm)
+}
 
 /// Inserts Kaiming-normal (fan_out) weights into `vm` for every 4-D parameter of the model
 /// that `build` constructs, except those `skip` names; call before the real build, which

@@ -30,6 +30,46 @@ pub struct ParamGroup {
     pub weight_decay: f64,
 }
 
+/// The learning rates of a network trained in two SGD groups (§2.8, §6.4): the backbone at
+/// `lr0`, the head (`classifier.*`) at `lr0 · head_mult`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BackboneHead {
+    /// The backbone's `lr0`.
+    pub lr: f64,
+    /// The head's learning-rate multiplier.
+    pub head_mult: f64,
+    /// L2 weight decay of both groups.
+    pub weight_decay: f64,
+    /// Momentum of both groups.
+    pub momentum: f64,
+}
+
+impl BackboneHead {
+    /// SGD over the parameters of `vm` that `trainable` accepts, in the groups `backbone` and
+    /// `classifier`, each sorted by name (the stable order of the optimiser state).
+    pub fn sgd(&self, vm: &candle_nn::VarMap, trainable: impl Fn(&str) -> bool) -> Result<Sgd> {
+        let group = |name: &str, head: bool, lr: f64| -> Result<ParamGroup> {
+            Ok(ParamGroup {
+                name: name.into(),
+                vars: crate::checkpoint::sorted_vars(vm, |n| {
+                    trainable(n) && n.starts_with("classifier.") == head
+                })?,
+                lr,
+                weight_decay: self.weight_decay,
+            })
+        };
+        Sgd::new(
+            vec![
+                group("backbone", false, self.lr)?,
+                group("classifier", true, self.lr * self.head_mult)?,
+            ],
+            SgdConfig {
+                momentum: self.momentum,
+            },
+        )
+    }
+}
+
 /// SGD hyper-parameters shared by all groups.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SgdConfig {
@@ -317,6 +357,23 @@ fn check_shape(key: &str, t: &Tensor, var: &Var) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// An optimiser whose state a checkpoint saves and restores exactly.
+pub trait OptimiserState {
+    /// The state as named tensors.
+    fn save(&self) -> Result<HashMap<String, Tensor>>;
+    /// Restores the state written by [`OptimiserState::save`].
+    fn restore(&mut self, state: &HashMap<String, Tensor>) -> Result<()>;
+}
+
+impl OptimiserState for Sgd {
+    fn save(&self) -> Result<HashMap<String, Tensor>> {
+        Ok(self.state())
+    }
+    fn restore(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
+        self.load_state(state)
+    }
 }
 
 #[cfg(test)]

@@ -125,7 +125,7 @@ fn variants_switch_loss_terms_and_eval_runs() {
         let out = tmp.path().join(variant.name());
         let (nets, rep) = train(&cfg, set, &TrainOptions::new(&out)).unwrap();
         assert_eq!(rep.epochs, 2);
-        let l = &rep.epoch_losses;
+        let l = &rep.epoch_stats;
         assert!(l.iter().all(|t| t.cls > 0.0 && t.cls.is_finite()));
         if variant == Variant::Baseline {
             assert!(l.iter().all(|t| t.perceptual == 0.0 && t.align == 0.0));

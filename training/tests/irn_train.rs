@@ -52,7 +52,7 @@ fn edge_weights(
     opts: &IrnTrainOptions,
 ) -> Vec<(String, Vec<f32>)> {
     let (nets, report) = train(cfg, set, opts).unwrap();
-    for l in &report.epoch_losses {
+    for l in &report.epoch_stats {
         assert!(l.total.is_finite() && l.total > 0.0, "{l:?}");
     }
     let mut w: Vec<_> = var_tensors(&nets.edge_vars)
@@ -145,7 +145,7 @@ fn training_lowers_the_loss() {
     cfg.batch_size = 2;
     let set = Arc::new(IrnTrainSet::new(&ds, &data, &cfg).unwrap());
     let (_, report) = train(&cfg, set, &IrnTrainOptions::new(tmp.path().join("o"))).unwrap();
-    let l: Vec<f64> = report.epoch_losses.iter().map(|l| l.total).collect();
+    let l: Vec<f64> = report.epoch_stats.iter().map(|l| l.total).collect();
     eprintln!("epoch losses {l:?}");
     // Epoch means are noisy (each epoch draws new crops): compare 3-epoch means.
     let first = l[..3].iter().sum::<f64>() / 3.0;

@@ -143,7 +143,7 @@ pub fn run(
                 miou_at_020: at,
             });
         }
-        let last = rep.epoch_losses.last().copied().unwrap_or_default();
+        let last = rep.epoch_stats.last().copied().unwrap_or_default();
         report.rows.push(AblationRow {
             variant: variant.name().into(),
             scores,

@@ -380,24 +380,18 @@ impl CamTrainConfig {
 
     /// A preset by name; `num_classes` is used by `synthetic`.
     pub fn preset(name: &str, num_classes: usize) -> Result<Self> {
-        match name {
-            "voc" => Ok(Self::voc()),
-            "coco" => Ok(Self::coco()),
-            "synthetic" => Ok(Self::synthetic(num_classes)),
-            "voc-lite" => Ok(Self::voc_lite()),
-            _ => Err(TrainError::Config(format!(
-                "unknown preset `{name}` (expected voc, voc-lite, coco or synthetic)"
-            ))),
-        }
+        crate::config::preset(
+            name,
+            Self::voc,
+            Self::coco,
+            || Self::synthetic(num_classes),
+            Self::voc_lite,
+        )
     }
 
     /// The SGD momentum actually used.
     pub fn effective_momentum(&self) -> f64 {
-        if self.reference_momentum_quirk {
-            1e-4
-        } else {
-            self.momentum
-        }
+        crate::config::effective_momentum(self.momentum, self.reference_momentum_quirk)
     }
 
     /// The alignment-loss settings for this variant.
@@ -410,10 +404,8 @@ impl CamTrainConfig {
 
     /// Checks values that would otherwise fail deep inside the loop.
     pub fn validate(&self) -> Result<()> {
+        crate::config::check_batch_and_epochs(self.batch_size, 1, self.epochs)?;
         let bad = |m: String| Err(TrainError::Config(m));
-        if self.batch_size == 0 || self.epochs == 0 {
-            return bad("batch_size and epochs must be > 0".into());
-        }
         if self.data.crop == 0 || !self.data.crop.is_multiple_of(16) {
             return bad(format!(
                 "crop {} must be a positive multiple of 16 (the decoder upsamples ×16)",
@@ -437,23 +429,23 @@ impl CamTrainConfig {
     }
 }
 
+crate::config::impl_run_config!(CamTrainConfig);
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn presets_validate_and_round_trip() {
-        for c in [
-            CamTrainConfig::voc(),
-            CamTrainConfig::coco(),
-            CamTrainConfig::synthetic(6),
-            CamTrainConfig::voc_lite(),
-        ] {
-            c.validate().unwrap();
-            let s = serde_json::to_string(&c).unwrap();
-            let back: CamTrainConfig = serde_json::from_str(&s).unwrap();
-            assert_eq!(back, c);
-        }
+        crate::config::assert_presets_round_trip(
+            &[
+                CamTrainConfig::voc(),
+                CamTrainConfig::coco(),
+                CamTrainConfig::voc_lite(),
+                CamTrainConfig::synthetic(6),
+            ],
+            CamTrainConfig::validate,
+        );
         assert!(CamTrainConfig::voc().requires_pretrained);
         assert!(!CamTrainConfig::synthetic(6).requires_pretrained);
     }

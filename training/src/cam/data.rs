@@ -1,25 +1,21 @@
 //! Stage-1 training data (§2.9): random long-side resize, normalisation, flip, random crop
-//! with fill, superpixel relabelling and multi-hot labels, with a multi-threaded loader.
-//!
-//! Every random draw of a sample comes from `Rng::fork` of (seed, epoch, index), so a batch
-//! is the same whatever the thread count, and a resumed run sees exactly the data of an
-//! uninterrupted one.
+//! with fill, superpixel relabelling and multi-hot labels, loaded by the shared multi-threaded
+//! loader with per-sample random streams ([`crate::data`]).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::mpsc::{Receiver, sync_channel};
 
 use image::RgbImage;
 use rayon::prelude::*;
 use ssc_core::classes::ClassMap;
 use ssc_core::dataset::{self, Dataset, DatasetKind, DatasetSpec};
-use ssc_core::normalize::{hflip_chw, normalize_chw};
 use ssc_core::resize::{pil_bicubic_rgb, pil_nearest, rescale_size};
 use ssc_core::rng::Rng;
 use ssc_core::superpixels::{self, file as spfile};
 use ssc_core::{CoreError, imageio};
 
 use super::config::DataConfig;
+use crate::data::{CropBox, SampleSet, normalise_flip};
+pub use crate::data::{epoch_order, load_epoch, sample_rng};
 use crate::error::{Result, TrainError};
 
 /// Opens `split` of a VOC-layout dataset. A `classes.txt` at the root (the synthetic
@@ -86,28 +82,6 @@ pub struct Batch {
     pub size: (usize, usize),
 }
 
-/// The random stream of sample `index` in `epoch`.
-pub fn sample_rng(seed: u64, epoch: usize, index: usize) -> Rng {
-    let epoch_seed = Rng::fork(seed, 0x5EED_0000 + epoch as u64).next_u64();
-    Rng::fork(epoch_seed, index as u64)
-}
-
-/// The shuffled order of `n` samples in `epoch`.
-pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..n).collect();
-    Rng::fork(seed, 0x0DE7_0000 + epoch as u64).shuffle(&mut order);
-    order
-}
-
-/// One axis of the reference's `random_crop`: `(source start, canvas start, length)`.
-fn crop_axis(side: usize, crop: usize, rng: &mut Rng) -> (usize, usize, usize) {
-    if side > crop {
-        (rng.below((side - crop + 1) as u64) as usize, 0, crop)
-    } else {
-        (0, rng.below((crop - side + 1) as u64) as usize, side)
-    }
-}
-
 /// Applies §2.9 steps 2–8 to an image and its loader ids (region + 1, `H×W`).
 pub fn augment(
     img: &RgbImage,
@@ -132,28 +106,11 @@ pub fn augment(
     };
     let (rh, rw) = rescale_size(h, w, s);
     let img = pil_bicubic_rgb(img, rh, rw)?;
-    let sp = pil_nearest(sp, h, w, 1, rh, rw)?;
-    let mut chw = normalize_chw(&img);
-    let mut sp = sp;
-    if rng.bernoulli(0.5) {
-        chw = hflip_chw(&chw, 3, rh, rw)?;
-        sp = hflip_chw(&sp, 1, rh, rw)?;
-    }
-    let c = cfg.crop;
-    // The reference draws the width first.
-    let (sx, cx, lw) = crop_axis(rw, c, rng);
-    let (sy, cy, lh) = crop_axis(rh, c, rng);
-    let mut image = vec![0.0f32; 3 * c * c];
-    let mut ids = vec![0u32; c * c];
-    for y in 0..lh {
-        let src = (sy + y) * rw + sx;
-        let dst = (cy + y) * c + cx;
-        for ch in 0..3 {
-            image[ch * c * c + dst..ch * c * c + dst + lw]
-                .copy_from_slice(&chw[ch * rh * rw + src..ch * rh * rw + src + lw]);
-        }
-        ids[dst..dst + lw].copy_from_slice(&sp[src..src + lw]);
-    }
+    let mut sp = [pil_nearest(sp, h, w, 1, rh, rw)?];
+    let chw = normalise_flip(&img, &mut sp, 0.5, rng)?;
+    let b = CropBox::random(rh, rw, cfg.crop, rng);
+    let image = b.apply(&chw, 3, 0.0);
+    let mut ids = b.apply(&sp[0], 1, 0);
     // Relabel the ids present (padding 0 included) by a random permutation of 0..K.
     let mut present: Vec<u32> = ids.clone();
     present.sort_unstable();
@@ -265,14 +222,21 @@ impl TrainSet {
     pub fn num_classes(&self) -> usize {
         self.num_classes
     }
+}
 
-    /// Full batches per epoch.
-    pub fn batches_per_epoch(&self, batch_size: usize) -> usize {
-        self.len() / batch_size.max(1)
+impl SampleSet for TrainSet {
+    type Sample = Sample;
+    type Batch = Batch;
+
+    fn images(&self) -> usize {
+        self.len()
     }
 
-    /// Sample `i` of `epoch`, augmented.
-    pub fn sample(&self, i: usize, seed: u64, epoch: usize) -> Result<Sample> {
+    fn prefetch(&self) -> usize {
+        self.cfg.prefetch
+    }
+
+    fn sample(&self, i: usize, seed: u64, epoch: usize) -> Result<Sample> {
         let (id, path, label) = &self.items[i];
         let img = imageio::read_rgb(path)?;
         let sp: Vec<u32> = match &self.sp {
@@ -299,22 +263,9 @@ impl TrainSet {
         augment(&img, &sp, label, &self.cfg, &mut rng)
     }
 
-    /// Batch `b` of `epoch` (samples loaded in parallel).
-    pub fn batch(
-        &self,
-        order: &[usize],
-        b: usize,
-        bs: usize,
-        seed: u64,
-        epoch: usize,
-    ) -> Result<Batch> {
-        let idx = &order[b * bs..(b + 1) * bs];
-        let samples = idx
-            .par_iter()
-            .map(|&i| self.sample(i, seed, epoch))
-            .collect::<Result<Vec<_>>>()?;
+    fn collate(&self, index: usize, samples: Vec<Sample>) -> Batch {
         let mut out = Batch {
-            index: b,
+            index,
             images: Vec::new(),
             superpixels: Vec::new(),
             labels: Vec::new(),
@@ -326,30 +277,8 @@ impl TrainSet {
             out.superpixels.extend(s.superpixels);
             out.labels.extend(s.label);
         }
-        Ok(out)
+        out
     }
-}
-
-/// Loads the batches `from..` of `epoch` on a background thread, at most `prefetch` ahead.
-pub fn load_epoch(
-    set: Arc<TrainSet>,
-    seed: u64,
-    epoch: usize,
-    batch_size: usize,
-    from: usize,
-) -> Receiver<Result<Batch>> {
-    let (tx, rx) = sync_channel(set.cfg.prefetch.max(1));
-    std::thread::spawn(move || {
-        let order = epoch_order(set.len(), seed, epoch);
-        for b in from..set.batches_per_epoch(batch_size) {
-            let batch = set.batch(&order, b, batch_size, seed, epoch);
-            let stop = batch.is_err();
-            if tx.send(batch).is_err() || stop {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 #[cfg(test)]
@@ -403,15 +332,5 @@ mod tests {
     fn mismatched_superpixels_are_an_error() {
         let (img, _) = image(8, 8);
         assert!(augment(&img, &[0; 10], &[1.0], &cfg(16, 8, 8), &mut Rng::new(0)).is_err());
-    }
-
-    #[test]
-    fn epoch_orders_are_permutations_that_differ() {
-        let a = epoch_order(50, 1, 0);
-        let mut s = a.clone();
-        s.sort_unstable();
-        assert_eq!(s, (0..50).collect::<Vec<_>>());
-        assert_ne!(a, epoch_order(50, 1, 1));
-        assert_eq!(a, epoch_order(50, 1, 0));
     }
 }

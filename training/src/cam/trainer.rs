@@ -1,5 +1,5 @@
-//! The SSC classifier training loop (§2.10) with the ablation switches of paper Table VII,
-//! per-epoch checkpoints and exact resume.
+//! The SSC classifier's training step (§2.10) with the ablation switches of paper Table VII,
+//! run by the shared epoch loop ([`crate::run`]: per-epoch checkpoints and exact resume).
 //!
 //! Per iteration: poly learning rates (§2.8) → training forward (DRS after layer2 and in
 //! layer4 unless the variant is `baseline`) → `L = L_cls + β_p·L_p + β_a·L_a` (L_p with the
@@ -7,13 +7,12 @@
 //! backward → SGD step (backbone lr0, classifier 10×, L2 decay; or one Adam when the config
 //! sets `net_adam`) and the decoder's Adam step.
 
-use std::path::{Path, PathBuf};
+use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
 
-use candle_core::{DType, Device, Module, Tensor, Var};
+use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarMap;
-use indicatif::{ProgressBar, ProgressStyle};
 use ssc_models::cam::{CamNet, CamTrainOutput};
 use ssc_models::config::{Activation, CamNetConfig, ResNetOptions};
 use ssc_models::config::{BackboneConfig, PerceptualConfig};
@@ -25,70 +24,17 @@ use ssc_models::init::SeededInit;
 use ssc_models::vgg::{FeatureNet, PerceptualLoss, Vgg};
 
 use super::config::{CamTrainConfig, PerceptualNet, VggInit};
-use super::data::{Batch, TrainSet, load_epoch};
-use crate::checkpoint::{self, CheckpointData, TrainState, load_vars, var_tensors};
+use super::data::{Batch, TrainSet};
+use crate::checkpoint::{self, var_tensors};
 use crate::error::{Result, TrainError};
 use crate::losses::{alignment_loss, multilabel_soft_margin};
-use crate::optim::{Adam, ParamGroup, Sgd, SgdConfig};
+use crate::optim::{Adam, BackboneHead, OptimiserState, Sgd};
+use crate::run::{BestRecord, LossSum, RunReport, Trainer};
+pub use crate::run::{TrainOptions, device};
 use crate::schedule::warmup_poly_factor;
 
-/// Run-time choices that do not change the result.
-#[derive(Debug, Clone)]
-pub struct TrainOptions {
-    /// Output folder (checkpoints, final weights, config).
-    pub out: PathBuf,
-    /// Compute device.
-    pub device: Device,
-    /// torchvision ResNet weights for the backbone (required by the VOC/COCO presets).
-    pub backbone_weights: Option<PathBuf>,
-    /// torchvision VGG-19 weights for the perceptual loss.
-    pub vgg_weights: Option<PathBuf>,
-    /// ImageNet EfficientNet-Lite weights for the perceptual loss of
-    /// [`PerceptualNet::EfficientNetLite`] (default: `backbone_weights`).
-    pub perceptual_weights: Option<PathBuf>,
-    /// Continue from the latest checkpoint in `out` (its saved config is used).
-    pub resume: bool,
-    /// Show a progress bar.
-    pub progress: bool,
-    /// Stop after this many completed epochs (simulates a kill; tests and time-boxed runs).
-    pub stop_after_epoch: Option<usize>,
-}
-
-impl TrainOptions {
-    /// CPU, no weights, no resume, no progress bar.
-    pub fn new(out: impl Into<PathBuf>) -> Self {
-        TrainOptions {
-            out: out.into(),
-            device: Device::Cpu,
-            backbone_weights: None,
-            vgg_weights: None,
-            perceptual_weights: None,
-            resume: false,
-            progress: false,
-            stop_after_epoch: None,
-        }
-    }
-}
-
-/// Opens a compute device by name: `cpu` or `cuda` (CUDA device 0, needs the `cuda` feature).
-pub fn device(name: &str) -> Result<Device> {
-    match name {
-        "cpu" => Ok(Device::Cpu),
-        "cuda" => {
-            // cudarc panics when the driver library is missing; turn that into an error.
-            std::panic::catch_unwind(|| Device::new_cuda(0))
-                .map_err(|_| TrainError::Config("CUDA driver library could not be loaded".into()))?
-                .map_err(|e| {
-                    TrainError::Config(format!(
-                        "cannot open CUDA device 0 ({e}); build with --features cuda"
-                    ))
-                })
-        }
-        other => Err(TrainError::Config(format!(
-            "unknown device `{other}` (expected cpu or cuda)"
-        ))),
-    }
-}
+/// Name of the final weights file in the output folder.
+pub const WEIGHTS_FILE: &str = "cam_net.safetensors";
 
 /// Loss terms of one iteration (or their epoch means).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -103,20 +49,19 @@ pub struct LossTerms {
     pub total: f64,
 }
 
-/// Summary of a finished (or stopped) run.
-#[derive(Debug, Clone)]
-pub struct TrainReport {
-    /// Completed epochs.
-    pub epochs: usize,
-    /// Completed iterations.
-    pub iterations: u64,
-    /// Mean loss terms of each epoch trained in this call.
-    pub epoch_losses: Vec<LossTerms>,
-    /// Mean wall-clock seconds per training step in this call.
-    pub seconds_per_step: f64,
-    /// Where the final weights were written (`None` when stopped early).
-    pub weights: Option<PathBuf>,
+impl LossSum for LossTerms {
+    fn terms(&mut self) -> Vec<&mut f64> {
+        vec![
+            &mut self.cls,
+            &mut self.perceptual,
+            &mut self.align,
+            &mut self.total,
+        ]
+    }
 }
+
+/// Summary of a finished (or stopped) run: the mean loss terms of each epoch.
+pub type TrainReport = RunReport<LossTerms>;
 
 /// The networks of a run.
 pub struct Networks {
@@ -163,17 +108,16 @@ fn torchvision_init(cfg: &CamTrainConfig, vm: &VarMap, dev: &Device) -> Result<(
 /// Fails with a clear message when `cfg` needs ImageNet weights that `opts` does not give
 /// (checked before any data is loaded).
 pub fn require_weights(cfg: &CamTrainConfig, opts: &TrainOptions) -> Result<()> {
-    if !cfg.requires_pretrained {
-        return Ok(());
-    }
-    if opts.backbone_weights.is_none() {
-        return Err(TrainError::Config(format!(
-            "the `{}` preset trains from ImageNet weights: pass --backbone-weights \
-             (torchvision resnet50-19c8e357.pth or its safetensors conversion)",
-            cfg.preset
-        )));
-    }
-    if cfg.variant.cdr()
+    crate::config::require_backbone(
+        cfg.requires_pretrained,
+        opts.backbone_weights.is_some(),
+        &cfg.preset,
+        "trains from ImageNet weights",
+        "resnet50-19c8e357.pth",
+        &cfg.net.backbone,
+    )?;
+    if cfg.requires_pretrained
+        && cfg.variant.cdr()
         && opts.vgg_weights.is_none()
         && cfg.perceptual_net != PerceptualNet::EfficientNetLite
     {
@@ -203,19 +147,7 @@ pub fn build_networks(cfg: &CamTrainConfig, opts: &TrainOptions) -> Result<Netwo
             .filter(|(k, _)| !k.starts_with("classifier.") || sd.get(k).is_some())
             .collect();
             check_params(&sd, &expected, &["fc.", "_fc."])?;
-            let vm = sd.var_map(DType::F32, dev)?;
-            {
-                let mut d = vm
-                    .data()
-                    .lock()
-                    .map_err(|_| TrainError::State("parameter map lock poisoned".into()))?;
-                d.retain(|k, _| {
-                    !k.starts_with("fc.")
-                        && !k.starts_with("_fc.")
-                        && !k.ends_with("num_batches_tracked")
-                });
-            }
-            vm
+            crate::init::imagenet_vars(&sd, dev, "")?
         }
         None => {
             let vm = VarMap::new();
@@ -308,19 +240,9 @@ fn perceptual_features(cfg: &CamTrainConfig, opts: &TrainOptions) -> Result<Perc
     }
 }
 
-/// Variables of `vm` sorted by name (a stable order for optimiser state).
-fn sorted_vars(vm: &VarMap) -> Result<Vec<(String, Var)>> {
-    let data = vm
-        .data()
-        .lock()
-        .map_err(|_| TrainError::State("parameter map lock poisoned".into()))?;
-    let mut v: Vec<_> = data
-        .iter()
-        .filter(|(k, _)| !k.contains("running_") && !k.ends_with("num_batches_tracked"))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    v.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(v)
+/// The trainable parameters: BN running statistics are buffers.
+fn is_param(name: &str) -> bool {
+    !name.contains("running_") && !name.ends_with("num_batches_tracked")
 }
 
 /// The classification network's optimiser: the SGD groups of §2.8, or one Adam when the
@@ -399,41 +321,35 @@ impl Optimisers {
     }
 }
 
+impl OptimiserState for Optimisers {
+    fn save(&self) -> Result<HashMap<String, Tensor>> {
+        self.state()
+    }
+    fn restore(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
+        self.load_state(state)
+    }
+}
+
 /// The network's optimiser (SGD groups of §2.8, or `net_adam`) and the decoder's Adam.
 pub fn optimisers(cfg: &CamTrainConfig, nets: &Networks) -> Result<Optimisers> {
-    let vars = sorted_vars(&nets.net_vars)?;
     let net = match cfg.net_adam {
         Some(a) => NetOptimiser::Adam(Adam::with_prefix(
-            vars.into_iter().map(|(_, v)| v).collect(),
+            checkpoint::sorted_vars(&nets.net_vars, is_param)?,
             a,
             "net_adam",
         )),
-        None => {
-            let (cls, bb): (Vec<_>, Vec<_>) = vars
-                .into_iter()
-                .partition(|(k, _)| k.starts_with("classifier."));
-            let group = |name: &str, vars: Vec<(String, Var)>, lr: f64| ParamGroup {
-                name: name.into(),
-                vars: vars.into_iter().map(|(_, v)| v).collect(),
-                lr,
+        None => NetOptimiser::Sgd(
+            BackboneHead {
+                lr: cfg.lr,
+                head_mult: cfg.classifier_lr_mult,
                 weight_decay: cfg.weight_decay,
-            };
-            NetOptimiser::Sgd(Sgd::new(
-                vec![
-                    group("backbone", bb, cfg.lr),
-                    group("classifier", cls, cfg.lr * cfg.classifier_lr_mult),
-                ],
-                SgdConfig {
-                    momentum: cfg.effective_momentum(),
-                },
-            )?)
-        }
+                momentum: cfg.effective_momentum(),
+            }
+            .sgd(&nets.net_vars, is_param)?,
+        ),
     };
     let decoder = match &nets.decoder {
-        Some((_, vm)) => Some(Adam::new(
-            sorted_vars(vm)?.into_iter().map(|(_, v)| v).collect(),
-            cfg.adam,
-        )),
+        Some((_, vm)) => Some(Adam::new(checkpoint::sorted_vars(vm, is_param)?, cfg.adam)),
         None => None,
     };
     Ok(Optimisers { net, decoder })
@@ -541,19 +457,109 @@ pub fn step(
 
 /// Reads the config saved by a previous run in `out` (for `--resume`).
 pub fn saved_config(out: &Path) -> Result<Option<CamTrainConfig>> {
-    match checkpoint::latest(out)? {
-        None => Ok(None),
-        Some(dir) => {
-            let p = dir.join("config.json");
-            let s = std::fs::read_to_string(&p).map_err(|e| TrainError::file(&p, e.to_string()))?;
-            Ok(Some(
-                serde_json::from_str(&s).map_err(|e| TrainError::file(&p, e.to_string()))?,
-            ))
+    checkpoint::saved_config(out)
+}
+
+/// A classifier run as the epoch loop drives it.
+struct CamRun<'a> {
+    cfg: &'a CamTrainConfig,
+    set: Arc<TrainSet>,
+    nets: Networks,
+    opt: Optimisers,
+    device: Device,
+}
+
+impl Trainer for CamRun<'_> {
+    type Config = CamTrainConfig;
+    type Data = TrainSet;
+    type Optimiser = Optimisers;
+    type Terms = LossTerms;
+    type Epoch = LossTerms;
+    const WEIGHTS_FILE: &'static str = WEIGHTS_FILE;
+
+    fn config(&self) -> &CamTrainConfig {
+        self.cfg
+    }
+
+    fn data(&self) -> &Arc<TrainSet> {
+        &self.set
+    }
+
+    fn name(&self) -> &str {
+        self.cfg.variant.name()
+    }
+
+    fn step(
+        &mut self,
+        batch: &Batch,
+        epoch: usize,
+        iteration: u64,
+        total: u64,
+    ) -> Result<LossTerms> {
+        let cfg = self.cfg;
+        let factor = warmup_poly_factor(iteration, total, cfg.poly_power, cfg.warmup_iters as u64);
+        let t = step(
+            cfg,
+            &self.nets,
+            &mut self.opt,
+            batch,
+            epoch,
+            factor,
+            &self.device,
+        )?;
+        if iteration.is_multiple_of(25) {
+            tracing::debug!(iteration, cls = t.cls, total = t.total, factor, "step");
         }
+        Ok(t)
+    }
+
+    fn message(&self, t: &LossTerms) -> String {
+        format!(
+            "cls {:.4} p {:.4} a {:.4} lr {:.4}",
+            t.cls,
+            t.perceptual,
+            t.align,
+            self.opt.net_lr()
+        )
+    }
+
+    fn net_vars(&self) -> &VarMap {
+        &self.nets.net_vars
+    }
+
+    fn decoder_vars(&self) -> Option<&VarMap> {
+        self.nets.decoder.as_ref().map(|(_, vm)| vm)
+    }
+
+    fn optimiser(&mut self) -> &mut Optimisers {
+        &mut self.opt
+    }
+
+    fn weights(&self) -> Result<HashMap<String, Tensor>> {
+        var_tensors(&self.nets.net_vars)
+    }
+
+    fn epoch_done(
+        &self,
+        epoch: usize,
+        mean: LossTerms,
+        _val: Option<f64>,
+        _best: Option<BestRecord>,
+    ) -> LossTerms {
+        tracing::info!(
+            variant = self.cfg.variant.name(),
+            epoch,
+            cls = mean.cls,
+            perceptual = mean.perceptual,
+            align = mean.align,
+            "epoch done"
+        );
+        mean
     }
 }
 
-/// Trains on `set` and writes checkpoints and final weights under `opts.out`.
+/// Trains on `set` and writes checkpoints and final weights ([`WEIGHTS_FILE`]) under
+/// `opts.out` through the shared epoch loop ([`crate::run::run`]).
 ///
 /// With `opts.resume` and a checkpoint in `opts.out`, weights, optimiser state and counters are
 /// restored and training continues at the next epoch, giving the same weights as an
@@ -571,142 +577,15 @@ pub fn train(
             cfg.net.num_classes
         )));
     }
-    let dev = &opts.device;
     let nets = build_networks(cfg, opts)?;
-    let mut opt = optimisers(cfg, &nets)?;
-    let mut state = TrainState {
-        epoch: 0,
-        iteration: 0,
-        seed: cfg.seed,
+    let opt = optimisers(cfg, &nets)?;
+    let mut run = CamRun {
+        cfg,
+        set,
+        nets,
+        opt,
+        device: opts.device.clone(),
     };
-    if opts.resume
-        && let Some(dir) = checkpoint::latest(&opts.out)?
-    {
-        let ck = checkpoint::load(&dir, dev)?;
-        load_vars(&nets.net_vars, &ck.net, &dir.join("net.safetensors"))?;
-        if let Some((_, vm)) = &nets.decoder {
-            load_vars(vm, &ck.decoder, &dir.join("decoder.safetensors"))?;
-        }
-        opt.load_state(&ck.optim)?;
-        state = ck.state;
-        tracing::info!(checkpoint = %dir.display(), epoch = state.epoch, "resumed");
-    }
-    let config_json = checkpoint::write_run_config(&opts.out, cfg)?;
-    let per_epoch = checkpoint::batches_per_epoch(
-        set.batches_per_epoch(cfg.batch_size),
-        set.len(),
-        cfg.batch_size,
-    )?;
-    let total = (per_epoch * cfg.epochs) as u64;
-    let mut report = TrainReport {
-        epochs: state.epoch,
-        iterations: state.iteration,
-        epoch_losses: Vec::new(),
-        seconds_per_step: 0.0,
-        weights: None,
-    };
-    let (mut steps, mut step_time) = (0u64, 0.0f64);
-    while state.epoch < cfg.epochs {
-        if opts.stop_after_epoch.is_some_and(|s| state.epoch >= s) {
-            return Ok((nets, report));
-        }
-        let epoch = state.epoch;
-        let pb = if opts.progress {
-            ProgressBar::new(per_epoch as u64)
-        } else {
-            ProgressBar::hidden()
-        };
-        pb.set_style(
-            ProgressStyle::with_template(
-                "{prefix} [{bar:30}] {pos}/{len} {elapsed_precise}<{eta_precise} {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        pb.set_prefix(format!(
-            "{} epoch {}/{}",
-            cfg.variant.name(),
-            epoch + 1,
-            cfg.epochs
-        ));
-        let mut sum = LossTerms::default();
-        for batch in load_epoch(set.clone(), cfg.seed, epoch, cfg.batch_size, 0) {
-            let batch = batch?;
-            let t0 = Instant::now();
-            let factor = warmup_poly_factor(
-                state.iteration,
-                total,
-                cfg.poly_power,
-                cfg.warmup_iters as u64,
-            );
-            let t = step(cfg, &nets, &mut opt, &batch, epoch, factor, dev)?;
-            step_time += t0.elapsed().as_secs_f64();
-            steps += 1;
-            if state.iteration.is_multiple_of(25) {
-                tracing::debug!(
-                    iteration = state.iteration,
-                    cls = t.cls,
-                    total = t.total,
-                    factor,
-                    "step"
-                );
-            }
-            state.iteration += 1;
-            sum.cls += t.cls;
-            sum.perceptual += t.perceptual;
-            sum.align += t.align;
-            sum.total += t.total;
-            pb.inc(1);
-            pb.set_message(format!(
-                "cls {:.4} p {:.4} a {:.4} lr {:.4}",
-                t.cls,
-                t.perceptual,
-                t.align,
-                opt.net_lr()
-            ));
-        }
-        pb.finish_and_clear();
-        let d = per_epoch as f64;
-        let mean = LossTerms {
-            cls: sum.cls / d,
-            perceptual: sum.perceptual / d,
-            align: sum.align / d,
-            total: sum.total / d,
-        };
-        tracing::info!(
-            variant = cfg.variant.name(),
-            epoch = epoch + 1,
-            cls = mean.cls,
-            perceptual = mean.perceptual,
-            align = mean.align,
-            "epoch done"
-        );
-        report.epoch_losses.push(mean);
-        state.epoch += 1;
-        checkpoint::save(
-            &opts.out,
-            &CheckpointData {
-                state,
-                config: config_json.clone(),
-                net: var_tensors(&nets.net_vars)?,
-                decoder: match &nets.decoder {
-                    Some((_, vm)) => var_tensors(vm)?,
-                    None => Default::default(),
-                },
-                optim: opt.state()?,
-            },
-        )?;
-        report.epochs = state.epoch;
-        report.iterations = state.iteration;
-        report.seconds_per_step = step_time / steps.max(1) as f64;
-    }
-    let weights = opts.out.join("cam_net.safetensors");
-    let cpu: std::collections::HashMap<String, Tensor> = var_tensors(&nets.net_vars)?
-        .into_iter()
-        .map(|(k, v)| Ok((k, v.to_device(&Device::Cpu)?)))
-        .collect::<Result<_>>()?;
-    let tmp = ssc_core::atomic::temp_path(&weights);
-    candle_core::safetensors::save(&cpu, &tmp)?;
-    std::fs::rename(&tmp, &weights).map_err(|e| TrainError::file(&weights, e.to_string()))?;
-    report.weights = Some(weights);
-    Ok((nets, report))
+    let report = crate::run::run(&mut run, opts)?;
+    Ok((run.nets, report))
 }

@@ -217,15 +217,13 @@ impl DeepLabTrainConfig {
 
     /// A preset by name; `num_classes` (foreground) is used by `synthetic`.
     pub fn preset(name: &str, num_classes: usize) -> Result<Self> {
-        match name {
-            "voc" => Ok(Self::voc()),
-            "coco" => Ok(Self::coco()),
-            "synthetic" => Ok(Self::synthetic(num_classes)),
-            "voc-lite" => Ok(Self::voc_lite()),
-            _ => Err(TrainError::Config(format!(
-                "unknown preset `{name}` (expected voc, voc-lite, coco or synthetic)"
-            ))),
-        }
+        crate::config::preset(
+            name,
+            Self::voc,
+            Self::coco,
+            || Self::synthetic(num_classes),
+            Self::voc_lite,
+        )
     }
 
     /// Switches the backbone to output stride 8 (ResNet: strides 1,2,1,1, dilations
@@ -247,11 +245,9 @@ impl DeepLabTrainConfig {
 
     /// Checks values that would otherwise fail deep inside the loop.
     pub fn validate(&self) -> Result<()> {
+        // Batch statistics need more than one sample per BN (§6.1).
+        crate::config::check_batch_and_epochs(self.batch_size, 2, self.epochs)?;
         let bad = |m: String| Err(TrainError::Config(m));
-        if self.batch_size < 2 || self.epochs == 0 {
-            // Batch statistics need more than one sample per BN (§6.1).
-            return bad("batch_size must be ≥ 2 and epochs > 0".into());
-        }
         let (strides, dilations) = layout(self.output_stride)?;
         match &self.net.backbone {
             BackboneConfig::ResNet(b) if (b.strides, b.dilations) != (strides, dilations) => {
@@ -318,23 +314,23 @@ impl DeepLabTrainConfig {
     }
 }
 
+crate::config::impl_run_config!(DeepLabTrainConfig);
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn presets_validate_and_round_trip() {
-        for c in [
-            DeepLabTrainConfig::voc(),
-            DeepLabTrainConfig::coco(),
-            DeepLabTrainConfig::synthetic(6),
-            DeepLabTrainConfig::voc_lite(),
-        ] {
-            c.validate().unwrap();
-            let back: DeepLabTrainConfig =
-                serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
-            assert_eq!(back, c);
-        }
+        crate::config::assert_presets_round_trip(
+            &[
+                DeepLabTrainConfig::voc(),
+                DeepLabTrainConfig::coco(),
+                DeepLabTrainConfig::voc_lite(),
+                DeepLabTrainConfig::synthetic(6),
+            ],
+            DeepLabTrainConfig::validate,
+        );
         let v = DeepLabTrainConfig::voc();
         assert_eq!(
             (v.data.crop, v.batch_size, v.epochs, v.seed, v.output_stride),

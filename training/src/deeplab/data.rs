@@ -9,26 +9,23 @@
 //! bicubic and nearest filters only, so images are resized bicubic (labels and masks
 //! nearest, as the reference).
 //!
-//! Every random draw of a sample comes from the stream of (seed, epoch, index) (shared with
-//! stage 1: [`crate::cam::data::sample_rng`]), so batches do not depend on the thread count
-//! and a resumed run sees exactly the data of an uninterrupted one.
+//! Samples are drawn and loaded as in every trainer ([`crate::data`]): per-sample random
+//! streams, so batches do not depend on the thread count and a resumed run sees exactly the
+//! data of an uninterrupted one.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::mpsc::{Receiver, sync_channel};
 
 use image::RgbImage;
-use rayon::prelude::*;
 use ssc_core::classes::{ClassMap, IGNORE};
 use ssc_core::dataset::Dataset;
 use ssc_core::imageio;
 use ssc_core::mask::{LabelMap, read_mask};
-use ssc_core::normalize::{hflip_chw, normalize_chw};
+use ssc_core::normalize::normalize_chw;
 use ssc_core::resize::{pil_bicubic_rgb, pil_nearest, rescale_size};
 use ssc_core::rng::Rng;
 
 use super::config::{CropMode, DeepLabDataConfig};
-use crate::cam::data::{epoch_order, sample_rng};
+use crate::data::{CropBox, SampleSet, normalise_flip, sample_rng};
 use crate::error::{Result, TrainError};
 
 /// One augmented sample.
@@ -109,15 +106,6 @@ fn cut<T: Copy>(
     out
 }
 
-/// One axis of a random crop: `(source start, canvas start, length)` (pads when smaller).
-fn crop_axis(side: usize, crop: usize, rng: &mut Rng) -> (usize, usize, usize) {
-    if side > crop {
-        (rng.below((side - crop + 1) as u64) as usize, 0, crop)
-    } else {
-        (0, rng.below((crop - side + 1) as u64) as usize, side)
-    }
-}
-
 /// Applies §6.2 (crop, flip, normalise) to an image, its label and optional confidence mask
 /// (all `H×W`).
 pub fn augment(
@@ -170,31 +158,15 @@ pub fn augment(
             (pil_bicubic_rgb(img, rh, rw)?, rh, rw)
         }
     };
-    let mut chw = normalize_chw(&img);
-    if rng.bernoulli(cfg.flip_prob) {
-        chw = hflip_chw(&chw, 3, ih, iw)?;
-        for p in &mut planes {
-            *p = hflip_chw(p, 1, ih, iw)?;
-        }
-    }
-    let (sx, cx, lw) = crop_axis(iw, c, rng);
-    let (sy, cy, lh) = crop_axis(ih, c, rng);
-    let mut image = vec![0.0f32; 3 * c * c];
+    let chw = normalise_flip(&img, &mut planes, cfg.flip_prob, rng)?;
+    let b = CropBox::random(ih, iw, c, rng);
+    let image = b.apply(&chw, 3, 0.0);
     // Padding: label ignore, confidence 0.
-    let mut out: Vec<Vec<u8>> = (0..planes.len())
-        .map(|i| vec![if i == 0 { IGNORE } else { 0 }; c * c])
+    let mut out: Vec<Vec<u8>> = planes
+        .iter()
+        .enumerate()
+        .map(|(i, p)| b.apply(p, 1, if i == 0 { IGNORE } else { 0 }))
         .collect();
-    for y in 0..lh {
-        let src = (sy + y) * iw + sx;
-        let dst = (cy + y) * c + cx;
-        for ch in 0..3 {
-            image[ch * c * c + dst..ch * c * c + dst + lw]
-                .copy_from_slice(&chw[ch * ih * iw + src..ch * ih * iw + src + lw]);
-        }
-        for (o, p) in out.iter_mut().zip(&planes) {
-            o[dst..dst + lw].copy_from_slice(&p[src..src + lw]);
-        }
-    }
     let confidence = (out.len() == 2).then(|| out.pop()).flatten();
     Ok(DeepLabSample {
         image,
@@ -297,22 +269,29 @@ impl DeepLabTrainSet {
     pub fn has_confidence(&self) -> bool {
         self.items[0].confidence.is_some()
     }
+}
 
-    /// Images drawn per epoch.
-    pub fn per_epoch(&self) -> usize {
+impl SampleSet for DeepLabTrainSet {
+    type Sample = DeepLabSample;
+    type Batch = DeepLabBatch;
+
+    fn images(&self) -> usize {
+        self.len()
+    }
+
+    /// With `images_per_epoch`, the first images of the epoch's shuffled order.
+    fn per_epoch(&self) -> usize {
         self.cfg
             .images_per_epoch
             .unwrap_or(usize::MAX)
             .min(self.len())
     }
 
-    /// Full batches per epoch.
-    pub fn batches_per_epoch(&self, batch_size: usize) -> usize {
-        self.per_epoch() / batch_size.max(1)
+    fn prefetch(&self) -> usize {
+        self.cfg.prefetch
     }
 
-    /// Sample `i` of `epoch`, augmented.
-    pub fn sample(&self, i: usize, seed: u64, epoch: usize) -> Result<DeepLabSample> {
+    fn sample(&self, i: usize, seed: u64, epoch: usize) -> Result<DeepLabSample> {
         let it = &self.items[i];
         let img = imageio::read_rgb(&it.image)?;
         let size = (img.width() as usize, img.height() as usize);
@@ -345,24 +324,9 @@ impl DeepLabTrainSet {
         .map_err(|e| TrainError::file(&it.image, e.to_string()))
     }
 
-    /// Batch `b` of `epoch` under `order` (samples loaded in parallel).
-    pub fn batch(
-        &self,
-        order: &[usize],
-        b: usize,
-        bs: usize,
-        seed: u64,
-        epoch: usize,
-    ) -> Result<DeepLabBatch> {
-        let idx = order.get(b * bs..(b + 1) * bs).ok_or_else(|| {
-            TrainError::Config(format!("batch {b} of {bs} is past the end of the epoch"))
-        })?;
-        let samples = idx
-            .par_iter()
-            .map(|&i| self.sample(i, seed, epoch))
-            .collect::<Result<Vec<_>>>()?;
+    fn collate(&self, index: usize, samples: Vec<DeepLabSample>) -> DeepLabBatch {
         let mut out = DeepLabBatch {
-            index: b,
+            index,
             len: samples.len(),
             images: Vec::with_capacity(samples.len() * samples[0].image.len()),
             labels: Vec::with_capacity(samples.len() * samples[0].label.len()),
@@ -375,30 +339,8 @@ impl DeepLabTrainSet {
                 w.extend(c.into_iter().map(f32::from));
             }
         }
-        Ok(out)
+        out
     }
-}
-
-/// Loads the batches of `epoch` on a background thread, at most `prefetch` ahead. With
-/// `images_per_epoch`, the epoch uses the first images of its shuffled order.
-pub fn load_epoch(
-    set: Arc<DeepLabTrainSet>,
-    seed: u64,
-    epoch: usize,
-    batch_size: usize,
-) -> Receiver<Result<DeepLabBatch>> {
-    let (tx, rx) = sync_channel(set.cfg.prefetch.max(1));
-    std::thread::spawn(move || {
-        let order = epoch_order(set.len(), seed, epoch);
-        for b in 0..set.batches_per_epoch(batch_size) {
-            let batch = set.batch(&order, b, batch_size, seed, epoch);
-            let stop = batch.is_err();
-            if tx.send(batch).is_err() || stop {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 /// Validation images with ground truth, pre-processed as §6.2 (optionally resized to a
@@ -477,16 +419,8 @@ impl ValSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::tests::half_and_half as pair;
     use crate::deeplab::config::DeepLabTrainConfig;
-
-    /// A `w×h` image whose right half is class 1 and whose left half is background.
-    fn pair(w: u32, h: u32) -> (RgbImage, Vec<u8>) {
-        let img = RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 9) as u8, (y * 7) as u8, 90]));
-        let lab = (0..h)
-            .flat_map(|_| (0..w).map(move |x| (x >= w / 2) as u8))
-            .collect();
-        (img, lab)
-    }
 
     #[test]
     fn scale_crop_pads_with_ignore_and_keeps_confidence_aligned() {

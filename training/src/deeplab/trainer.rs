@@ -1,5 +1,5 @@
-//! The DeepLabV2 training loop (§6.3 `L_ce`, §6.4) with per-epoch checkpoints, exact resume,
-//! validation mIoU and best-checkpoint selection.
+//! The DeepLabV2 training step (§6.3 `L_ce`, §6.4) and its validation, run by the shared epoch
+//! loop ([`crate::run`]: per-epoch checkpoints, exact resume, best-checkpoint selection).
 //!
 //! Per iteration: poly learning rate (floored, §6.4) → forward in training mode (BN batch
 //! statistics, running statistics updated) → logits at the crop size → cross entropy
@@ -11,74 +11,32 @@
 //! Weights files hold the whole network in [`DeepLabV2::new`]'s layout (`backbone.*` with
 //! torchvision names including the BN running statistics, `classifier.{i}.*`).
 
-use std::path::{Path, PathBuf};
+use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 use ssc_core::metrics::Confusion;
 use ssc_models::deeplab::DeepLabV2;
 use ssc_models::import::{check_backbone, load_state_dict};
 use ssc_models::init::SeededInit;
 
 use super::config::DeepLabTrainConfig;
-use super::data::{DeepLabBatch, DeepLabTrainSet, ValSet, load_epoch};
-use crate::checkpoint::{
-    self, CheckpointData, TrainState, epoch_bar, load_vars, save_weights, sorted_vars, var_tensors,
-};
+use super::data::{DeepLabBatch, DeepLabTrainSet, ValSet};
+use crate::checkpoint::var_tensors;
 use crate::error::{Result, TrainError};
 use crate::losses::weighted_pixel_ce;
-use crate::optim::{ParamGroup, Sgd, SgdConfig};
+use crate::optim::{BackboneHead, Sgd};
+pub use crate::run::{BEST_FILE, BEST_JSON, BestRecord};
+use crate::run::{RunReport, TrainOptions, Trainer};
 
 /// Name of the final weights file in the output folder.
 pub const WEIGHTS_FILE: &str = "deeplab.safetensors";
-/// Weights of the epoch with the best validation mIoU.
-pub const BEST_FILE: &str = "best.safetensors";
-/// Epoch and mIoU of [`BEST_FILE`].
-pub const BEST_JSON: &str = "best.json";
 
-/// Run-time choices that do not change the result.
-#[derive(Debug, Clone)]
-pub struct DeepLabTrainOptions {
-    /// Output folder (checkpoints, weights, config).
-    pub out: PathBuf,
-    /// Compute device.
-    pub device: Device,
-    /// torchvision ResNet weights for the backbone (required by the VOC/COCO presets).
-    pub backbone_weights: Option<PathBuf>,
-    /// Continue from the latest checkpoint in `out`.
-    pub resume: bool,
-    /// Show a progress bar.
-    pub progress: bool,
-    /// Stop after this many completed epochs (simulates a kill; tests and time-boxed runs).
-    pub stop_after_epoch: Option<usize>,
-}
-
-impl DeepLabTrainOptions {
-    /// CPU, no weights, no resume, no progress bar.
-    pub fn new(out: impl Into<PathBuf>) -> Self {
-        DeepLabTrainOptions {
-            out: out.into(),
-            device: Device::Cpu,
-            backbone_weights: None,
-            resume: false,
-            progress: false,
-            stop_after_epoch: None,
-        }
-    }
-}
-
-/// The best epoch so far (`best.json`).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct BestRecord {
-    /// 1-based epoch.
-    pub epoch: usize,
-    /// Validation mIoU in [0, 1].
-    pub miou: f64,
-}
+/// Run-time choices that do not change the result (those of every trainer).
+pub type DeepLabTrainOptions = TrainOptions;
 
 /// What one epoch gave.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -91,22 +49,8 @@ pub struct EpochStats {
     pub val_miou: f64,
 }
 
-/// Summary of a finished (or stopped) run.
-#[derive(Debug, Clone)]
-pub struct DeepLabTrainReport {
-    /// Completed epochs.
-    pub epochs: usize,
-    /// Completed iterations.
-    pub iterations: u64,
-    /// The epochs trained in this call.
-    pub epoch_stats: Vec<EpochStats>,
-    /// The best epoch of the whole run.
-    pub best: Option<BestRecord>,
-    /// Mean wall-clock seconds per training step in this call.
-    pub seconds_per_step: f64,
-    /// Where the final weights were written (`None` when stopped early).
-    pub weights: Option<PathBuf>,
-}
+/// Summary of a finished (or stopped) run, with the best epoch of the whole run.
+pub type DeepLabTrainReport = RunReport<EpochStats>;
 
 /// The network of a run and its parameters.
 pub struct DeepLabNetwork {
@@ -118,22 +62,21 @@ pub struct DeepLabNetwork {
 
 impl DeepLabNetwork {
     /// Every tensor in the weights-file layout.
-    pub fn weights(&self) -> Result<std::collections::HashMap<String, Tensor>> {
+    pub fn weights(&self) -> Result<HashMap<String, Tensor>> {
         var_tensors(&self.vars)
     }
 }
 
 /// Fails with a clear message when `cfg` needs ImageNet weights that `opts` does not give.
 pub fn require_weights(cfg: &DeepLabTrainConfig, opts: &DeepLabTrainOptions) -> Result<()> {
-    if cfg.requires_pretrained && opts.backbone_weights.is_none() {
-        return Err(TrainError::Config(format!(
-            "the `{}` preset trains DeepLabV2 from an ImageNet backbone: pass \
-             --backbone-weights (torchvision resnet101-cd907fc2.pth or its safetensors \
-             conversion)",
-            cfg.preset
-        )));
-    }
-    Ok(())
+    crate::config::require_backbone(
+        cfg.requires_pretrained,
+        opts.backbone_weights.is_some(),
+        &cfg.preset,
+        "trains DeepLabV2 from an ImageNet backbone",
+        "resnet101-cd907fc2.pth",
+        &cfg.net.backbone,
+    )
 }
 
 /// Builds the network: the backbone from torchvision weights when given (required when the
@@ -145,38 +88,24 @@ pub fn build_network(
 ) -> Result<DeepLabNetwork> {
     require_weights(cfg, opts)?;
     let dev = &opts.device;
-    let vm = VarMap::new();
-    match &opts.backbone_weights {
+    let vm = match &opts.backbone_weights {
         Some(p) => {
             let sd = load_state_dict(p)?;
             check_backbone(&sd, &cfg.net.backbone, true)?;
-            let bb = sd.var_map(DType::F32, dev)?;
-            let bb = bb
-                .data()
-                .lock()
-                .map_err(|_| TrainError::State("parameter map lock poisoned".into()))?
-                .clone();
-            let mut data = vm
-                .data()
-                .lock()
-                .map_err(|_| TrainError::State("parameter map lock poisoned".into()))?;
-            for (k, v) in bb {
-                if !k.starts_with("fc.")
-                    && !k.starts_with("_fc.")
-                    && !k.ends_with("num_batches_tracked")
-                {
-                    data.insert(format!("backbone.{k}"), v);
-                }
-            }
+            crate::init::imagenet_vars(&sd, dev, "backbone.")?
         }
-        None => crate::init::kaiming_fan_out_init(
-            &vm,
-            cfg.seed,
-            dev,
-            |name| name.starts_with("classifier"),
-            |vb| DeepLabV2::new(&cfg.net, vb).map(|_| ()).map_err(Into::into),
-        )?,
-    }
+        None => {
+            let vm = VarMap::new();
+            crate::init::kaiming_fan_out_init(
+                &vm,
+                cfg.seed,
+                dev,
+                |name| name.starts_with("classifier"),
+                |vb| DeepLabV2::new(&cfg.net, vb).map(|_| ()).map_err(Into::into),
+            )?;
+            vm
+        }
+    };
     let net = DeepLabV2::new(
         &cfg.net,
         SeededInit::var_builder(&vm, cfg.seed, DType::F32, dev),
@@ -191,25 +120,13 @@ fn is_param(name: &str) -> bool {
 
 /// The optimiser: backbone and head groups (§6.4).
 fn optimiser(cfg: &DeepLabTrainConfig, vars: &VarMap) -> Result<Sgd> {
-    let group = |name: &str, head: bool, lr: f64| -> Result<ParamGroup> {
-        Ok(ParamGroup {
-            name: name.into(),
-            vars: sorted_vars(vars, |n| {
-                is_param(n) && n.starts_with("classifier.") == head
-            })?,
-            lr,
-            weight_decay: cfg.weight_decay,
-        })
-    };
-    Sgd::new(
-        vec![
-            group("backbone", false, cfg.lr)?,
-            group("classifier", true, cfg.lr * cfg.classifier_lr_mult)?,
-        ],
-        SgdConfig {
-            momentum: cfg.momentum,
-        },
-    )
+    BackboneHead {
+        lr: cfg.lr,
+        head_mult: cfg.classifier_lr_mult,
+        weight_decay: cfg.weight_decay,
+        momentum: cfg.momentum,
+    }
+    .sgd(vars, is_param)
 }
 
 /// One training step; returns the loss.
@@ -288,39 +205,90 @@ pub fn evaluate(
     Ok(conf)
 }
 
-fn read_best(out: &Path) -> Result<Option<BestRecord>> {
-    let p = out.join(BEST_JSON);
-    if !p.is_file() {
-        return Ok(None);
-    }
-    let s = std::fs::read_to_string(&p).map_err(|e| TrainError::file(&p, e.to_string()))?;
-    Ok(Some(
-        serde_json::from_str(&s).map_err(|e| TrainError::file(&p, e.to_string()))?,
-    ))
+/// A DeepLab run as the epoch loop drives it.
+struct DeepLabRun<'a> {
+    cfg: &'a DeepLabTrainConfig,
+    set: Arc<DeepLabTrainSet>,
+    val: &'a ValSet,
+    nets: DeepLabNetwork,
+    sgd: Sgd,
+    device: Device,
 }
 
-/// Writes `best.safetensors` then `best.json` when `miou` beats `best` (the first epoch
-/// always does).
-fn update_best(
-    out: &Path,
-    net: &DeepLabNetwork,
-    best: &mut Option<BestRecord>,
-    epoch: usize,
-    miou: f64,
-) -> Result<()> {
-    if best.is_some_and(|b| miou <= b.miou) {
-        return Ok(());
+impl Trainer for DeepLabRun<'_> {
+    type Config = DeepLabTrainConfig;
+    type Data = DeepLabTrainSet;
+    type Optimiser = Sgd;
+    type Terms = f64;
+    type Epoch = EpochStats;
+    const WEIGHTS_FILE: &'static str = WEIGHTS_FILE;
+    const VALIDATES: bool = true;
+
+    fn config(&self) -> &DeepLabTrainConfig {
+        self.cfg
     }
-    let b = BestRecord { epoch, miou };
-    save_weights(&out.join(BEST_FILE), &net.weights()?)?;
-    let json = serde_json::to_string_pretty(&b).map_err(|e| TrainError::State(e.to_string()))?;
-    ssc_core::atomic::write(&out.join(BEST_JSON), json.as_bytes())?;
-    *best = Some(b);
-    Ok(())
+
+    fn data(&self) -> &Arc<DeepLabTrainSet> {
+        &self.set
+    }
+
+    fn name(&self) -> &str {
+        "deeplab"
+    }
+
+    fn step(&mut self, batch: &DeepLabBatch, _: usize, iteration: u64, total: u64) -> Result<f64> {
+        self.sgd.set_lr_factor(self.cfg.lr_factor(iteration, total));
+        step(self.cfg, &self.nets.net, &mut self.sgd, batch, &self.device)
+    }
+
+    fn message(&self, loss: &f64) -> String {
+        format!("loss {loss:.4} lr {:.5}", self.sgd.lrs()[0])
+    }
+
+    fn net_vars(&self) -> &VarMap {
+        &self.nets.vars
+    }
+
+    fn optimiser(&mut self) -> &mut Sgd {
+        &mut self.sgd
+    }
+
+    fn weights(&self) -> Result<HashMap<String, Tensor>> {
+        self.nets.weights()
+    }
+
+    fn validate(&self) -> Result<f64> {
+        let (n, bs) = (self.cfg.net.num_classes, self.cfg.batch_size);
+        Ok(evaluate(&self.nets.net, self.val, n, bs, &self.device)?.miou())
+    }
+
+    fn epoch_done(
+        &self,
+        epoch: usize,
+        loss: f64,
+        val: Option<f64>,
+        best: Option<BestRecord>,
+    ) -> EpochStats {
+        // Every epoch is validated (`VALIDATES`), so `val` is always there.
+        let val_miou = val.unwrap_or(f64::NAN);
+        tracing::info!(
+            epoch,
+            loss,
+            val_miou,
+            best_epoch = best.map_or(0, |b| b.epoch),
+            "DeepLab epoch done"
+        );
+        EpochStats {
+            epoch,
+            loss,
+            val_miou,
+        }
+    }
 }
 
 /// Trains DeepLabV2 on `set`, validating on `val` after each epoch, and writes checkpoints,
-/// `best.safetensors`/`best.json` and finally `deeplab.safetensors` under `opts.out`.
+/// `best.safetensors`/`best.json` and finally `deeplab.safetensors` under `opts.out` through
+/// the shared epoch loop ([`crate::run::run`]).
 ///
 /// With `opts.resume` and a checkpoint in `opts.out`, weights (BN statistics included),
 /// optimiser state, counters and the best record are restored and training continues at the
@@ -332,106 +300,18 @@ pub fn train(
     opts: &DeepLabTrainOptions,
 ) -> Result<(DeepLabNetwork, DeepLabTrainReport)> {
     cfg.validate()?;
-    let dev = &opts.device;
     let nets = build_network(cfg, opts)?;
-    let mut sgd = optimiser(cfg, &nets.vars)?;
-    let mut state = TrainState {
-        epoch: 0,
-        iteration: 0,
-        seed: cfg.seed,
+    let sgd = optimiser(cfg, &nets.vars)?;
+    let mut run = DeepLabRun {
+        cfg,
+        set,
+        val,
+        nets,
+        sgd,
+        device: opts.device.clone(),
     };
-    let mut best = None;
-    if opts.resume
-        && let Some(dir) = checkpoint::latest(&opts.out)?
-    {
-        let ck = checkpoint::load(&dir, dev)?;
-        load_vars(&nets.vars, &ck.net, &dir.join("net.safetensors"))?;
-        sgd.load_state(&ck.optim)?;
-        state = ck.state;
-        best = read_best(&opts.out)?.filter(|b| b.epoch <= state.epoch);
-        tracing::info!(checkpoint = %dir.display(), epoch = state.epoch, "resumed");
-        if best.is_none_or(|b| b.epoch < state.epoch) {
-            // Killed between the checkpoint and the best files: judge that epoch now.
-            let miou = evaluate(&nets.net, val, cfg.net.num_classes, cfg.batch_size, dev)?;
-            update_best(&opts.out, &nets, &mut best, state.epoch, miou.miou())?;
-        }
-    }
-    let config_json = checkpoint::write_run_config(&opts.out, cfg)?;
-    let per_epoch = checkpoint::batches_per_epoch(
-        set.batches_per_epoch(cfg.batch_size),
-        set.per_epoch(),
-        cfg.batch_size,
-    )?;
-    let total = (per_epoch * cfg.epochs) as u64;
-    let mut report = DeepLabTrainReport {
-        epochs: state.epoch,
-        iterations: state.iteration,
-        epoch_stats: Vec::new(),
-        best,
-        seconds_per_step: 0.0,
-        weights: None,
-    };
-    let (mut steps, mut step_time) = (0u64, 0.0f64);
-    while state.epoch < cfg.epochs {
-        if opts.stop_after_epoch.is_some_and(|s| state.epoch >= s) {
-            return Ok((nets, report));
-        }
-        let epoch = state.epoch;
-        let pb = epoch_bar(
-            opts.progress,
-            per_epoch,
-            format!("deeplab epoch {}/{}", epoch + 1, cfg.epochs),
-        );
-        let mut sum = 0.0;
-        for batch in load_epoch(set.clone(), cfg.seed, epoch, cfg.batch_size) {
-            let batch = batch?;
-            let t0 = Instant::now();
-            sgd.set_lr_factor(cfg.lr_factor(state.iteration, total));
-            let loss = step(cfg, &nets.net, &mut sgd, &batch, dev)?;
-            step_time += t0.elapsed().as_secs_f64();
-            steps += 1;
-            state.iteration += 1;
-            sum += loss;
-            pb.inc(1);
-            pb.set_message(format!("loss {loss:.4} lr {:.5}", sgd.lrs()[0]));
-        }
-        pb.finish_and_clear();
-        state.epoch += 1;
-        let miou = evaluate(&nets.net, val, cfg.net.num_classes, cfg.batch_size, dev)?.miou();
-        checkpoint::save(
-            &opts.out,
-            &CheckpointData {
-                state,
-                config: config_json.clone(),
-                net: nets.weights()?,
-                decoder: Default::default(),
-                optim: sgd.state(),
-            },
-        )?;
-        let stats = EpochStats {
-            epoch: state.epoch,
-            loss: sum / per_epoch as f64,
-            val_miou: miou,
-        };
-        // After the checkpoint: a kill in between is repaired on resume (see below).
-        update_best(&opts.out, &nets, &mut best, state.epoch, miou)?;
-        tracing::info!(
-            epoch = state.epoch,
-            loss = stats.loss,
-            val_miou = miou,
-            best_epoch = best.map_or(0, |b| b.epoch),
-            "DeepLab epoch done"
-        );
-        report.epoch_stats.push(stats);
-        report.best = best;
-        report.epochs = state.epoch;
-        report.iterations = state.iteration;
-        report.seconds_per_step = step_time / steps.max(1) as f64;
-    }
-    let weights = opts.out.join(WEIGHTS_FILE);
-    save_weights(&weights, &nets.weights()?)?;
-    report.weights = Some(weights);
-    Ok((nets, report))
+    let report = crate::run::run(&mut run, opts)?;
+    Ok((run.nets, report))
 }
 
 /// A trained DeepLabV2 from a weights file in the layout of [`WEIGHTS_FILE`], on the CPU.

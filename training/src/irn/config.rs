@@ -176,24 +176,18 @@ impl IrnTrainConfig {
 
     /// A preset by name; `num_classes` (foreground) is used by `synthetic`.
     pub fn preset(name: &str, num_classes: usize) -> Result<Self> {
-        match name {
-            "voc" => Ok(Self::voc()),
-            "coco" => Ok(Self::coco()),
-            "synthetic" => Ok(Self::synthetic(num_classes)),
-            "voc-lite" => Ok(Self::voc_lite()),
-            _ => Err(TrainError::Config(format!(
-                "unknown preset `{name}` (expected voc, voc-lite, coco or synthetic)"
-            ))),
-        }
+        crate::config::preset(
+            name,
+            Self::voc,
+            Self::coco,
+            || Self::synthetic(num_classes),
+            Self::voc_lite,
+        )
     }
 
     /// The SGD momentum actually used.
     pub fn effective_momentum(&self) -> f64 {
-        if self.reference_momentum_quirk {
-            1e-4
-        } else {
-            self.momentum
-        }
+        crate::config::effective_momentum(self.momentum, self.reference_momentum_quirk)
     }
 
     /// Side of the stride-4 label / edge grid (`round(crop/4)`, 128 for 512).
@@ -203,10 +197,8 @@ impl IrnTrainConfig {
 
     /// Checks values that would otherwise fail deep inside the loop.
     pub fn validate(&self) -> Result<()> {
+        crate::config::check_batch_and_epochs(self.batch_size, 1, self.epochs)?;
         let bad = |m: String| Err(TrainError::Config(m));
-        if self.batch_size == 0 || self.epochs == 0 {
-            return bad("batch_size and epochs must be > 0".into());
-        }
         let c = self.data.crop;
         // The network's stride-4 output is ⌈crop/4⌉; the label grid round(crop/4) must agree.
         if c == 0 || !c.is_multiple_of(4) {
@@ -236,23 +228,23 @@ impl IrnTrainConfig {
     }
 }
 
+crate::config::impl_run_config!(IrnTrainConfig);
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn presets_validate_and_round_trip() {
-        for c in [
-            IrnTrainConfig::voc(),
-            IrnTrainConfig::coco(),
-            IrnTrainConfig::synthetic(3),
-            IrnTrainConfig::voc_lite(),
-        ] {
-            c.validate().unwrap();
-            let back: IrnTrainConfig =
-                serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
-            assert_eq!(back, c);
-        }
+        crate::config::assert_presets_round_trip(
+            &[
+                IrnTrainConfig::voc(),
+                IrnTrainConfig::coco(),
+                IrnTrainConfig::voc_lite(),
+                IrnTrainConfig::synthetic(3),
+            ],
+            IrnTrainConfig::validate,
+        );
         let v = IrnTrainConfig::voc();
         assert_eq!(
             (v.grid(), v.data.radius, v.batch_size, v.epochs),

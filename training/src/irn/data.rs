@@ -3,19 +3,15 @@
 //! label fill 255), the label reduced ×0.25 with PIL-nearest and turned into the affinity
 //! targets of §4.5 for the configured path radius.
 //!
-//! Every random draw of a sample comes from the stream of (seed, epoch, index) (shared with
-//! stage 1: [`crate::cam::data::sample_rng`]), so batches do not depend on the thread count
-//! and a resumed run sees exactly the data of an uninterrupted one.
+//! Samples are drawn and loaded as in every trainer ([`crate::data`]): per-sample random
+//! streams, so batches do not depend on the thread count and a resumed run sees exactly the
+//! data of an uninterrupted one.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::mpsc::{Receiver, sync_channel};
 
 use image::RgbImage;
-use rayon::prelude::*;
 use ssc_core::dataset::Dataset;
 use ssc_core::irlabel::IGNORE;
-use ssc_core::normalize::{hflip_chw, normalize_chw};
 use ssc_core::randomwalk::labels::{AffinityLabels, affinity_labels};
 use ssc_core::randomwalk::paths::PathIndex;
 use ssc_core::resize::{pil_bicubic_rgb, pil_nearest, rescale_size};
@@ -23,7 +19,7 @@ use ssc_core::rng::Rng;
 use ssc_core::{imageio, mask};
 
 use super::config::IrnTrainConfig;
-use crate::cam::data::{epoch_order, sample_rng};
+use crate::data::{CropBox, SampleSet, normalise_flip, sample_rng};
 use crate::error::{Result, TrainError};
 
 /// One augmented sample.
@@ -60,15 +56,6 @@ impl IrnBatch {
     }
 }
 
-/// One axis of the reference's `random_crop`: `(source start, canvas start, length)`.
-fn crop_axis(side: usize, crop: usize, rng: &mut Rng) -> (usize, usize, usize) {
-    if side > crop {
-        (rng.below((side - crop + 1) as u64) as usize, 0, crop)
-    } else {
-        (0, rng.below((crop - side + 1) as u64) as usize, side)
-    }
-}
-
 /// Applies §4.6 to an image and its IR label (`H×W`, same size).
 pub fn augment(
     img: &RgbImage,
@@ -93,27 +80,12 @@ pub fn augment(
         )));
     }
     let img = pil_bicubic_rgb(img, rh, rw)?;
-    let mut lab = pil_nearest(label, h, w, 1, rh, rw)?;
-    let mut chw = normalize_chw(&img);
-    if rng.bernoulli(0.5) {
-        chw = hflip_chw(&chw, 3, rh, rw)?;
-        lab = hflip_chw(&lab, 1, rh, rw)?;
-    }
+    let mut lab = [pil_nearest(label, h, w, 1, rh, rw)?];
+    let chw = normalise_flip(&img, &mut lab, 0.5, rng)?;
     let c = cfg.data.crop;
-    // The reference draws the width first.
-    let (sx, cx, lw) = crop_axis(rw, c, rng);
-    let (sy, cy, lh) = crop_axis(rh, c, rng);
-    let mut image = vec![0.0f32; 3 * c * c];
-    let mut crop_label = vec![IGNORE; c * c];
-    for y in 0..lh {
-        let src = (sy + y) * rw + sx;
-        let dst = (cy + y) * c + cx;
-        for ch in 0..3 {
-            image[ch * c * c + dst..ch * c * c + dst + lw]
-                .copy_from_slice(&chw[ch * rh * rw + src..ch * rh * rw + src + lw]);
-        }
-        crop_label[dst..dst + lw].copy_from_slice(&lab[src..src + lw]);
-    }
+    let b = CropBox::random(rh, rw, c, rng);
+    let image = b.apply(&chw, 3, 0.0);
+    let crop_label = b.apply(&lab[0], 1, IGNORE);
     let g = cfg.grid();
     let label = pil_nearest(&crop_label, c, c, 1, g, g)?;
     let targets = affinity_labels(&label, g, g, index, cfg.num_classes)?;
@@ -237,14 +209,21 @@ impl IrnTrainSet {
     pub fn path_index(&self) -> &PathIndex {
         &self.index
     }
+}
 
-    /// Full batches per epoch.
-    pub fn batches_per_epoch(&self, batch_size: usize) -> usize {
-        self.len() / batch_size.max(1)
+impl SampleSet for IrnTrainSet {
+    type Sample = IrnSample;
+    type Batch = IrnBatch;
+
+    fn images(&self) -> usize {
+        self.len()
     }
 
-    /// Sample `i` of `epoch`, augmented.
-    pub fn sample(&self, i: usize, seed: u64, epoch: usize) -> Result<IrnSample> {
+    fn prefetch(&self) -> usize {
+        self.cfg.data.prefetch
+    }
+
+    fn sample(&self, i: usize, seed: u64, epoch: usize) -> Result<IrnSample> {
         let (id, path) = &self.items[i];
         let img = imageio::read_rgb(path)?;
         let lp = self.label_dir.join(format!("{id}.png"));
@@ -264,24 +243,9 @@ impl IrnTrainSet {
         augment(&img, &lab.data, &self.cfg, &self.index, &mut rng)
     }
 
-    /// Batch `b` of `epoch` under `order` (samples loaded in parallel).
-    pub fn batch(
-        &self,
-        order: &[usize],
-        b: usize,
-        bs: usize,
-        seed: u64,
-        epoch: usize,
-    ) -> Result<IrnBatch> {
-        let idx = order.get(b * bs..(b + 1) * bs).ok_or_else(|| {
-            TrainError::Config(format!("batch {b} of {bs} is past the end of the epoch"))
-        })?;
-        let samples = idx
-            .par_iter()
-            .map(|&i| self.sample(i, seed, epoch))
-            .collect::<Result<Vec<_>>>()?;
+    fn collate(&self, index: usize, samples: Vec<IrnSample>) -> IrnBatch {
         let mut out = IrnBatch {
-            index: b,
+            index,
             images: Vec::with_capacity(samples.len() * samples[0].image.len()),
             targets: Vec::with_capacity(samples.len()),
         };
@@ -289,34 +253,14 @@ impl IrnTrainSet {
             out.images.extend(s.image);
             out.targets.push(s.targets);
         }
-        Ok(out)
+        out
     }
-}
-
-/// Loads the batches of `epoch` on a background thread, at most `prefetch` ahead.
-pub fn load_epoch(
-    set: Arc<IrnTrainSet>,
-    seed: u64,
-    epoch: usize,
-    batch_size: usize,
-) -> Receiver<Result<IrnBatch>> {
-    let (tx, rx) = sync_channel(set.cfg.data.prefetch.max(1));
-    std::thread::spawn(move || {
-        let order = epoch_order(set.len(), seed, epoch);
-        for b in 0..set.batches_per_epoch(batch_size) {
-            let batch = set.batch(&order, b, batch_size, seed, epoch);
-            let stop = batch.is_err();
-            if tx.send(batch).is_err() || stop {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::tests::half_and_half as pair;
 
     fn cfg(crop: usize, scale: (f64, f64), radius: usize) -> IrnTrainConfig {
         let mut c = IrnTrainConfig::synthetic(2);
@@ -324,15 +268,6 @@ mod tests {
         c.data.scale_range = scale;
         c.data.radius = radius;
         c
-    }
-
-    /// A `w×h` image whose right half is class 1 and whose left half is background.
-    fn pair(w: u32, h: u32) -> (RgbImage, Vec<u8>) {
-        let img = RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 9) as u8, (y * 7) as u8, 90]));
-        let lab = (0..h)
-            .flat_map(|_| (0..w).map(move |x| (x >= w / 2) as u8))
-            .collect();
-        (img, lab)
     }
 
     #[test]

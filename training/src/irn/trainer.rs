@@ -1,4 +1,5 @@
-//! The IRN training loop (§4.6) with per-epoch checkpoints and exact resume.
+//! The IRN training step (§4.6), run by the shared epoch loop ([`crate::run`]: per-epoch
+//! checkpoints and exact resume).
 //!
 //! Per iteration: poly learning rate → frozen backbone features (detached) → edge branch →
 //! `sigmoid` → path affinities → §4.5 loss → backward → SGD step (edge branch only:
@@ -9,23 +10,22 @@
 //! branch at the root (`fc_edge1.0.weight`, …), the layout [`Irn::new`] reads.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
 
-use candle_core::{DType, Device, Module, Tensor, Var};
+use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarMap;
-use indicatif::ProgressBar;
 use ssc_models::import::{StateDict, check_backbone, load_state_dict};
 use ssc_models::init::SeededInit;
 use ssc_models::irn::Irn;
 
 use super::config::IrnTrainConfig;
-use super::data::{IrnBatch, IrnTrainSet, load_epoch};
+use super::data::{IrnBatch, IrnTrainSet};
 use super::loss::{PathGather, edge_loss_fused, scalar};
-use crate::checkpoint::{self, CheckpointData, TrainState, load_vars, var_tensors};
+use crate::checkpoint::{self, var_tensors};
 use crate::error::{Result, TrainError};
 use crate::optim::{ParamGroup, Sgd, SgdConfig};
+use crate::run::{BestRecord, LossSum, RunReport, TrainOptions, Trainer};
 use crate::schedule::poly_factor;
 
 /// Name of the final weights file in the output folder.
@@ -34,36 +34,8 @@ pub const WEIGHTS_FILE: &str = "irn.safetensors";
 /// Prefix of the backbone's tensors in IRN weights files.
 pub const BACKBONE_PREFIX: &str = "backbone.";
 
-/// Run-time choices that do not change the result.
-#[derive(Debug, Clone)]
-pub struct IrnTrainOptions {
-    /// Output folder (checkpoints, final weights, config).
-    pub out: PathBuf,
-    /// Compute device.
-    pub device: Device,
-    /// torchvision ResNet weights for the frozen backbone (required by the VOC/COCO presets).
-    pub backbone_weights: Option<PathBuf>,
-    /// Continue from the latest checkpoint in `out`.
-    pub resume: bool,
-    /// Show a progress bar.
-    pub progress: bool,
-    /// Stop after this many completed epochs (simulates a kill; tests and time-boxed runs).
-    pub stop_after_epoch: Option<usize>,
-}
-
-impl IrnTrainOptions {
-    /// CPU, no weights, no resume, no progress bar.
-    pub fn new(out: impl Into<PathBuf>) -> Self {
-        IrnTrainOptions {
-            out: out.into(),
-            device: Device::Cpu,
-            backbone_weights: None,
-            resume: false,
-            progress: false,
-            stop_after_epoch: None,
-        }
-    }
-}
+/// Run-time choices that do not change the result (those of every trainer).
+pub type IrnTrainOptions = TrainOptions;
 
 /// Loss terms of one iteration (or their epoch means).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -78,20 +50,19 @@ pub struct IrnLossTerms {
     pub total: f64,
 }
 
-/// Summary of a finished (or stopped) run.
-#[derive(Debug, Clone)]
-pub struct IrnTrainReport {
-    /// Completed epochs.
-    pub epochs: usize,
-    /// Completed iterations.
-    pub iterations: u64,
-    /// Mean loss terms of each epoch trained in this call.
-    pub epoch_losses: Vec<IrnLossTerms>,
-    /// Mean wall-clock seconds per training step in this call.
-    pub seconds_per_step: f64,
-    /// Where the final weights were written (`None` when stopped early).
-    pub weights: Option<PathBuf>,
+impl LossSum for IrnLossTerms {
+    fn terms(&mut self) -> Vec<&mut f64> {
+        vec![
+            &mut self.bg_pos,
+            &mut self.fg_pos,
+            &mut self.neg,
+            &mut self.total,
+        ]
+    }
 }
+
+/// Summary of a finished (or stopped) run: the mean loss terms of each epoch.
+pub type IrnTrainReport = RunReport<IrnLossTerms>;
 
 /// The network of a run.
 pub struct IrnNetworks {
@@ -126,26 +97,19 @@ pub fn build_networks(cfg: &IrnTrainConfig, opts: &IrnTrainOptions) -> Result<Ir
             tensors.retain(|k, _| !k.starts_with("classifier."));
             let sd = StateDict::from_tensors(path, tensors);
             check_backbone(&sd, &cfg.net.backbone, true)?;
-            let vm = sd.var_map(DType::F32, dev)?;
-            vm.data()
-                .lock()
-                .map_err(|_| TrainError::State("parameter map lock poisoned".into()))?
-                .retain(|k, _| {
-                    !k.starts_with("fc.")
-                        && !k.starts_with("_fc.")
-                        && !k.ends_with("num_batches_tracked")
-                });
-            vm
+            crate::init::imagenet_vars(&sd, dev, "")?
         }
-        None if cfg.requires_pretrained => {
-            return Err(TrainError::Config(format!(
-                "the `{}` preset trains IRN on a frozen ImageNet backbone: pass \
-                 --backbone-weights (torchvision resnet50-19c8e357.pth or its safetensors \
-                 conversion)",
-                cfg.preset
-            )));
+        None => {
+            crate::config::require_backbone(
+                cfg.requires_pretrained,
+                false,
+                &cfg.preset,
+                "trains IRN on a frozen ImageNet backbone",
+                "resnet50-19c8e357.pth",
+                &cfg.net.backbone,
+            )?;
+            VarMap::new()
         }
-        None => VarMap::new(),
     };
     let edge_vars = VarMap::new();
     let net = Irn::from_parts(
@@ -162,11 +126,6 @@ pub fn build_networks(cfg: &IrnTrainConfig, opts: &IrnTrainOptions) -> Result<Ir
         backbone,
         edge_vars,
     })
-}
-
-/// Edge variables sorted by name (a stable order for the optimiser state).
-fn sorted_vars(vm: &VarMap) -> Result<Vec<Var>> {
-    checkpoint::sorted_vars(vm, |_| true)
 }
 
 /// One training step; returns the loss terms.
@@ -205,12 +164,101 @@ pub fn saved_config(out: &Path) -> Result<Option<IrnTrainConfig>> {
 
 pub use crate::checkpoint::save_weights;
 
-fn bar(opts: &IrnTrainOptions, len: usize, prefix: String) -> ProgressBar {
-    checkpoint::epoch_bar(opts.progress, len, prefix)
+/// An IRN run as the epoch loop drives it.
+struct IrnRun<'a> {
+    cfg: &'a IrnTrainConfig,
+    set: Arc<IrnTrainSet>,
+    nets: IrnNetworks,
+    gather: PathGather,
+    sgd: Sgd,
+    device: Device,
+}
+
+impl Trainer for IrnRun<'_> {
+    type Config = IrnTrainConfig;
+    type Data = IrnTrainSet;
+    type Optimiser = Sgd;
+    type Terms = IrnLossTerms;
+    type Epoch = IrnLossTerms;
+    const WEIGHTS_FILE: &'static str = WEIGHTS_FILE;
+
+    fn config(&self) -> &IrnTrainConfig {
+        self.cfg
+    }
+
+    fn data(&self) -> &Arc<IrnTrainSet> {
+        &self.set
+    }
+
+    fn name(&self) -> &str {
+        "irn"
+    }
+
+    fn step(
+        &mut self,
+        batch: &IrnBatch,
+        _: usize,
+        iteration: u64,
+        total: u64,
+    ) -> Result<IrnLossTerms> {
+        let factor = poly_factor(iteration, total, self.cfg.poly_power);
+        let (cfg, nets, gather) = (self.cfg, &self.nets, &self.gather);
+        step(
+            cfg,
+            nets,
+            gather,
+            &mut self.sgd,
+            batch,
+            factor,
+            &self.device,
+        )
+    }
+
+    fn message(&self, t: &IrnLossTerms) -> String {
+        format!(
+            "loss {:.4} (bg {:.4} fg {:.4} neg {:.4}) lr {:.4}",
+            t.total,
+            t.bg_pos,
+            t.fg_pos,
+            t.neg,
+            self.sgd.lrs()[0]
+        )
+    }
+
+    fn net_vars(&self) -> &VarMap {
+        // Checkpoints also hold the frozen backbone; only the edge branch is restored.
+        &self.nets.edge_vars
+    }
+
+    fn optimiser(&mut self) -> &mut Sgd {
+        &mut self.sgd
+    }
+
+    fn weights(&self) -> Result<HashMap<String, Tensor>> {
+        self.nets.weights()
+    }
+
+    fn epoch_done(
+        &self,
+        epoch: usize,
+        mean: IrnLossTerms,
+        _val: Option<f64>,
+        _best: Option<BestRecord>,
+    ) -> IrnLossTerms {
+        tracing::info!(
+            epoch,
+            loss = mean.total,
+            bg_pos = mean.bg_pos,
+            fg_pos = mean.fg_pos,
+            neg = mean.neg,
+            "IRN epoch done"
+        );
+        mean
+    }
 }
 
 /// Trains the edge branch on `set` and writes checkpoints and `irn.safetensors` under
-/// `opts.out`.
+/// `opts.out` through the shared epoch loop ([`crate::run::run`]).
 ///
 /// With `opts.resume` and a checkpoint in `opts.out`, the edge weights, optimiser state and
 /// counters are restored and training continues at the next epoch, giving the same weights
@@ -225,10 +273,10 @@ pub fn train(
     let nets = build_networks(cfg, opts)?;
     let g = cfg.grid();
     let gather = PathGather::new(set.path_index(), g, g, dev)?;
-    let mut sgd = Sgd::new(
+    let sgd = Sgd::new(
         vec![ParamGroup {
             name: "edge".into(),
-            vars: sorted_vars(&nets.edge_vars)?,
+            vars: checkpoint::sorted_vars(&nets.edge_vars, |_| true)?,
             lr: cfg.lr,
             weight_decay: cfg.weight_decay,
         }],
@@ -236,104 +284,16 @@ pub fn train(
             momentum: cfg.effective_momentum(),
         },
     )?;
-    let mut state = TrainState {
-        epoch: 0,
-        iteration: 0,
-        seed: cfg.seed,
+    let mut run = IrnRun {
+        cfg,
+        set,
+        nets,
+        gather,
+        sgd,
+        device: dev.clone(),
     };
-    if opts.resume
-        && let Some(dir) = checkpoint::latest(&opts.out)?
-    {
-        let ck = checkpoint::load(&dir, dev)?;
-        load_vars(&nets.edge_vars, &ck.net, &dir.join("net.safetensors"))?;
-        sgd.load_state(&ck.optim)?;
-        state = ck.state;
-        tracing::info!(checkpoint = %dir.display(), epoch = state.epoch, "resumed");
-    }
-    let config_json = checkpoint::write_run_config(&opts.out, cfg)?;
-    let per_epoch = checkpoint::batches_per_epoch(
-        set.batches_per_epoch(cfg.batch_size),
-        set.len(),
-        cfg.batch_size,
-    )?;
-    let total = (per_epoch * cfg.epochs) as u64;
-    let mut report = IrnTrainReport {
-        epochs: state.epoch,
-        iterations: state.iteration,
-        epoch_losses: Vec::new(),
-        seconds_per_step: 0.0,
-        weights: None,
-    };
-    let (mut steps, mut step_time) = (0u64, 0.0f64);
-    while state.epoch < cfg.epochs {
-        if opts.stop_after_epoch.is_some_and(|s| state.epoch >= s) {
-            return Ok((nets, report));
-        }
-        let epoch = state.epoch;
-        let pb = bar(
-            opts,
-            per_epoch,
-            format!("irn epoch {}/{}", epoch + 1, cfg.epochs),
-        );
-        let mut sum = IrnLossTerms::default();
-        for batch in load_epoch(set.clone(), cfg.seed, epoch, cfg.batch_size) {
-            let batch = batch?;
-            let t0 = Instant::now();
-            let factor = poly_factor(state.iteration, total, cfg.poly_power);
-            let t = step(cfg, &nets, &gather, &mut sgd, &batch, factor, dev)?;
-            step_time += t0.elapsed().as_secs_f64();
-            steps += 1;
-            state.iteration += 1;
-            sum.bg_pos += t.bg_pos;
-            sum.fg_pos += t.fg_pos;
-            sum.neg += t.neg;
-            sum.total += t.total;
-            pb.inc(1);
-            pb.set_message(format!(
-                "loss {:.4} (bg {:.4} fg {:.4} neg {:.4}) lr {:.4}",
-                t.total,
-                t.bg_pos,
-                t.fg_pos,
-                t.neg,
-                sgd.lrs()[0]
-            ));
-        }
-        pb.finish_and_clear();
-        let d = per_epoch as f64;
-        let mean = IrnLossTerms {
-            bg_pos: sum.bg_pos / d,
-            fg_pos: sum.fg_pos / d,
-            neg: sum.neg / d,
-            total: sum.total / d,
-        };
-        tracing::info!(
-            epoch = epoch + 1,
-            loss = mean.total,
-            bg_pos = mean.bg_pos,
-            fg_pos = mean.fg_pos,
-            neg = mean.neg,
-            "IRN epoch done"
-        );
-        report.epoch_losses.push(mean);
-        state.epoch += 1;
-        checkpoint::save(
-            &opts.out,
-            &CheckpointData {
-                state,
-                config: config_json.clone(),
-                net: nets.weights()?,
-                decoder: HashMap::new(),
-                optim: sgd.state(),
-            },
-        )?;
-        report.epochs = state.epoch;
-        report.iterations = state.iteration;
-        report.seconds_per_step = step_time / steps.max(1) as f64;
-    }
-    let weights = opts.out.join(WEIGHTS_FILE);
-    save_weights(&weights, &nets.weights()?)?;
-    report.weights = Some(weights);
-    Ok((nets, report))
+    let report = crate::run::run(&mut run, opts)?;
+    Ok((run.nets, report))
 }
 
 /// A trained IRN from a weights file in the layout of [`WEIGHTS_FILE`] (backbone under

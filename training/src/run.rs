@@ -1,0 +1,569 @@
+//! The epoch loop of every trainer (§2.10, §4.6, §6.4), with per-epoch checkpoints and exact
+//! resume.
+//!
+//! [`run`] restores the latest checkpoint when asked, writes the resolved config beside the
+//! run, trains epoch by epoch (progress bar, tracing logs, mean loss terms, seconds per step),
+//! checkpoints after each epoch, keeps the best epoch when the trainer validates, and writes
+//! the final weights. A trainer plugs in what differs through [`Trainer`]: its data, its
+//! step, its loss terms and what its checkpoint holds.
+//!
+//! A resumed run continues at the next epoch with the same weights, optimiser state and
+//! counters, and (see [`crate::data`]) the same data, so it gives the same weights as an
+//! uninterrupted run (same device and thread count).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{self, CheckpointData, TrainState, load_vars, save_weights, var_tensors};
+use crate::config::RunConfig;
+use crate::data::{SampleSet, load_epoch};
+use crate::error::{Result, TrainError};
+use crate::optim::OptimiserState;
+
+/// Weights of the epoch with the best validation score (trainers that validate).
+pub const BEST_FILE: &str = "best.safetensors";
+/// Epoch and score of [`BEST_FILE`].
+pub const BEST_JSON: &str = "best.json";
+
+/// Run-time choices that do not change the result, common to every trainer.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    /// Output folder (checkpoints, final weights, config).
+    pub out: PathBuf,
+    /// Compute device.
+    pub device: Device,
+    /// ImageNet weights for the backbone (torchvision ResNet or EfficientNet-Lite; required
+    /// by the VOC, COCO and voc-lite presets).
+    pub backbone_weights: Option<PathBuf>,
+    /// torchvision VGG-19 weights for the SSC classifier's perceptual loss (the other
+    /// trainers have none).
+    pub vgg_weights: Option<PathBuf>,
+    /// ImageNet EfficientNet-Lite weights for the classifier's perceptual loss when it uses
+    /// EfficientNet-Lite features (default: `backbone_weights`).
+    pub perceptual_weights: Option<PathBuf>,
+    /// Continue from the latest checkpoint in `out`.
+    pub resume: bool,
+    /// Show a progress bar.
+    pub progress: bool,
+    /// Stop after this many completed epochs (simulates a kill; tests and time-boxed runs).
+    pub stop_after_epoch: Option<usize>,
+}
+
+impl TrainOptions {
+    /// CPU, no weights, no resume, no progress bar.
+    pub fn new(out: impl Into<PathBuf>) -> Self {
+        TrainOptions {
+            out: out.into(),
+            device: Device::Cpu,
+            backbone_weights: None,
+            vgg_weights: None,
+            perceptual_weights: None,
+            resume: false,
+            progress: false,
+            stop_after_epoch: None,
+        }
+    }
+}
+
+/// Opens a compute device by name: `cpu` or `cuda` (CUDA device 0, needs the `cuda` feature).
+pub fn device(name: &str) -> Result<Device> {
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => {
+            // cudarc panics when the driver library is missing; turn that into an error.
+            std::panic::catch_unwind(|| Device::new_cuda(0))
+                .map_err(|_| TrainError::Config("CUDA driver library could not be loaded".into()))?
+                .map_err(|e| {
+                    TrainError::Config(format!(
+                        "cannot open CUDA device 0 ({e}); build with --features cuda"
+                    ))
+                })
+        }
+        other => Err(TrainError::Config(format!(
+            "unknown device `{other}` (expected cpu or cuda)"
+        ))),
+    }
+}
+
+/// The loss terms of one step, summed over an epoch and divided into its mean.
+pub trait LossSum: Copy + Default {
+    /// Every term, in a fixed order.
+    fn terms(&mut self) -> Vec<&mut f64>;
+
+    /// Adds `other` term by term.
+    fn add(&mut self, other: &Self) {
+        let mut other = *other;
+        for (s, t) in self.terms().into_iter().zip(other.terms()) {
+            *s += *t;
+        }
+    }
+
+    /// Every term divided by `n`.
+    fn div(&self, n: f64) -> Self {
+        let mut mean = *self;
+        for t in mean.terms() {
+            *t /= n;
+        }
+        mean
+    }
+}
+
+impl LossSum for f64 {
+    fn terms(&mut self) -> Vec<&mut f64> {
+        vec![self]
+    }
+}
+
+/// The best epoch so far (`best.json`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BestRecord {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Validation mIoU in [0, 1].
+    pub miou: f64,
+}
+
+/// What a trainer plugs into [`run`].
+pub trait Trainer {
+    /// The run's config, written beside it.
+    type Config: RunConfig;
+    /// The training set, loaded an epoch at a time by [`load_epoch`].
+    type Data: SampleSet;
+    /// Its optimiser.
+    type Optimiser: OptimiserState;
+    /// One step's loss terms.
+    type Terms: LossSum;
+    /// What the report keeps of each epoch.
+    type Epoch;
+    /// Name of the final weights file in the output folder.
+    const WEIGHTS_FILE: &'static str;
+    /// `true` when [`Trainer::validate`] scores every epoch: the best one is then kept as
+    /// [`BEST_FILE`] and [`BEST_JSON`].
+    const VALIDATES: bool = false;
+
+    /// The resolved config.
+    fn config(&self) -> &Self::Config;
+    /// The training set.
+    fn data(&self) -> &Arc<Self::Data>;
+    /// What the progress bar calls the run (`"irn"` in `irn epoch 1/3`).
+    fn name(&self) -> &str;
+    /// One optimiser step on `batch`, update `iteration` of `total` (the schedule's `t`).
+    fn step(
+        &mut self,
+        batch: &<Self::Data as SampleSet>::Batch,
+        epoch: usize,
+        iteration: u64,
+        total: u64,
+    ) -> Result<Self::Terms>;
+    /// The progress bar's message after a step.
+    fn message(&self, terms: &Self::Terms) -> String;
+    /// The variables a checkpoint's `net` tensors restore.
+    fn net_vars(&self) -> &VarMap;
+    /// A second network's variables (the SSC decoder), saved as the checkpoint's `decoder`.
+    fn decoder_vars(&self) -> Option<&VarMap> {
+        None
+    }
+    /// The optimiser (its state is the checkpoint's `optim`).
+    fn optimiser(&mut self) -> &mut Self::Optimiser;
+    /// The whole network: a checkpoint's `net`, the final weights and those of [`BEST_FILE`]
+    /// (more than [`Trainer::net_vars`] when part of it is frozen).
+    fn weights(&self) -> Result<HashMap<String, Tensor>>;
+    /// The validation score of the current weights (when [`Trainer::VALIDATES`]).
+    fn validate(&self) -> Result<f64> {
+        Err(TrainError::State("this trainer does not validate".into()))
+    }
+    /// Logs finished epoch `epoch` (1-based) with its mean loss terms, validation score and
+    /// the best epoch so far, and returns what the report keeps of it.
+    fn epoch_done(
+        &self,
+        epoch: usize,
+        mean: Self::Terms,
+        val: Option<f64>,
+        best: Option<BestRecord>,
+    ) -> Self::Epoch;
+}
+
+/// Summary of a finished (or stopped) run.
+#[derive(Debug, Clone)]
+pub struct RunReport<E> {
+    /// Completed epochs.
+    pub epochs: usize,
+    /// Completed iterations.
+    pub iterations: u64,
+    /// What each epoch trained in this call gave.
+    pub epoch_stats: Vec<E>,
+    /// The best epoch of the whole run (trainers that validate).
+    pub best: Option<BestRecord>,
+    /// Mean wall-clock seconds per training step in this call.
+    pub seconds_per_step: f64,
+    /// Where the final weights were written (`None` when stopped early).
+    pub weights: Option<PathBuf>,
+}
+
+/// A per-epoch progress bar (hidden unless `show`).
+fn epoch_bar(show: bool, len: usize, prefix: String) -> indicatif::ProgressBar {
+    let pb = if show {
+        indicatif::ProgressBar::new(len as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} {elapsed_precise}<{eta_precise} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    pb.set_prefix(prefix);
+    pb
+}
+
+fn read_best(out: &Path) -> Result<Option<BestRecord>> {
+    let p = out.join(BEST_JSON);
+    if !p.is_file() {
+        return Ok(None);
+    }
+    let s = std::fs::read_to_string(&p).map_err(|e| TrainError::file(&p, e.to_string()))?;
+    Ok(Some(
+        serde_json::from_str(&s).map_err(|e| TrainError::file(&p, e.to_string()))?,
+    ))
+}
+
+/// Writes [`BEST_FILE`] then [`BEST_JSON`] when `score` beats `best` (the first epoch always
+/// does).
+fn update_best<T: Trainer>(
+    out: &Path,
+    trainer: &T,
+    best: &mut Option<BestRecord>,
+    epoch: usize,
+    score: f64,
+) -> Result<()> {
+    if best.is_some_and(|b| score <= b.miou) {
+        return Ok(());
+    }
+    let b = BestRecord { epoch, miou: score };
+    save_weights(&out.join(BEST_FILE), &trainer.weights()?)?;
+    let json = serde_json::to_string_pretty(&b).map_err(|e| TrainError::State(e.to_string()))?;
+    ssc_core::atomic::write(&out.join(BEST_JSON), json.as_bytes())?;
+    *best = Some(b);
+    Ok(())
+}
+
+/// Trains `trainer` for its config's epochs and writes checkpoints, the best epoch's files
+/// (trainers that validate) and finally [`Trainer::WEIGHTS_FILE`] under `opts.out`.
+///
+/// With `opts.resume` and a checkpoint in `opts.out`, the trainer's state and the counters
+/// (and the best record) are restored and training continues at the next epoch.
+pub fn run<T: Trainer>(trainer: &mut T, opts: &TrainOptions) -> Result<RunReport<T::Epoch>> {
+    let out = &opts.out;
+    let cfg = trainer.config();
+    let (seed, epochs, batch_size) = (cfg.seed(), cfg.epochs(), cfg.batch_size());
+    let data = trainer.data().clone();
+    let mut state = TrainState {
+        epoch: 0,
+        iteration: 0,
+        seed,
+    };
+    let mut best = None;
+    if opts.resume
+        && let Some(dir) = checkpoint::latest(out)?
+    {
+        let ck = checkpoint::load(&dir, &opts.device)?;
+        load_vars(trainer.net_vars(), &ck.net, &dir.join("net.safetensors"))?;
+        if let Some(vm) = trainer.decoder_vars() {
+            load_vars(vm, &ck.decoder, &dir.join("decoder.safetensors"))?;
+        }
+        trainer.optimiser().restore(&ck.optim)?;
+        state = ck.state;
+        if T::VALIDATES {
+            best = read_best(out)?.filter(|b| b.epoch <= state.epoch);
+        }
+        tracing::info!(checkpoint = %dir.display(), epoch = state.epoch, "resumed");
+        if T::VALIDATES && best.is_none_or(|b| b.epoch < state.epoch) {
+            // Killed between the checkpoint and the best files: judge that epoch now.
+            let score = trainer.validate()?;
+            update_best(out, trainer, &mut best, state.epoch, score)?;
+        }
+    }
+    let config_json = checkpoint::write_run_config(out, trainer.config())?;
+    let per_epoch = crate::data::batches_per_epoch(&*data, batch_size)?;
+    let total = (per_epoch * epochs) as u64;
+    let mut report = RunReport {
+        epochs: state.epoch,
+        iterations: state.iteration,
+        epoch_stats: Vec::new(),
+        best,
+        seconds_per_step: 0.0,
+        weights: None,
+    };
+    let (mut steps, mut step_time) = (0u64, 0.0f64);
+    while state.epoch < epochs {
+        if opts.stop_after_epoch.is_some_and(|s| state.epoch >= s) {
+            return Ok(report);
+        }
+        let epoch = state.epoch;
+        let pb = epoch_bar(
+            opts.progress,
+            per_epoch,
+            format!("{} epoch {}/{}", trainer.name(), epoch + 1, epochs),
+        );
+        let mut sum = T::Terms::default();
+        for batch in load_epoch(data.clone(), seed, epoch, batch_size, 0) {
+            let batch = batch?;
+            let t0 = Instant::now();
+            let terms = trainer.step(&batch, epoch, state.iteration, total)?;
+            step_time += t0.elapsed().as_secs_f64();
+            steps += 1;
+            state.iteration += 1;
+            sum.add(&terms);
+            pb.inc(1);
+            pb.set_message(trainer.message(&terms));
+        }
+        pb.finish_and_clear();
+        let mean = sum.div(per_epoch as f64);
+        state.epoch += 1;
+        checkpoint::save(
+            out,
+            &CheckpointData {
+                state,
+                config: config_json.clone(),
+                net: trainer.weights()?,
+                decoder: match trainer.decoder_vars() {
+                    Some(vm) => var_tensors(vm)?,
+                    None => HashMap::new(),
+                },
+                optim: trainer.optimiser().save()?,
+            },
+        )?;
+        let val = if T::VALIDATES {
+            let score = trainer.validate()?;
+            // After the checkpoint: a kill in between is repaired on resume (above).
+            update_best(out, trainer, &mut best, state.epoch, score)?;
+            Some(score)
+        } else {
+            None
+        };
+        report
+            .epoch_stats
+            .push(trainer.epoch_done(state.epoch, mean, val, best));
+        report.best = best;
+        report.epochs = state.epoch;
+        report.iterations = state.iteration;
+        report.seconds_per_step = step_time / steps.max(1) as f64;
+    }
+    let weights = out.join(T::WEIGHTS_FILE);
+    save_weights(&weights, &trainer.weights()?)?;
+    report.weights = Some(weights);
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::sample_rng;
+
+    /// `n` random numbers, one per sample.
+    struct Numbers(usize);
+
+    impl SampleSet for Numbers {
+        type Sample = f64;
+        type Batch = Vec<f64>;
+        fn images(&self) -> usize {
+            self.0
+        }
+        fn prefetch(&self) -> usize {
+            1
+        }
+        fn sample(&self, i: usize, seed: u64, epoch: usize) -> Result<f64> {
+            Ok(sample_rng(seed, epoch, i).uniform(-1.0, 1.0))
+        }
+        fn collate(&self, _: usize, samples: Vec<f64>) -> Vec<f64> {
+            samples
+        }
+    }
+
+    #[derive(Serialize)]
+    struct Toy {
+        seed: u64,
+        epochs: usize,
+        batch_size: usize,
+    }
+    crate::config::impl_run_config!(Toy);
+
+    /// The toy's "optimiser": a step count.
+    struct Steps(f64);
+
+    impl OptimiserState for Steps {
+        fn save(&self) -> Result<HashMap<String, Tensor>> {
+            Ok(HashMap::from([(
+                "steps".into(),
+                Tensor::new(&[self.0], &Device::Cpu)?,
+            )]))
+        }
+        fn restore(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
+            self.0 = state["steps"].to_vec1::<f64>()?[0];
+            Ok(())
+        }
+    }
+
+    /// One weight that follows the batch means; its score goes up and down with it.
+    struct ToyRun {
+        cfg: Toy,
+        set: Arc<Numbers>,
+        vars: VarMap,
+        steps: Steps,
+    }
+
+    impl ToyRun {
+        fn new(epochs: usize) -> Self {
+            let vars = VarMap::new();
+            vars.get(
+                1,
+                "w",
+                candle_nn::Init::Const(0.0),
+                candle_core::DType::F64,
+                &Device::Cpu,
+            )
+            .unwrap();
+            ToyRun {
+                cfg: Toy {
+                    seed: 7,
+                    epochs,
+                    batch_size: 3,
+                },
+                set: Arc::new(Numbers(10)),
+                vars,
+                steps: Steps(0.0),
+            }
+        }
+
+        fn w(&self) -> f64 {
+            var_tensors(&self.vars).unwrap()["w"]
+                .to_vec1::<f64>()
+                .unwrap()[0]
+        }
+    }
+
+    impl Trainer for ToyRun {
+        type Config = Toy;
+        type Data = Numbers;
+        type Optimiser = Steps;
+        type Terms = f64;
+        type Epoch = (f64, Option<f64>);
+        const WEIGHTS_FILE: &'static str = "toy.safetensors";
+        const VALIDATES: bool = true;
+
+        fn config(&self) -> &Toy {
+            &self.cfg
+        }
+        fn data(&self) -> &Arc<Numbers> {
+            &self.set
+        }
+        fn name(&self) -> &str {
+            "toy"
+        }
+        fn step(&mut self, batch: &Vec<f64>, _: usize, t: u64, total: u64) -> Result<f64> {
+            let mean = batch.iter().sum::<f64>() / batch.len() as f64;
+            let w = self.w() + mean * (1.0 - t as f64 / total as f64);
+            let var = self.vars.data().lock().unwrap()["w"].clone();
+            var.set(&Tensor::new(&[w], &Device::Cpu)?)?;
+            self.steps.0 += 1.0;
+            Ok(mean)
+        }
+        fn message(&self, loss: &f64) -> String {
+            format!("{loss}")
+        }
+        fn net_vars(&self) -> &VarMap {
+            &self.vars
+        }
+        fn optimiser(&mut self) -> &mut Steps {
+            &mut self.steps
+        }
+        fn weights(&self) -> Result<HashMap<String, Tensor>> {
+            var_tensors(&self.vars)
+        }
+        fn validate(&self) -> Result<f64> {
+            Ok((3.0 * self.w()).sin())
+        }
+        fn epoch_done(
+            &self,
+            _: usize,
+            m: f64,
+            v: Option<f64>,
+            _: Option<BestRecord>,
+        ) -> Self::Epoch {
+            (m, v)
+        }
+    }
+
+    fn run_toy(
+        out: &Path,
+        epochs: usize,
+        stop: Option<usize>,
+        resume: bool,
+    ) -> (ToyRun, RunReport<(f64, Option<f64>)>) {
+        let mut opts = TrainOptions::new(out);
+        opts.stop_after_epoch = stop;
+        opts.resume = resume;
+        let mut t = ToyRun::new(epochs);
+        let rep = run(&mut t, &opts).unwrap();
+        (t, rep)
+    }
+
+    #[test]
+    fn resume_continues_exactly_and_keeps_the_best_epoch() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, straight) = run_toy(&tmp.path().join("a"), 6, None, false);
+        assert_eq!((straight.epochs, straight.iterations), (6, 18));
+        assert_eq!(straight.epoch_stats.len(), 6);
+        let best = straight.best.unwrap();
+        let top = straight
+            .epoch_stats
+            .iter()
+            .map(|s| s.1.unwrap())
+            .fold(f64::MIN, f64::max);
+        assert_eq!(best.miou, top, "the best epoch has the highest score");
+        assert!(tmp.path().join("a/toy.safetensors").is_file());
+        assert!(tmp.path().join("a").join(BEST_FILE).is_file());
+
+        let b = tmp.path().join("b");
+        let (_, first) = run_toy(&b, 6, Some(2), false);
+        assert_eq!((first.epochs, first.weights), (2, None));
+        let (resumed, rest) = run_toy(&b, 6, None, true);
+        assert_eq!(resumed.w(), a.w());
+        assert_eq!(resumed.steps.0, 18.0, "optimiser state restored");
+        assert_eq!(rest.epoch_stats, straight.epoch_stats[2..]);
+        assert_eq!(rest.best, straight.best);
+    }
+
+    /// A run killed after an epoch's checkpoint but before its best files judges that epoch
+    /// when it resumes.
+    #[test]
+    fn resume_repairs_the_best_files_of_the_last_checkpoint() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (_, straight) = run_toy(&tmp.path().join("a"), 3, Some(2), false);
+        let b = tmp.path().join("b");
+        let (_, one) = run_toy(&b, 3, Some(1), false);
+        let best_one = std::fs::read(b.join(BEST_JSON)).unwrap();
+        let (_, two) = run_toy(&b, 3, Some(2), true);
+        assert_eq!(two.best, straight.best);
+        // Put back epoch 1's best files: the state right after epoch 2's checkpoint.
+        std::fs::write(b.join(BEST_JSON), &best_one).unwrap();
+        let (_, repaired) = run_toy(&b, 3, Some(2), true);
+        assert!(repaired.epoch_stats.is_empty(), "nothing left to train");
+        assert_eq!(repaired.best, straight.best);
+        assert_eq!(one.best.unwrap().epoch, 1);
+        std::fs::remove_file(b.join(BEST_JSON)).unwrap();
+        let (_, from_none) = run_toy(&b, 3, Some(2), true);
+        assert_eq!(
+            from_none.best.unwrap().epoch,
+            2,
+            "no record: the last epoch is judged"
+        );
+    }
+}
