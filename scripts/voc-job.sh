@@ -22,7 +22,7 @@
 #
 # Environment: SSC_RUN (default runs/voc), SSC_SEED (0), SSC_VARIANT (full; or baseline, drs,
 # drs_cdr, drs_cdr_asm_noras), SSC_STOP_AFTER=pseudo to stop after the pseudo-masks (the
-# ablation needs no DeepLab). Killed runs resume: training stages continue from their last
+# ablation needs no DeepLab), SSC_BIN=DIR to use prebuilt ssc-* binaries instead of building. Killed runs resume: training stages continue from their last
 # checkpoint and labelling stages skip finished images; a finished stage is not redone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,9 +35,13 @@ for need in JPEGImages cls_labels.npy ImageSets/Segmentation/train_aug.txt Image
   [[ -e "$VOC/$need" ]] || { echo "error: $VOC/$need not found (expected a VOC-layout folder)" >&2; exit 1; }
 done
 bash scripts/setup-ort.sh
-cargo build --release --locked -p ssc-tools
-SSC_EXPORT=target/release/ssc-export bash scripts/get-weights.sh lite0
-BIN=target/release
+if [[ -n "${SSC_BIN:-}" ]]; then
+  BIN=$SSC_BIN   # prebuilt binaries (e.g. a frozen copy for a long experiment)
+else
+  cargo build --release --locked -p ssc-tools
+  BIN=target/release
+fi
+SSC_EXPORT=$BIN/ssc-export bash scripts/get-weights.sh lite0
 LITE0=weights/efficientnet-lite0.safetensors
 mkdir -p "$RUN"
 RUN=$(realpath "$RUN")

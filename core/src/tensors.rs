@@ -172,14 +172,58 @@ pub fn write(
             .map_err(|e| CoreError::Invalid(format!("tensor `{name}`: {e}")))?;
         views.push((name.to_string(), v));
     }
-    let data = safetensors::serialize(views, metadata)
+    let mut data = safetensors::serialize(views, metadata)
         .map_err(|e| CoreError::Invalid(format!("{}: {e}", path.display())))?;
+    sort_header(&mut data).map_err(|e| CoreError::Invalid(format!("{}: {e}", path.display())))?;
     atomic::write(path, &data)
+}
+
+/// Rewrites a serialised safetensors header with its JSON keys sorted: `safetensors` writes
+/// the metadata map in `HashMap` order, which changes from run to run, so equal contents
+/// would give different files. The header keeps its length (the same keys and values in
+/// another order, padded with spaces as the format allows), so the data offsets stay valid.
+fn sort_header(data: &mut [u8]) -> std::result::Result<(), String> {
+    let len = data
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as usize)
+        .ok_or("no header")?;
+    let header = data.get(8..8 + len).ok_or("truncated header")?;
+    let value: serde_json::Value = serde_json::from_slice(header).map_err(|e| e.to_string())?;
+    // serde_json's map is ordered by key (no `preserve_order` feature in this workspace).
+    let sorted = serde_json::to_vec(&value).map_err(|e| e.to_string())?;
+    if sorted.len() > len {
+        return Err("sorted header is longer than the original".into());
+    }
+    let dst = &mut data[8..8 + len];
+    dst[..sorted.len()].copy_from_slice(&sorted);
+    dst[sorted.len()..].fill(b' ');
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metadata_order_does_not_change_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let arrays = [("a", Array::F32(vec![1.0, 2.0], vec![2]))];
+        let meta: Vec<(String, String)> =
+            (0..20).map(|i| (format!("k{i}"), i.to_string())).collect();
+        let mut files = Vec::new();
+        for (i, order) in [meta.clone(), meta.iter().rev().cloned().collect()]
+            .into_iter()
+            .enumerate()
+        {
+            let p = dir.path().join(format!("{i}.safetensors"));
+            write(&p, &arrays, Some(order.into_iter().collect())).unwrap();
+            files.push(std::fs::read(&p).unwrap());
+        }
+        assert_eq!(files[0], files[1]);
+        let back = TensorFile::open(dir.path().join("0.safetensors")).unwrap();
+        assert_eq!(back.metadata()["k7"], "7");
+        assert_eq!(back.f32("a").unwrap().0, vec![1.0, 2.0]);
+    }
 
     #[test]
     fn round_trip() {
