@@ -1,7 +1,9 @@
 //! Cost of one SSC classifier training step on the CPU (issue: step time and peak memory).
 //!
 //! Every case runs in its own child process so its peak resident memory (`VmHWM`) is its own:
-//! the synthetic preset (batch 8, 128 px crops) for each ablation variant, and — with
+//! the synthetic preset (batch 8, 128 px crops) for each ablation variant, the voc-lite preset
+//! (EfficientNet-Lite0 from `weights/`, batch 6, 256 px) for each variant when the weights are
+//! there, and — with
 //! `SSC_BENCH_R50=1` — one full-SSC ResNet-50 + VGG-19 step at 512×512, batch 1 (the VOC
 //! preset's networks with random weights; the cost does not depend on the values).
 //! The ratio column compares each synthetic variant with the baseline measured in the same run,
@@ -34,6 +36,14 @@ fn synthetic(v: Variant) -> CamTrainConfig {
     }
 }
 
+/// The voc-lite preset (EfficientNet-Lite0, batch 6 of 256 px) for `v`.
+fn voc_lite(v: Variant) -> CamTrainConfig {
+    CamTrainConfig {
+        variant: v,
+        ..CamTrainConfig::voc_lite()
+    }
+}
+
 fn cases() -> Vec<Case> {
     let mut c = vec![
         Case {
@@ -58,19 +68,25 @@ fn cases() -> Vec<Case> {
         },
     ];
     if lite0_weights().is_some() {
-        c.push(Case {
-            name: "voc-lite/baseline",
-            cfg: || CamTrainConfig {
-                variant: Variant::Baseline,
-                ..CamTrainConfig::voc_lite()
-            },
-            steps: 3,
-        });
-        c.push(Case {
-            name: "voc-lite/full",
-            cfg: || CamTrainConfig::voc_lite(),
-            steps: 3,
-        });
+        for (name, variant) in [
+            ("voc-lite/baseline", Variant::Baseline),
+            ("voc-lite/drs", Variant::Drs),
+            ("voc-lite/drs_cdr", Variant::DrsCdr),
+            ("voc-lite/drs_cdr_asm_noras", Variant::DrsCdrAsmNoras),
+            ("voc-lite/full", Variant::Full),
+        ] {
+            c.push(Case {
+                name,
+                cfg: match variant {
+                    Variant::Baseline => || voc_lite(Variant::Baseline),
+                    Variant::Drs => || voc_lite(Variant::Drs),
+                    Variant::DrsCdr => || voc_lite(Variant::DrsCdr),
+                    Variant::DrsCdrAsmNoras => || voc_lite(Variant::DrsCdrAsmNoras),
+                    Variant::Full => || voc_lite(Variant::Full),
+                },
+                steps: 3,
+            });
+        }
     }
     if std::env::var("SSC_BENCH_R50").is_ok_and(|v| v == "1") {
         c.push(Case {

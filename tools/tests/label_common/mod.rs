@@ -184,3 +184,57 @@ pub fn cam_ids(dir: &Path) -> Vec<String> {
 pub fn train_ids(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("train_{i:05}")).collect()
 }
+
+/// The width-0.25 EfficientNet-Lite1 layout of the package goldens (random weights,
+/// `models/tests/goldens/efficientnet-lite/tiny_random_weights.safetensors`), at output stride
+/// `os`.
+pub fn tiny_efficientnet(os: usize) -> (Weights, ssc_models::config::BackboneConfig) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../models/tests/goldens/efficientnet-lite/tiny_random_weights.safetensors");
+    let w = Weights::open(&path).unwrap();
+    let shapes = w
+        .names()
+        .into_iter()
+        .map(|n| (n.to_string(), w.shape(n).unwrap().to_vec()))
+        .collect();
+    let cfg = ssc_models::config::EfficientNetConfig::infer(&shapes, os).unwrap();
+    (w, cfg.into())
+}
+
+/// Exports CAM (`classes` outputs, OS16) and IRN networks on the tiny EfficientNet-Lite
+/// backbone (random heads) to `<dir>/cam-lite.onnx` and `<dir>/irn-lite.onnx`.
+pub fn tiny_efficientnet_models(dir: &Path, classes: usize) -> (PathBuf, PathBuf) {
+    let (bw, backbone) = tiny_efficientnet(16);
+    let mut rng = Rng::new(21);
+    let fc = backbone.feature_channels();
+    let mut w = bw.clone();
+    w.insert(
+        "classifier.weight",
+        inference_common::randn(&mut rng, classes * fc, 0.05),
+        vec![classes, fc, 1, 1],
+    );
+    let cam = dir.join("cam-lite.onnx");
+    std::fs::write(&cam, export_cam(&w, &backbone, classes, 0.55).unwrap()).unwrap();
+    let cfg = IrnConfig::for_backbone(backbone);
+    let ew = cfg.edge_width;
+    let mut w = bw;
+    for (k, c) in cfg.feature_channels().into_iter().enumerate() {
+        let n = k + 1;
+        w.insert(
+            format!("fc_edge{n}.0.weight"),
+            inference_common::randn(&mut rng, ew * c, 0.2),
+            vec![ew, c, 1, 1],
+        );
+        w.insert(format!("fc_edge{n}.1.weight"), vec![1.0; ew], vec![ew]);
+        w.insert(format!("fc_edge{n}.1.bias"), vec![0.0; ew], vec![ew]);
+    }
+    w.insert(
+        "fc_edge6.weight",
+        inference_common::randn(&mut rng, 5 * ew, 0.2),
+        vec![1, 5 * ew, 1, 1],
+    );
+    w.insert("fc_edge6.bias", vec![-2.0], vec![1]);
+    let irn = dir.join("irn-lite.onnx");
+    std::fs::write(&irn, export_irn_edge(&w, &cfg).unwrap()).unwrap();
+    (cam, irn)
+}
