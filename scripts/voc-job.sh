@@ -89,7 +89,7 @@ write("wsss_train", [i for i in aug if i not in holdout])
 print(f"splits: wsss_train {len(aug) - len(holdout)}, train {len(train)}, holdout {len(holdout)}")
 PY
 
-miou() { grep -E '^mIoU|^best' "$1" | tail -1 | sed 's/.*mIoU: //'; }
+miou() { grep -E '^mIoU: |^best threshold' "$1" | tail -1 | sed 's/.*mIoU: //'; }
 sub() { grep -E 'mIoU over' "$1" | tail -1 | sed 's/.*: //'; }
 
 stage "superpixels (wsss_train)" "$BIN/ssc-superpixels" --dataset voc --root "$DATA" --split wsss_train \

@@ -271,6 +271,19 @@ pub struct DeepLabConfig {
     pub rates: Vec<usize>,
     /// Std of the ASPP weights' normal initialisation (0.01).
     pub head_init_std: f64,
+    /// The backbone's BatchNorms in training: batch statistics as SSC/BECO (`batch`, the
+    /// default), or fixed ImageNet statistics with trainable affine parameters as the original
+    /// DeepLabV2 (`frozen`; suits small CPU batches).
+    #[serde(default = "batch_bn")]
+    pub bn: BnMode,
+    /// Leading backbone parts kept frozen (numbered as `ResNetOptions::frozen_stages`; 0, the
+    /// reference, trains everything).
+    #[serde(default)]
+    pub frozen_parts: usize,
+}
+
+fn batch_bn() -> BnMode {
+    BnMode::Batch
 }
 
 impl DeepLabConfig {
@@ -281,6 +294,8 @@ impl DeepLabConfig {
             num_classes: 21,
             rates: vec![6, 12, 18, 24],
             head_init_std: 0.01,
+            bn: BnMode::Batch,
+            frozen_parts: 0,
         }
     }
 

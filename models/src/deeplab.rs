@@ -104,7 +104,12 @@ impl DeepLabV2 {
         backbone_vb: VarBuilder,
         head_vb: VarBuilder,
     ) -> Result<Self> {
-        let backbone = Backbone::new(&cfg.backbone, &ResNetOptions::deeplab(), backbone_vb)?;
+        let opts = ResNetOptions {
+            bn: cfg.bn,
+            frozen_stages: cfg.frozen_parts,
+            ..ResNetOptions::deeplab()
+        };
+        let backbone = Backbone::new(&cfg.backbone, &opts, backbone_vb)?;
         let aspp = Aspp::new(
             cfg.backbone.feature_channels(),
             cfg.num_classes,
