@@ -112,12 +112,16 @@ stage "pseudo-masks (wsss_train)" "$BIN/ssc-label" pseudo --irn "$RUN/irn.onnx" 
 stage "evaluate pseudo-masks (train)" bash -c "set -o pipefail; '$BIN/ssc-eval' --pred '$RUN/pseudo' --gt '$DATA' \
   --split train --subset $SUBSET --json '$RUN/eval-pseudo.json' | tee '$RUN/eval-pseudo.txt'"
 if [[ "$STOP_AFTER" != pseudo ]]; then
+  # Validation (monitoring only) on the train ids; the final weights are exported, so nothing
+  # is selected on the held-out images.
   stage "train DeepLabV2 (pseudo-masks)" "$BIN/ssc-train" deeplab --data "$DATA" --split wsss_train \
-    --pseudo "$RUN/pseudo" --confidence "$RUN/pseudo/confidence" --val-split holdout --preset voc-lite \
-    --backbone-weights "$LITE0" --seed "$SEED" --out "$RUN/deeplab" --export "$RUN/deeplab.onnx" --resume
-  sed 's|^\(.*\)$|JPEGImages/\1.jpg|' "$DATA/ImageSets/Segmentation/holdout.txt" > "$RUN/holdout-images.txt"
-  stage "predict (holdout)" "$BIN/ssc-predict" --model "$RUN/deeplab.onnx" --input "$RUN/holdout-images.txt" \
-    --root "$DATA" --out "$RUN/pred-holdout"
+    --pseudo "$RUN/pseudo" --confidence "$RUN/pseudo/confidence" --val-split train --preset voc-lite \
+    --backbone-weights "$LITE0" --seed "$SEED" --out "$RUN/deeplab" --resume
+  stage "export DeepLabV2" "$BIN/ssc-export" --arch deeplab --weights "$RUN/deeplab/deeplab.safetensors" \
+    --config "$RUN/deeplab/config.json" --classes voc --out "$RUN/deeplab.onnx"
+  sed 's|^\(.*\)$|JPEGImages/\1.jpg|' "$DATA/ImageSets/Segmentation/holdout.txt" > "$DATA/holdout-images.txt"
+  stage "predict (holdout)" "$BIN/ssc-predict" --model "$RUN/deeplab.onnx" --input "$DATA/holdout-images.txt" \
+    --input-size 320 --out "$RUN/pred-holdout"
   stage "evaluate segmentation (holdout)" bash -c "set -o pipefail; '$BIN/ssc-eval' --pred '$RUN/pred-holdout' \
     --gt '$DATA' --split holdout --subset $SUBSET --json '$RUN/eval-seg.json' | tee '$RUN/eval-seg.txt'"
 fi
