@@ -81,6 +81,20 @@ impl BatchNorm2d {
     }
 }
 
+/// Fixed-statistics BN as one per-channel scale and shift (cheap on C-vectors):
+/// `scale = γ/√(σ² + ε)`, `shift = β − μ·scale`.
+fn folded(
+    weight: &Tensor,
+    bias: &Tensor,
+    mean: &Tensor,
+    var: &Tensor,
+    eps: f64,
+) -> Result<(Tensor, Tensor)> {
+    let scale = weight.mul(&(var + eps)?.sqrt()?.recip()?)?;
+    let shift = bias.sub(&mean.mul(&scale)?)?;
+    Ok((scale, shift))
+}
+
 impl BatchNorm2d {
     /// The BN followed by `act`; with fixed statistics both run as one fused pass
     /// ([`crate::ops::affine::affine_act`], bit-identical to the separate ops).
@@ -96,8 +110,7 @@ impl BatchNorm2d {
                 var,
                 eps,
             } => {
-                let scale = weight.mul(&(var + *eps)?.sqrt()?.recip()?)?;
-                let shift = bias.sub(&mean.mul(&scale)?)?;
+                let (scale, shift) = folded(weight, bias, mean, var, *eps)?;
                 affine_act(x, &scale, &shift, act)
             }
             BatchNorm2d::Batch(bn) => {
@@ -124,9 +137,7 @@ impl ModuleT for BatchNorm2d {
                 var,
                 eps,
             } => {
-                // Folded into one per-channel scale and shift (cheap on C-vectors).
-                let scale = weight.mul(&(var + *eps)?.sqrt()?.recip()?)?;
-                let shift = bias.sub(&mean.mul(&scale)?)?;
+                let (scale, shift) = folded(weight, bias, mean, var, *eps)?;
                 let shape = (1, (), 1, 1);
                 x.broadcast_mul(&scale.reshape(shape)?)?
                     .broadcast_add(&shift.reshape(shape)?)

@@ -56,18 +56,7 @@ fn conv_bn(
         get("running_mean")?,
         get("running_var")?,
     );
-    let per_out = per_group * k * k;
-    let mut wf = Vec::with_capacity(weight.len());
-    let mut bf = Vec::with_capacity(c.cout);
-    for o in 0..c.cout {
-        let scale = gamma[o] as f64 / (var[o] as f64 + eps).sqrt();
-        wf.extend(
-            weight[o * per_out..(o + 1) * per_out]
-                .iter()
-                .map(|&v| (v as f64 * scale) as f32),
-        );
-        bf.push((beta[o] as f64 - mean[o] as f64 * scale) as f32);
-    }
+    let (wf, bf) = super::resnet::fold_bn(weight, [gamma, beta, mean, var], eps);
     let wn = g.initializer(&format!("{conv}.weight"), &shape, &wf)?;
     let bn_ = g.initializer(&format!("{conv}.bias"), &[c.cout], &bf)?;
     let half = (k - 1) * c.dilation / 2;

@@ -63,7 +63,18 @@ fn conv_bn(
         get("running_mean")?,
         get("running_var")?,
     );
-    let per_out = cin * k * k;
+    let (wf, bf) = fold_bn(weight, [gamma, beta, mean, var], eps);
+    let wn = g.initializer(&format!("{conv}.weight"), &[cout, cin, k, k], &wf)?;
+    let bn_ = g.initializer(&format!("{conv}.bias"), &[cout], &bf)?;
+    Ok(g.conv(x, &wn, Some(&bn_), spec))
+}
+
+/// BN `[γ, β, μ, σ²]` folded into the bias-free conv weight before it (rows of equal length per
+/// output channel): `w' = w·γ/√(σ²+ε)`, `b' = β − μ·γ/√(σ²+ε)`, computed in f64.
+pub(crate) fn fold_bn(weight: &[f32], bn: [&[f32]; 4], eps: f64) -> (Vec<f32>, Vec<f32>) {
+    let [gamma, beta, mean, var] = bn;
+    let cout = gamma.len();
+    let per_out = weight.len() / cout.max(1);
     let mut wf = Vec::with_capacity(weight.len());
     let mut bf = Vec::with_capacity(cout);
     for o in 0..cout {
@@ -72,9 +83,7 @@ fn conv_bn(
         wf.extend(row.iter().map(|&v| (v as f64 * scale) as f32));
         bf.push((beta[o] as f64 - mean[o] as f64 * scale) as f32);
     }
-    let wn = g.initializer(&format!("{conv}.weight"), &[cout, cin, k, k], &wf)?;
-    let bn_ = g.initializer(&format!("{conv}.bias"), &[cout], &bf)?;
-    Ok(g.conv(x, &wn, Some(&bn_), spec))
+    (wf, bf)
 }
 
 /// DRS (§2.2): `min(ReLU(x), δ · max_hw ReLU(x))`.

@@ -14,6 +14,8 @@
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::cpu::{Float, Kernel2, Kernel3, apply2, apply3};
+
 /// The activation after the affine map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Act {
@@ -47,38 +49,6 @@ impl Act {
     }
 }
 
-trait Float: Copy + Send + Sync + 'static {
-    fn to64(self) -> f64;
-    fn from64(v: f64) -> Self;
-    fn mul_add_plain(self, s: Self, b: Self) -> Self;
-}
-
-impl Float for f32 {
-    fn to64(self) -> f64 {
-        self as f64
-    }
-    fn from64(v: f64) -> Self {
-        v as f32
-    }
-    #[inline]
-    fn mul_add_plain(self, s: Self, b: Self) -> Self {
-        self * s + b
-    }
-}
-
-impl Float for f64 {
-    fn to64(self) -> f64 {
-        self
-    }
-    fn from64(v: f64) -> Self {
-        v
-    }
-    #[inline]
-    fn mul_add_plain(self, s: Self, b: Self) -> Self {
-        self * s + b
-    }
-}
-
 fn dims(l: &Layout) -> Result<(usize, usize, usize)> {
     match l.dims() {
         &[n, c, h, w] => Ok((n, c, h * w)),
@@ -86,23 +56,28 @@ fn dims(l: &Layout) -> Result<(usize, usize, usize)> {
     }
 }
 
-fn slice<'a, T>(v: &'a [T], l: &Layout, what: &str) -> Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&v[a..b]),
-        None => candle_core::bail!("affine_act: {what} must be contiguous"),
-    }
+/// The forward kernel over `(x, scale, shift)`.
+struct Forward {
+    c: usize,
+    hw: usize,
+    act: Act,
 }
 
-fn forward<T: Float>(x: &[T], s: &[T], b: &[T], c: usize, hw: usize, act: Act) -> Vec<T> {
-    let mut out = vec![T::from64(0.0); x.len()];
-    out.par_chunks_mut(hw).enumerate().for_each(|(p, dst)| {
-        let ch = p % c;
-        let (sc, sh) = (s[ch], b[ch]);
-        for (d, &v) in dst.iter_mut().zip(&x[p * hw..(p + 1) * hw]) {
-            *d = T::from64(act.apply(v.mul_add_plain(sc, sh).to64()));
-        }
-    });
-    out
+impl Kernel3 for Forward {
+    const OP: &'static str = "affine_act";
+    fn run<T: Float>(&self, x: &[T], s: &[T], b: &[T]) -> Vec<T> {
+        let (c, hw, act) = (self.c, self.hw, self.act);
+        let mut out = vec![T::zero(); x.len()];
+        out.par_chunks_mut(hw).enumerate().for_each(|(p, dst)| {
+            let ch = p % c;
+            let (sc, sh) = (s[ch], b[ch]);
+            for (d, &v) in dst.iter_mut().zip(&x[p * hw..(p + 1) * hw]) {
+                // Two roundings (no fused multiply-add), as candle's broadcast mul then add.
+                *d = T::from64(act.apply((v * sc + sh).to64()));
+            }
+        });
+        out
+    }
 }
 
 struct AffineAct(Act);
@@ -125,32 +100,11 @@ impl CustomOp3 for AffineAct {
         if sl.shape().elem_count() != c || bl.shape().elem_count() != c {
             candle_core::bail!("affine_act: scale and shift need {c} values");
         }
-        let shape = xl.shape().clone();
-        Ok(match (xs, ss, bs) {
-            (CpuStorage::F32(x), CpuStorage::F32(s), CpuStorage::F32(b)) => (
-                CpuStorage::F32(forward(
-                    slice(x, xl, "input")?,
-                    slice(s, sl, "scale")?,
-                    slice(b, bl, "shift")?,
-                    c,
-                    hw,
-                    self.0,
-                )),
-                shape,
-            ),
-            (CpuStorage::F64(x), CpuStorage::F64(s), CpuStorage::F64(b)) => (
-                CpuStorage::F64(forward(
-                    slice(x, xl, "input")?,
-                    slice(s, sl, "scale")?,
-                    slice(b, bl, "shift")?,
-                    c,
-                    hw,
-                    self.0,
-                )),
-                shape,
-            ),
-            _ => candle_core::bail!("affine_act: f32 or f64 inputs of one type expected"),
-        })
+        let k = Forward { c, hw, act: self.0 };
+        Ok((
+            apply3(&k, (xs, xl), (ss, sl), (bs, bl))?,
+            xl.shape().clone(),
+        ))
     }
 
     fn bwd(
@@ -196,6 +150,24 @@ impl CustomOp3 for AffineAct {
 /// `(grad, y)` → `grad` where the activation passes at `y`, else 0.
 struct MaskGrad(Act);
 
+impl Kernel2 for MaskGrad {
+    const OP: &'static str = "affine_act gradient mask";
+    fn run<T: Float>(&self, g: &[T], y: &[T]) -> Vec<T> {
+        let act = self.0;
+        let mut out = vec![T::zero(); g.len()];
+        out.par_chunks_mut(1 << 14)
+            .zip(g.par_chunks(1 << 14).zip(y.par_chunks(1 << 14)))
+            .for_each(|(o, (g, y))| {
+                for ((o, &g), &y) in o.iter_mut().zip(g).zip(y) {
+                    if act.passes(y.to64()) {
+                        *o = g;
+                    }
+                }
+            });
+        out
+    }
+}
+
 impl candle_core::CustomOp2 for MaskGrad {
     fn name(&self) -> &'static str {
         "ssc-affine-act-mask"
@@ -208,37 +180,45 @@ impl candle_core::CustomOp2 for MaskGrad {
         ys: &CpuStorage,
         yl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        fn mask<T: Float>(g: &[T], y: &[T], act: Act) -> Vec<T> {
-            let mut out = vec![T::from64(0.0); g.len()];
-            out.par_chunks_mut(1 << 14)
-                .zip(g.par_chunks(1 << 14).zip(y.par_chunks(1 << 14)))
-                .for_each(|(o, (g, y))| {
-                    for ((o, &g), &y) in o.iter_mut().zip(g).zip(y) {
-                        if act.passes(y.to64()) {
-                            *o = g;
-                        }
-                    }
-                });
-            out
-        }
-        let shape = gl.shape().clone();
-        Ok(match (gs, ys) {
-            (CpuStorage::F32(g), CpuStorage::F32(y)) => (
-                CpuStorage::F32(mask(slice(g, gl, "grad")?, slice(y, yl, "output")?, self.0)),
-                shape,
-            ),
-            (CpuStorage::F64(g), CpuStorage::F64(y)) => (
-                CpuStorage::F64(mask(slice(g, gl, "grad")?, slice(y, yl, "output")?, self.0)),
-                shape,
-            ),
-            _ => candle_core::bail!("affine_act: f32 or f64 expected"),
-        })
+        Ok((apply2(self, gs, gl, ys, yl)?, gl.shape().clone()))
     }
 }
 
 /// `(g', x)` → `[Σ g'·x per channel …, Σ g' per channel …]` (`2C` values), each channel
 /// summed over N, H, W in a fixed order.
 struct ChannelSums;
+
+/// [`ChannelSums`] with the layout's sizes.
+struct ChannelSumsKernel {
+    n: usize,
+    c: usize,
+    hw: usize,
+}
+
+impl Kernel2 for ChannelSumsKernel {
+    const OP: &'static str = "affine_act channel sums";
+    fn run<T: Float>(&self, g: &[T], x: &[T]) -> Vec<T> {
+        let (n, c, hw) = (self.n, self.c, self.hw);
+        let per: Vec<(f64, f64)> = (0..c)
+            .into_par_iter()
+            .map(|ch| {
+                let (mut a, mut b) = (0f64, 0f64);
+                for i in 0..n {
+                    let o = (i * c + ch) * hw;
+                    for (&gv, &xv) in g[o..o + hw].iter().zip(&x[o..o + hw]) {
+                        a += gv.to64() * xv.to64();
+                        b += gv.to64();
+                    }
+                }
+                (a, b)
+            })
+            .collect();
+        per.iter()
+            .map(|p| T::from64(p.0))
+            .chain(per.iter().map(|p| T::from64(p.1)))
+            .collect()
+    }
+}
 
 impl candle_core::CustomOp2 for ChannelSums {
     fn name(&self) -> &'static str {
@@ -253,50 +233,8 @@ impl candle_core::CustomOp2 for ChannelSums {
         xl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (n, c, hw) = dims(gl)?;
-        fn sums<T: Float>(g: &[T], x: &[T], n: usize, c: usize, hw: usize) -> Vec<T> {
-            let per: Vec<(f64, f64)> = (0..c)
-                .into_par_iter()
-                .map(|ch| {
-                    let (mut a, mut b) = (0f64, 0f64);
-                    for i in 0..n {
-                        let o = (i * c + ch) * hw;
-                        for (&gv, &xv) in g[o..o + hw].iter().zip(&x[o..o + hw]) {
-                            a += gv.to64() * xv.to64();
-                            b += gv.to64();
-                        }
-                    }
-                    (a, b)
-                })
-                .collect();
-            per.iter()
-                .map(|p| T::from64(p.0))
-                .chain(per.iter().map(|p| T::from64(p.1)))
-                .collect()
-        }
-        let shape = Shape::from(2 * c);
-        Ok(match (gs, xs) {
-            (CpuStorage::F32(g), CpuStorage::F32(x)) => (
-                CpuStorage::F32(sums(
-                    slice(g, gl, "grad")?,
-                    slice(x, xl, "input")?,
-                    n,
-                    c,
-                    hw,
-                )),
-                shape,
-            ),
-            (CpuStorage::F64(g), CpuStorage::F64(x)) => (
-                CpuStorage::F64(sums(
-                    slice(g, gl, "grad")?,
-                    slice(x, xl, "input")?,
-                    n,
-                    c,
-                    hw,
-                )),
-                shape,
-            ),
-            _ => candle_core::bail!("affine_act: f32 or f64 expected"),
-        })
+        let k = ChannelSumsKernel { n, c, hw };
+        Ok((apply2(&k, gs, gl, xs, xl)?, Shape::from(2 * c)))
     }
 }
 

@@ -181,10 +181,7 @@ impl Geom {
 }
 
 fn contiguous<'a, T>(v: &'a [T], l: &Layout, what: &str) -> Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&v[a..b]),
-        None => candle_core::bail!("conv2d: {what} must be contiguous"),
-    }
+    super::cpu::contiguous(v, l, "conv2d", what)
 }
 
 /// `x [N,C,H,W]` → columns `[N, C·kh·kw, OH·OW]` (no gradient; used inside the backward).

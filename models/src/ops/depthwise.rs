@@ -10,6 +10,8 @@
 //! padded input (same values).
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
+
+use super::cpu::{Float, Kernel2, apply2};
 use rayon::prelude::*;
 
 /// Stride, dilation and zero padding `(top, bottom, left, right)` of a depthwise convolution.
@@ -221,32 +223,25 @@ impl Geom {
     }
 }
 
-/// The float types the kernels run on.
-trait Float: Copy + Send + Sync + std::ops::Mul<Output = Self> + std::ops::AddAssign + 'static {
-    fn zero() -> Self;
-}
+/// The forward kernel.
+struct Forward(Geom);
 
-impl Float for f32 {
-    fn zero() -> Self {
-        0.0
+impl Kernel2 for Forward {
+    const OP: &'static str = "depthwise conv";
+    fn run<T: Float>(&self, x: &[T], w: &[T]) -> Vec<T> {
+        self.0.forward(x, w)
     }
 }
 
-impl Float for f64 {
-    fn zero() -> Self {
-        0.0
-    }
-}
-
-fn contiguous<'a, T>(v: &'a [T], l: &Layout, what: &str) -> Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&v[a..b]),
-        None => candle_core::bail!("depthwise conv: {what} must be contiguous"),
-    }
-}
-
-/// The adjoint op producing the input gradient (no backward of its own).
+/// The adjoint producing the input gradient from `(grad, weight)` (no backward of its own).
 struct InputGrad(Geom);
+
+impl Kernel2 for InputGrad {
+    const OP: &'static str = "depthwise conv input gradient";
+    fn run<T: Float>(&self, g: &[T], w: &[T]) -> Vec<T> {
+        self.0.input_grad(g, w)
+    }
+}
 
 impl CustomOp2 for InputGrad {
     fn name(&self) -> &'static str {
@@ -261,27 +256,22 @@ impl CustomOp2 for InputGrad {
         wl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = self.0;
-        let shape = Shape::from((g.n, g.c, g.h, g.w));
-        Ok(match (gs, ws) {
-            (CpuStorage::F32(a), CpuStorage::F32(b)) => (
-                CpuStorage::F32(
-                    g.input_grad(contiguous(a, gl, "grad")?, contiguous(b, wl, "weight")?),
-                ),
-                shape,
-            ),
-            (CpuStorage::F64(a), CpuStorage::F64(b)) => (
-                CpuStorage::F64(
-                    g.input_grad(contiguous(a, gl, "grad")?, contiguous(b, wl, "weight")?),
-                ),
-                shape,
-            ),
-            _ => candle_core::bail!("depthwise conv: f32 or f64 expected"),
-        })
+        Ok((
+            apply2(self, gs, gl, ws, wl)?,
+            Shape::from((g.n, g.c, g.h, g.w)),
+        ))
     }
 }
 
-/// The adjoint op producing the weight gradient (no backward of its own).
+/// The adjoint producing the weight gradient from `(grad, input)` (no backward of its own).
 struct WeightGrad(Geom);
+
+impl Kernel2 for WeightGrad {
+    const OP: &'static str = "depthwise conv weight gradient";
+    fn run<T: Float>(&self, g: &[T], x: &[T]) -> Vec<T> {
+        self.0.weight_grad(g, x)
+    }
+}
 
 impl CustomOp2 for WeightGrad {
     fn name(&self) -> &'static str {
@@ -296,22 +286,10 @@ impl CustomOp2 for WeightGrad {
         xl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = self.0;
-        let shape = Shape::from((g.c, 1, g.k, g.k));
-        Ok(match (gs, xs) {
-            (CpuStorage::F32(a), CpuStorage::F32(b)) => (
-                CpuStorage::F32(
-                    g.weight_grad(contiguous(a, gl, "grad")?, contiguous(b, xl, "input")?),
-                ),
-                shape,
-            ),
-            (CpuStorage::F64(a), CpuStorage::F64(b)) => (
-                CpuStorage::F64(
-                    g.weight_grad(contiguous(a, gl, "grad")?, contiguous(b, xl, "input")?),
-                ),
-                shape,
-            ),
-            _ => candle_core::bail!("depthwise conv: f32 or f64 expected"),
-        })
+        Ok((
+            apply2(self, gs, gl, xs, xl)?,
+            Shape::from((g.c, 1, g.k, g.k)),
+        ))
     }
 }
 
@@ -334,21 +312,7 @@ impl CustomOp2 for DepthwiseOp {
     ) -> Result<(CpuStorage, Shape)> {
         let g = Geom::new(xl.dims(), wl.dims(), self.p)?;
         let shape = Shape::from((g.n, g.c, g.oh, g.ow));
-        Ok(match (xs, ws) {
-            (CpuStorage::F32(x), CpuStorage::F32(w)) => (
-                CpuStorage::F32(
-                    g.forward(contiguous(x, xl, "input")?, contiguous(w, wl, "weight")?),
-                ),
-                shape,
-            ),
-            (CpuStorage::F64(x), CpuStorage::F64(w)) => (
-                CpuStorage::F64(
-                    g.forward(contiguous(x, xl, "input")?, contiguous(w, wl, "weight")?),
-                ),
-                shape,
-            ),
-            _ => candle_core::bail!("depthwise conv: input and weight must both be f32 or f64"),
-        })
+        Ok((apply2(&Forward(g), xs, xl, ws, wl)?, shape))
     }
 
     fn bwd(

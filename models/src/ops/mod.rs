@@ -2,6 +2,7 @@
 //! each written once and checked against finite differences in the tests.
 
 pub mod affine;
+mod cpu;
 pub mod depthwise;
 pub mod gradcheck;
 pub mod norm;
