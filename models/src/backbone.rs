@@ -10,7 +10,7 @@
 //! | [`Backbone::taps_t`] (IRN's x1…x5 at strides 4, 4, 8, os, os) | stem, layer1 … layer4 | stage 1 sampled at even rows and columns, stages 2, 3, 5, 7 |
 //! | [`BackboneConfig::feature_channels`] | 2048 (ResNet-50) | 1280 |
 //!
-//! Configurations serialise with a `kind` tag (`resnet` or `efficientnet_lite`); a plain
+//! Configurations serialise with a `kind` tag (`resnet` or `efficientnet-lite`); a plain
 //! ResNet object without the tag (configs written before EfficientNet-Lite existed) still
 //! reads as a ResNet.
 
@@ -36,6 +36,8 @@ pub enum BackboneConfig {
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum Tagged {
     Resnet(ResNetConfig),
+    // The name users type; configs written before it was settled still read.
+    #[serde(rename = "efficientnet-lite", alias = "efficient_net_lite")]
     EfficientNetLite(EfficientNetConfig),
 }
 
@@ -96,11 +98,11 @@ impl From<EfficientNetConfig> for BackboneConfig {
 }
 
 impl BackboneConfig {
-    /// `resnet` or `efficientnet_lite`.
+    /// `resnet` or `efficientnet-lite`.
     pub fn kind(&self) -> &'static str {
         match self {
             BackboneConfig::ResNet(_) => "resnet",
-            BackboneConfig::EfficientNetLite(_) => "efficientnet_lite",
+            BackboneConfig::EfficientNetLite(_) => "efficientnet-lite",
         }
     }
 
@@ -324,5 +326,36 @@ impl Backbone {
                 ])
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configs_round_trip_under_their_kind_tag() {
+        let lite: BackboneConfig = EfficientNetConfig::lite(0).unwrap().into();
+        let v = serde_json::to_value(&lite).unwrap();
+        assert_eq!(v["kind"], "efficientnet-lite");
+        assert_eq!(
+            serde_json::from_value::<BackboneConfig>(v.clone()).unwrap(),
+            lite
+        );
+        // the spelling of configs written before the tag was settled
+        let mut old = v;
+        old["kind"] = "efficient_net_lite".into();
+        assert_eq!(serde_json::from_value::<BackboneConfig>(old).unwrap(), lite);
+
+        let resnet: BackboneConfig = ResNetConfig::resnet50_os16().into();
+        let v = serde_json::to_value(&resnet).unwrap();
+        assert_eq!(v["kind"], "resnet");
+        assert_eq!(serde_json::from_value::<BackboneConfig>(v).unwrap(), resnet);
+        // untagged: a plain ResNet config
+        let plain = serde_json::to_value(ResNetConfig::resnet50_os16()).unwrap();
+        assert_eq!(
+            serde_json::from_value::<BackboneConfig>(plain).unwrap(),
+            resnet
+        );
     }
 }

@@ -136,7 +136,8 @@ pub fn train_deeplab(args: TrainDeepLabArgs) -> Result<()> {
     let labels = ds.classes.num_foreground() + 1;
     anyhow::ensure!(
         cfg.net.num_classes == labels,
-        "the dataset has {labels} labels (background included) but the network has {}",
+        "{}: the dataset has {labels} labels (background included) but the network has {}",
+        args.data.display(),
         cfg.net.num_classes
     );
     let set = Arc::new(DeepLabTrainSet::new(

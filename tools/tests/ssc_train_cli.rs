@@ -1,5 +1,6 @@
-//! CLI tests of `ssc-train`: a tiny `cam` run with evaluation, `--resume` of a finished run,
-//! the ablation table, and clear failures (ImageNet preset without weights, bad config file).
+//! CLI tests of `ssc-train`: a tiny `cam` run with evaluation, `--resume` of a finished run (and
+//! its refusal to continue as another variant), the ablation table, and clear failures
+//! (ImageNet preset without weights, bad config file).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -85,6 +86,21 @@ fn cam_trains_evaluates_and_resumes() {
     let o = run(TRAIN, &resume);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("(2 epochs, 4 steps"), "{}", text(&o));
+    // resuming it as another variant is refused, and the weights stay as they were
+    let before = std::fs::read(out.join("cam_net.safetensors")).unwrap();
+    let mut other = resume.clone();
+    other.extend(["--variant", "baseline"]);
+    let o = run(TRAIN, &other);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("trained as variant full") && text(&o).contains("variant baseline"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        std::fs::read(out.join("cam_net.safetensors")).unwrap(),
+        before
+    );
 }
 
 #[test]
@@ -140,8 +156,12 @@ fn clear_errors() {
         ],
     );
     assert!(!o.status.success());
-    // the VOC preset has 20 classes; the benchmark 3
-    assert!(text(&o).contains("3 classes"), "{}", text(&o));
+    // the VOC preset has 20 classes; the benchmark 3, and the error names the data folder
+    assert!(
+        text(&o).contains("3 classes") && text(&o).contains(data),
+        "{}",
+        text(&o)
+    );
     let three = tmp.path().join("three.json");
     std::fs::write(
         &three,

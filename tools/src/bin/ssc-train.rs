@@ -167,7 +167,9 @@ fn resolve(c: &Common, num_classes: usize, variant: Option<Variant>) -> Result<C
     }
     if cfg.net.num_classes != num_classes {
         bail!(
-            "the dataset has {num_classes} classes but the config's network has {}",
+            "{}: the dataset's image-level labels have {num_classes} classes but the config's \
+             network has {}",
+            c.data.display(),
             cfg.net.num_classes
         );
     }
@@ -202,6 +204,19 @@ fn run() -> Result<()> {
             let k = ds.classes.num_foreground();
             let mut cfg = resolve(&common, k, Some(Variant::parse(&variant)?))?;
             if resume && let Some(saved) = saved_config(&common.out)? {
+                // Continuing another variant's or seed's run would silently hand back
+                // weights of a different experiment under the asked-for name.
+                if saved.variant != cfg.variant || saved.seed != cfg.seed {
+                    bail!(
+                        "{}: the checkpoint there was trained as variant {} with seed {}, but this \
+                         run asks for variant {} with seed {}; use another --out or leave out --resume",
+                        common.out.display(),
+                        saved.variant.name(),
+                        saved.seed,
+                        cfg.variant.name(),
+                        cfg.seed
+                    );
+                }
                 if saved != cfg {
                     tracing::warn!("resuming with the checkpoint's saved config");
                 }
