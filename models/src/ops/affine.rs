@@ -8,8 +8,9 @@
 //! the forward is one pass and the backward one pass per output (input gradient) plus one
 //! per-channel reduction (scale and shift gradients). Values equal the candle composition bit
 //! for bit (the same two roundings, no fused multiply-add). Each channel is reduced by one
-//! task in a fixed order, so gradients do not depend on the thread count. Non-CPU devices use
-//! the candle composition.
+//! task in a fixed order, so gradients do not depend on the thread count. Non-CPU devices (and
+//! `SSC_GENERIC_OPS=1`) use the candle composition, with the activation written as masks so
+//! that its gradient stops at the boundaries as here.
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -245,15 +246,23 @@ impl candle_core::CustomOp2 for ChannelSums {
 /// `[N, C, H, W]` → `[N, C, H, W]`.
 pub fn affine_act(x: &Tensor, scale: &Tensor, shift: &Tensor, act: Act) -> Result<Tensor> {
     let c = x.dim(1)?;
-    if !x.device().is_cpu() {
+    if !super::cpu_kernels(x.device()) {
         let shape = (1, c, 1, 1);
         let y = x
             .broadcast_mul(&scale.reshape(shape)?)?
             .broadcast_add(&shift.reshape(shape)?)?;
+        // Masks instead of candle's relu/clamp, whose backward passes the gradient at the
+        // boundaries (y = 0, y = 6): the kernel and PyTorch stop it there, and exact zeros are
+        // common (zero padding through a bias-free convolution and an untrained BN).
+        let mask = |m: Tensor| m.to_dtype(y.dtype());
         return match act {
             Act::Linear => Ok(y),
-            Act::Relu => y.relu(),
-            Act::Relu6 => y.clamp(0f32, 6f32),
+            Act::Relu => y.mul(&mask(y.gt(0f64)?)?),
+            Act::Relu6 => {
+                let mid = mask(y.gt(0f64)?)?.mul(&mask(y.lt(6f64)?)?)?;
+                let top = (mask(y.ge(6f64)?)? * 6.0)?;
+                y.mul(&mid)?.add(&top)
+            }
         };
     }
     x.contiguous()?.apply_op3(

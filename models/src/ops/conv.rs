@@ -313,7 +313,7 @@ impl CustomOp2 for ConvOp {
 /// `x`: `[N, C_in, H, W]`, `w`: `[C_out, C_in, kh, kw]` → `[N, C_out, OH, OW]`.
 pub fn conv2d(x: &Tensor, w: &Tensor, p: ConvParams, weight_grad: bool) -> Result<Tensor> {
     Geom::new(x.dims(), w.dims(), p)?;
-    if !x.device().is_cpu() {
+    if !super::cpu_kernels(x.device()) {
         let w = if weight_grad { w.clone() } else { w.detach() };
         return x.conv2d(&w, p.padding, p.stride, p.dilation, 1);
     }
@@ -530,7 +530,7 @@ impl CustomOp2 for ConvTransposeOp {
 pub fn conv_transpose2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
     let op = ConvTransposeOp { stride, padding };
     op.geom(x.dims(), w.dims())?;
-    if !x.device().is_cpu() {
+    if !super::cpu_kernels(x.device()) {
         return x.conv_transpose2d(w, padding, 0, stride, 1);
     }
     x.contiguous()?.apply_op2(&w.contiguous()?, op)

@@ -351,7 +351,7 @@ pub fn depthwise_conv2d(
     weight_grad: bool,
 ) -> Result<Tensor> {
     Geom::new(x.dims(), w.dims(), p)?;
-    if !x.device().is_cpu() {
+    if !super::cpu_kernels(x.device()) {
         return depthwise_conv2d_builtin(x, &if weight_grad { w.clone() } else { w.detach() }, p);
     }
     if !matches!(x.dtype(), DType::F32 | DType::F64) {
