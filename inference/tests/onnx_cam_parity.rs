@@ -83,6 +83,7 @@ fn cam_export_matches_the_candle_network() {
         train_all_stages: false,
         bn: Default::default(),
         detach_early_drs_cap: false,
+        early_drs_every_variant: false,
     };
     let mut tensors = load_state_dict(resnet_dir.join("weights.safetensors"))
         .unwrap()

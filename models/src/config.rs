@@ -445,10 +445,20 @@ pub struct CamNetConfig {
     pub bn: BnMode,
     /// Compute the cap of the training-only DRS after the early stages from a detached copy
     /// (`min(x, δ·stopgrad(max x))`), so no gradient pushes the peak up through the cap.
-    /// Only matters with `train_all_stages`: the reference detaches the early stages'
-    /// output anyway. `false` (the default) is the reference's DRS.
+    /// Only matters with `train_all_stages` (the reference detaches the early stages'
+    /// output anyway) and only in variants with DRS: the baseline's optional cap
+    /// (`early_drs_every_variant`) passes gradient, the form measured to help it. `false`
+    /// (the default) is the reference's DRS.
     #[serde(default)]
     pub detach_early_drs_cap: bool,
+    /// Apply the training-only DRS after the early stages (δ = `drs_delta`, gradient through
+    /// its cap) in variants without DRS too, i.e. the plain-CAM baseline. Not the reference: IRN's plain CAM has
+    /// no DRS anywhere (the `train-steps` fixture's baseline case). `false` (the default) is
+    /// the reference; the switch exists because this code did it for every variant until
+    /// the trajectory parity, and on the from-scratch synthetic benchmark it changes the
+    /// baseline's seed (README, "the synthetic recipe's departures").
+    #[serde(default)]
+    pub early_drs_every_variant: bool,
 }
 
 impl CamNetConfig {
@@ -461,6 +471,7 @@ impl CamNetConfig {
             train_all_stages: false,
             bn: BnMode::Frozen,
             detach_early_drs_cap: false,
+            early_drs_every_variant: false,
         }
     }
 
@@ -481,6 +492,7 @@ impl CamNetConfig {
             train_all_stages: false,
             bn: BnMode::Frozen,
             detach_early_drs_cap: false,
+            early_drs_every_variant: false,
         }
     }
 

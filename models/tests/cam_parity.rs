@@ -59,6 +59,7 @@ fn cam_pairs_match_fixture() {
         train_all_stages: false,
         bn: Default::default(),
         detach_early_drs_cap: false,
+        early_drs_every_variant: false,
     };
     // The classifier and backbone keys are exactly what the model requests.
     let expected = import::model_params(|vb| CamNet::new(&net_cfg, vb)).unwrap();

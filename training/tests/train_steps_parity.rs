@@ -102,6 +102,7 @@ fn train_config(cfg: &Value, case: &Value) -> CamTrainConfig {
         train_all_stages: false,
         bn: BnMode::Frozen,
         detach_early_drs_cap: false,
+        early_drs_every_variant: false,
     };
     assert_eq!(
         c.net.feature_channels() as u64,
