@@ -10,10 +10,10 @@
 # benchmark, fewer epochs) to check the plumbing in a few minutes; $SSC_VARIANT picks the
 # classifier's ablation variant (baseline, drs, drs_cdr, drs_cdr_asm_noras, full).
 #
-# The default variant is `baseline`: with the synthetic preset (which trains every variant,
-# the baseline included, with the training-only DRS after layer2) it scores level with full
-# SSC on val (41.2 % against 40.2 % CAM mIoU, mean of seeds 0-2) at a fifth of the cost
-# (README, "the synthetic recipe's departures"). IR labels use lower thresholds than SSC's 0.30/0.10
+# The default variant is `baseline` because it gives the best pseudo-masks: seed 0, 48.73 %
+# against 35.99 % for drs_cdr_asm_noras, whose val CAM seeds are higher (46.8 % against
+# 41.2 %, mean of seeds 0-2) but whose broader CAMs spill at these IR thresholds, at five
+# times the classifier's cost (README, "Which classifier the main job trains"). IR labels use lower thresholds than SSC's 0.30/0.10
 # because these from-scratch CAMs peak on the small discriminative part (measured on train,
 # seed 0, with the IRN preset's max_fg_fraction and the classifier preset of that time:
 # pseudo-masks 31.3 % mIoU at 0.10/0.02 against 22.2 % at 0.30/0.10; README, "refinement
