@@ -7,17 +7,16 @@
 //! Why child processes: rayon's global pool (and candle's gemm threading, which reads
 //! `RAYON_NUM_THREADS`) is sized once per process.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
 use ssc_core::synth::{SynthConfig, write_dataset};
-use ssc_training::cam::config::{CamTrainConfig, Variant};
 use ssc_training::cam::data::{TrainSet, open_split};
-use ssc_training::deeplab::config::{CropMode, DeepLabTrainConfig};
 use ssc_training::deeplab::data::{DeepLabTrainSet, ValSet};
-use ssc_training::irn::config::IrnTrainConfig;
 use ssc_training::irn::data::IrnTrainSet;
 use ssc_training::run::TrainOptions;
 
@@ -47,43 +46,20 @@ fn train_all(dir: &Path) -> BTreeMap<&'static str, String> {
     let ds = open_split(&data, "train").unwrap();
     let mut out = BTreeMap::new();
 
-    let mut cam = CamTrainConfig::synthetic(k);
-    cam.variant = Variant::Full;
-    cam.net.backbone.as_resnet_mut().unwrap().base_width = 4;
-    cam.decoder.widths = [4, 4, 4, 4, 4];
-    cam.vgg = ssc_models::config::VggConfig::vgg19_narrow(32);
-    cam.perceptual = ssc_models::config::PerceptualConfig::code(&cam.vgg);
-    cam.data.crop = 32;
-    cam.data.resize_long = (28, 44);
-    cam.batch_size = 4;
-    cam.epochs = 2;
-    cam.asm_warmup_epochs = 1;
+    let cam = common::tiny_cam(k);
     let set = Arc::new(TrainSet::new(&ds, &data, &cam.data).unwrap());
     let (_, rep) =
         ssc_training::cam::trainer::train(&cam, set, &TrainOptions::new(dir.join("cam"))).unwrap();
     out.insert("cam", fingerprint(&rep.weights.unwrap()));
 
     // GT masks stand in for IR labels and pseudo-masks.
-    let mut irn = IrnTrainConfig::synthetic(k);
-    irn.net.backbone.as_resnet_mut().unwrap().base_width = 4;
-    irn.data.crop = 48;
-    irn.data.radius = 3;
-    irn.data.ir_label_dir = Some(data.join("SegmentationClass"));
-    irn.data.max_fg_fraction = None;
-    irn.batch_size = 4;
-    irn.epochs = 2;
+    let irn = common::tiny_irn(k, &data);
     let set = Arc::new(IrnTrainSet::new(&ds, &data, &irn).unwrap());
     let (_, rep) =
         ssc_training::irn::trainer::train(&irn, set, &TrainOptions::new(dir.join("irn"))).unwrap();
     out.insert("irn", fingerprint(&rep.weights.unwrap()));
 
-    let mut dl = DeepLabTrainConfig::synthetic(k);
-    dl.net.backbone.as_resnet_mut().unwrap().base_width = 4;
-    dl.data.crop = 32;
-    dl.data.crop_mode = CropMode::ScaleCrop { scale: (0.7, 1.1) };
-    dl.data.images_per_epoch = None;
-    dl.batch_size = 4;
-    dl.epochs = 2;
+    let dl = common::tiny_deeplab(k);
     let set = Arc::new(
         DeepLabTrainSet::new(
             &ds,

@@ -14,6 +14,8 @@
 //!
 //! One test in its own binary: the switch is process-wide.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -21,11 +23,9 @@ use std::sync::Arc;
 use candle_core::{Device, Tensor};
 use ssc_core::synth::{SynthConfig, write_dataset};
 use ssc_models::config::{BnMode, EfficientNetConfig};
-use ssc_training::cam::config::{CamTrainConfig, Variant};
+use ssc_training::cam::config::Variant;
 use ssc_training::cam::data::{TrainSet, open_split};
-use ssc_training::deeplab::config::{CropMode, DeepLabTrainConfig};
 use ssc_training::deeplab::data::{DeepLabTrainSet, ValSet};
-use ssc_training::irn::config::IrnTrainConfig;
 use ssc_training::irn::data::IrnTrainSet;
 use ssc_training::run::TrainOptions;
 
@@ -59,18 +59,8 @@ fn train_all(data: &Path, out: &Path) -> Runs {
     let k = ds.classes.num_foreground();
     let mut runs = Runs::new();
 
-    let mut cam = CamTrainConfig::synthetic(k);
-    cam.variant = Variant::Full;
+    let mut cam = common::tiny_cam(k);
     cam.net.bn = BnMode::Frozen;
-    cam.net.backbone.as_resnet_mut().unwrap().base_width = 4;
-    cam.decoder.widths = [4, 4, 4, 4, 4];
-    cam.vgg = ssc_models::config::VggConfig::vgg19_narrow(32);
-    cam.perceptual = ssc_models::config::PerceptualConfig::code(&cam.vgg);
-    cam.data.crop = 32;
-    cam.data.resize_long = (28, 44);
-    cam.batch_size = 4;
-    cam.epochs = 2;
-    cam.asm_warmup_epochs = 1;
     let lite = |variant: Variant, epochs: usize, images: usize| {
         let mut c = cam.clone();
         c.net.backbone = tiny_lite().into();
@@ -107,14 +97,7 @@ fn train_all(data: &Path, out: &Path) -> Runs {
     }
 
     // GT masks stand in for IR labels and pseudo-masks.
-    let mut irn = IrnTrainConfig::synthetic(k);
-    irn.net.backbone.as_resnet_mut().unwrap().base_width = 4;
-    irn.data.crop = 48;
-    irn.data.radius = 3;
-    irn.data.ir_label_dir = Some(data.join("SegmentationClass"));
-    irn.data.max_fg_fraction = None;
-    irn.batch_size = 4;
-    irn.epochs = 2;
+    let irn = common::tiny_irn(k, data);
     let set = Arc::new(IrnTrainSet::new(&ds, data, &irn).unwrap());
     let (_, rep) =
         ssc_training::irn::trainer::train(&irn, set, &TrainOptions::new(out.join("irn"))).unwrap();
@@ -125,13 +108,7 @@ fn train_all(data: &Path, out: &Path) -> Runs {
         .collect();
     runs.insert("irn", (losses, weights(&rep.weights.unwrap())));
 
-    let mut dl = DeepLabTrainConfig::synthetic(k);
-    dl.net.backbone.as_resnet_mut().unwrap().base_width = 4;
-    dl.data.crop = 32;
-    dl.data.crop_mode = CropMode::ScaleCrop { scale: (0.7, 1.1) };
-    dl.data.images_per_epoch = None;
-    dl.batch_size = 4;
-    dl.epochs = 2;
+    let mut dl = common::tiny_deeplab(k);
     dl.net.bn = BnMode::Frozen;
     let set = Arc::new(
         DeepLabTrainSet::new(
