@@ -12,6 +12,12 @@ pub mod resize;
 
 pub use pool::max_pool2d;
 
+pub use resize::bilinear;
+pub mod conv;
+
+pub use conv::{Conv2d, ConvParams, conv_transpose2d, conv2d};
+pub use depthwise::{DepthwiseParams, depthwise_conv2d};
+
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -35,8 +41,3 @@ pub fn cpu_kernels(dev: &Device) -> bool {
 pub fn set_generic_ops(on: bool) {
     GENERIC.store(on, Ordering::Relaxed);
 }
-pub use resize::bilinear;
-pub mod conv;
-
-pub use conv::{Conv2d, ConvParams, conv_transpose2d, conv2d};
-pub use depthwise::{DepthwiseParams, depthwise_conv2d};
