@@ -13,3 +13,11 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --locked -p ssc-tools --bin ssc-export
 SSC_EXPORT=target/debug/ssc-export bash scripts/get-weights.sh lite0
 cargo test --workspace --locked
+# The `cuda` feature of the whole workspace compiles (CUDA 13.0 toolchain from PyPI wheels, cached
+# in ~/.cache/ssc/cuda-13.0; its own target/cuda so the default binaries stay CPU builds), and
+# that build trains on the CPU and refuses a missing GPU with a clear error.
+if [[ "${SSC_SKIP_CUDA_BUILD:-0}" == 1 ]]; then
+    echo "SSC_SKIP_CUDA_BUILD=1: the cuda feature build is skipped"
+else
+    bash scripts/build-cuda.sh --smoke
+fi

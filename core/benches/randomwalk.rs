@@ -1,14 +1,26 @@
-//! Benchmark of the sparse random walk (§4.7, §10.4), single-threaded.
+//! Benchmark of the sparse random walk (§4.7, §10.4).
 //!
-//! (a) VOC-size grid 125×94, K = 3, R = 5, β = 10, exp_times = 8: our time per image (operator
-//!     build + 256 steps) against the 0.25 s budget.
-//! (b) A 40×30 grid: the reference's dense route (n×n matrix, 8 squarings, f64) measured in
-//!     the same run against ours, with the ratio and the largest score difference.
+//! (a) VOC-size grid 125×94, R = 5, β = 10, exp_times = 8, K = 3 and 21: our time per image
+//!     (operator build + 256 steps) on one thread, and per image over a batch on two threads
+//!     (images in parallel, as `ssc-label` runs them), against the 0.25 s budget and against
+//!     PyTorch's CSR sparse product on the same operator and thread count.
+//! (b) A 40×30 grid: the reference's dense route (n×n matrix, 8 squarings) in PyTorch (float32,
+//!     as IRN) and in our own f64 port, against ours, with the largest score difference.
+//!
+//! The PyTorch peers (`scripts/peers/randomwalk_peer.py`) run in the same run when `python3`
+//! imports torch; each pair is also appended to `$SSC_BENCH_JSON`
+//! (`scripts/bench-vs-reference.sh`). The peers start from our finished operator, so their time
+//! leaves out the path-affinity computation that ours includes.
 //!
 //! Run: `cargo bench -p ssc-core --bench randomwalk`.
 
 use std::time::{Duration, Instant};
 
+use std::path::Path;
+use std::process::Command;
+
+use rayon::prelude::*;
+use ssc_core::bench_report::BenchRow;
 use ssc_core::randomwalk::dense::dense_walk;
 use ssc_core::randomwalk::{PathIndex, Transition, WalkParams, random_walk};
 use ssc_core::rng::Rng;
@@ -44,35 +56,147 @@ fn median<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
     (times[runs / 2], last.unwrap())
 }
 
+/// Writes the operator, x̃ and our result for the peer; returns its median seconds and the
+/// largest difference from ours, or `None` when python3 cannot run it.
+fn peer(
+    mode: &str,
+    op: &Transition,
+    x: &[f32],
+    ours: &[f32],
+    k: usize,
+    threads: usize,
+    reps: usize,
+) -> Option<(f64, f64)> {
+    let dir = std::env::temp_dir().join(format!("ssc-rw-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).ok()?;
+    let (rows, cols, vals) = op.triplets();
+    let bytes = |v: &[u8], name: &str| std::fs::write(dir.join(name), v);
+    bytes(&le(&rows, u32::to_le_bytes), "rows.u32").ok()?;
+    bytes(&le(&cols, u32::to_le_bytes), "cols.u32").ok()?;
+    bytes(&le(&vals, f32::to_le_bytes), "vals.f32").ok()?;
+    bytes(&le(x, f32::to_le_bytes), "x.f32").ok()?;
+    bytes(&le(ours, f32::to_le_bytes), "ours.f32").ok()?;
+    let (h, w) = op.size();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/peers/randomwalk_peer.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .args([mode, dir.to_str()?])
+        .args(["--n", &(h * w).to_string(), "--k", &k.to_string()])
+        .args([
+            "--threads",
+            &threads.to_string(),
+            "--reps",
+            &reps.to_string(),
+        ])
+        .output();
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = out.ok()?;
+    if !out.status.success() {
+        eprintln!(
+            "peer {mode}: {}",
+            String::from_utf8_lossy(&out.stderr).lines().last()?
+        );
+        return None;
+    }
+    let text = String::from_utf8(out.stdout).ok()?;
+    let mut it = text.split_whitespace();
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+}
+
+fn le<T: Copy, const N: usize>(v: &[T], f: fn(T) -> [u8; N]) -> Vec<u8> {
+    v.iter().flat_map(|&x| f(x)).collect()
+}
+
+/// x̃ = cam ⊙ (1 − B), what the walk propagates.
+fn masked(cam: &[f32], edge: &[f32]) -> Vec<f32> {
+    let n = edge.len();
+    cam.iter()
+        .enumerate()
+        .map(|(i, &c)| c * (1.0 - edge[i % n]))
+        .collect()
+}
+
+/// Seconds per image with two threads walking 8 images in parallel (how `ssc-label` runs).
+fn two_threads(
+    cam: &[f32],
+    k: usize,
+    h: usize,
+    w: usize,
+    edge: &[f32],
+    params: &WalkParams,
+) -> f64 {
+    let images = 8;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let (batch, _) = median(3, || {
+        pool.install(|| {
+            (0..images)
+                .into_par_iter()
+                .map(|_| random_walk(cam, k, h, w, edge, params).unwrap().len())
+                .sum::<usize>()
+        })
+    });
+    batch.as_secs_f64() / images as f64
+}
+
+fn record(row: &str, ours: f64, peer_name: &str, peer: Option<(f64, f64)>, threads: usize) {
+    if let Some((_, diff)) = peer {
+        println!("    {peer_name}: max |Δ| {diff:.2e}");
+    }
+    BenchRow::new(row, ours, peer_name, peer.map(|p| p.0), threads).record();
+}
+
 fn main() {
     let params = WalkParams::irn();
+    let steps = params.steps().unwrap();
+    let index = PathIndex::new(params.radius).unwrap();
 
     // (a) VOC size.
-    let (h, w, k) = (94, 125, 3);
-    let (edge, cam) = synthetic(h, w, k, 1);
-    let index = PathIndex::new(params.radius).unwrap();
-    let (build, op) = median(5, || {
-        Transition::new(&edge, h, w, &index, params.beta).unwrap()
-    });
-    let x: Vec<f32> = cam.clone();
-    let steps = params.steps().unwrap();
-    let (walk, _) = median(5, || op.propagate(&x, k, steps).unwrap());
-    let (total, _) = median(5, || random_walk(&cam, k, h, w, &edge, &params).unwrap());
-    println!(
-        "(a) grid {w}×{h}, K = {k}, R = {}, β = {}, {steps} steps, 1 thread:",
-        params.radius, params.beta
-    );
-    println!("    operator build {:>8.2} ms", build.as_secs_f64() * 1e3);
-    println!(
-        "    {steps} steps      {:>8.2} ms",
-        walk.as_secs_f64() * 1e3
-    );
-    println!(
-        "    per image      {:>8.2} ms  (budget {} ms: {})",
-        total.as_secs_f64() * 1e3,
-        BUDGET.as_millis(),
-        if total <= BUDGET { "met" } else { "NOT met" }
-    );
+    let (h, w) = (94, 125);
+    for k in [3, 21] {
+        let (edge, cam) = synthetic(h, w, k, 1);
+        let (build, op) = median(5, || {
+            Transition::new(&edge, h, w, &index, params.beta).unwrap()
+        });
+        let x = masked(&cam, &edge);
+        let (walk, ours) = median(5, || op.propagate(&x, k, steps).unwrap());
+        let (total, _) = median(5, || random_walk(&cam, k, h, w, &edge, &params).unwrap());
+        println!(
+            "(a) grid {w}×{h}, K = {k}, R = {}, β = {}, {steps} steps, 1 thread:",
+            params.radius, params.beta
+        );
+        println!("    operator build {:>8.2} ms", build.as_secs_f64() * 1e3);
+        println!(
+            "    {steps} steps      {:>8.2} ms",
+            walk.as_secs_f64() * 1e3
+        );
+        println!(
+            "    per image      {:>8.2} ms  (budget {} ms: {})",
+            total.as_secs_f64() * 1e3,
+            BUDGET.as_millis(),
+            if total <= BUDGET { "met" } else { "NOT met" }
+        );
+        let label = format!("IRN random walk {w}×{h}, K {k}, β 10, 2⁸ steps, per image");
+        record(
+            &label,
+            total.as_secs_f64(),
+            "PyTorch CSR",
+            peer("csr", &op, &x, &ours, k, 1, 5),
+            1,
+        );
+        // Two threads: images in parallel on our side, intra-op threads on PyTorch's.
+        let per = two_threads(&cam, k, h, w, &edge, &params);
+        println!("    per image, 2 threads {:>8.2} ms", per * 1e3);
+        record(
+            &label,
+            per,
+            "PyTorch CSR",
+            peer("csr", &op, &x, &ours, k, 2, 5),
+            2,
+        );
+    }
 
     // (b) dense reference route vs ours on a small grid.
     let (h, w, k) = (30, 40, 3);
@@ -96,4 +220,21 @@ fn main() {
         dense_t.as_secs_f64() / ours_t.as_secs_f64()
     );
     println!("    max |Δ| {max_diff:.2e} (max score {scale:.3})");
+    let op = Transition::new(&edge, h, w, &index, params.beta).unwrap();
+    let x = masked(&cam, &edge);
+    let label = format!("IRN random walk {w}×{h}, K {k}: IRN's dense route");
+    record(
+        &label,
+        ours_t.as_secs_f64(),
+        "PyTorch dense (IRN)",
+        peer("dense", &op, &x, &ours, k, 1, 3),
+        1,
+    );
+    record(
+        &label,
+        two_threads(&cam, k, h, w, &edge, &params),
+        "PyTorch dense (IRN)",
+        peer("dense", &op, &x, &ours, k, 2, 3),
+        2,
+    );
 }

@@ -1,13 +1,15 @@
 //! Superpixel speed (§5): FH alone and FH + merge to 64 regions on a deterministic 500×375
 //! natural-ish image, against scikit-image's `felzenszwalb` (same parameters) timed in the same
 //! run through python3. When scikit-image cannot be imported, the reference time recorded in
-//! `shared/notes/platform.md` is printed instead, labelled as recorded.
+//! `shared/notes/platform.md` is printed instead, labelled as recorded. The measured pairs are
+//! also appended to `$SSC_BENCH_JSON` (`scripts/bench-vs-reference.sh`).
 //!
 //! Run: `cargo bench -p ssc-core --bench superpixels`.
 
 use std::process::Command;
 use std::time::Instant;
 
+use ssc_core::bench_report::BenchRow;
 use ssc_core::rng::Rng;
 use ssc_core::superpixels::{self, Params, features, merge};
 
@@ -142,7 +144,13 @@ fn main() {
         t_feat * 1e3,
         t_merge * 1e3
     );
-    match skimage_time(&img) {
+    let sk = skimage_time(&img);
+    let peer = "scikit-image felzenszwalb (FH alone)";
+    let row = format!("FH superpixels {W}×{H}");
+    BenchRow::new(&row, t_fh, peer, sk.map(|s| s.0), 1).record();
+    let row = format!("FH + merge to 64 regions {W}×{H}");
+    BenchRow::new(&row, t_all, peer, sk.map(|s| s.0), 1).record();
+    match sk {
         Some((t_sk, n_sk)) => {
             println!(
                 "  skimage FH        {:8.2} ms  ({n_sk} segments, measured now)",

@@ -4,6 +4,7 @@
 //! Section numbers (§) refer to the pipeline specification (`shared/spec/pipeline.md`).
 
 pub mod atomic;
+pub mod bench_report;
 pub mod cam;
 pub mod classes;
 pub mod crf;

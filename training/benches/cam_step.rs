@@ -9,12 +9,17 @@
 //! The ratio column compares each synthetic variant with the baseline measured in the same run,
 //! which attributes the time to DRS, the reconstruction branch (CDR) and the alignment loss.
 //!
+//! With `SSC_BENCH_R50=1` both ResNet-50 cases (baseline and full SSC) are also timed in
+//! PyTorch in the same run (`scripts/peers/torch_step.py`, when python3 imports torch) and
+//! the pairs appended to `$SSC_BENCH_JSON` (`scripts/bench-vs-reference.sh`).
+//!
 //! `cargo bench -p ssc-training --bench cam_step [-- CASE…]`
 
 use std::process::Command;
 use std::time::Instant;
 
 use candle_core::Device;
+use ssc_core::bench_report::BenchRow;
 use ssc_core::rng::Rng;
 use ssc_training::cam::ablation::peak_rss_mib;
 use ssc_training::cam::config::{CamTrainConfig, Variant};
@@ -89,6 +94,16 @@ fn cases() -> Vec<Case> {
         }
     }
     if std::env::var("SSC_BENCH_R50").is_ok_and(|v| v == "1") {
+        c.push(Case {
+            name: "resnet50-512/baseline",
+            cfg: || CamTrainConfig {
+                batch_size: 1,
+                requires_pretrained: false,
+                variant: Variant::Baseline,
+                ..CamTrainConfig::voc()
+            },
+            steps: 3,
+        });
         c.push(Case {
             name: "resnet50-512/full",
             cfg: || CamTrainConfig {
@@ -275,5 +290,70 @@ fn main() {
             ratio,
             mib
         );
+        if case.name.starts_with("resnet50-512/") {
+            let cfg = (case.cfg)();
+            let peer = torch_step(&cfg, threads);
+            if let Some(p) = peer {
+                println!("{:<22} {:>6} {:>10.3}   (PyTorch, same run)", "", "", p);
+            }
+            BenchRow::new(
+                &format!(
+                    "one CPU training iteration, ResNet-50 {0}×{0} batch {1}, {2}",
+                    cfg.data.crop,
+                    cfg.batch_size,
+                    cfg.variant.name()
+                ),
+                per,
+                "PyTorch (scripts/peers/torch_step.py)",
+                peer,
+                threads,
+            )
+            .record();
+        }
     }
+}
+
+/// The same iteration in PyTorch (`scripts/peers/torch_step.py`), seconds per step, when
+/// python3 imports torch.
+fn torch_step(cfg: &CamTrainConfig, threads: usize) -> Option<f64> {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/peers/torch_step.py");
+    let variant = match cfg.variant {
+        Variant::Baseline => "baseline",
+        Variant::Full => "full",
+        _ => return None,
+    };
+    let out = Command::new("python3")
+        .arg(script)
+        .args(["--device", "cpu", "--variant", variant])
+        .args(["--size", &cfg.data.crop.to_string()])
+        .args(["--batch", &cfg.batch_size.to_string()])
+        .args(["--classes", &cfg.net.num_classes.to_string()])
+        .args([
+            "--threads",
+            &threads.to_string(),
+            "--steps",
+            "2",
+            "--warmup",
+            "1",
+        ])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!(
+            "PyTorch peer: {}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        );
+        return None;
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))?
+        .split(' ')
+        .next()?
+        .parse()
+        .ok()
 }

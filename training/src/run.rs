@@ -75,13 +75,27 @@ impl TrainOptions {
 pub fn device(name: &str) -> Result<Device> {
     match name {
         "cpu" => Ok(Device::Cpu),
+        #[cfg(not(feature = "cuda"))]
+        "cuda" => Err(TrainError::Config(
+            "this build has no CUDA support: rebuild with `--features cuda` (scripts/build-cuda.sh \
+             does it without a local CUDA install) or use --device cpu"
+                .into(),
+        )),
+        #[cfg(feature = "cuda")]
         "cuda" => {
             // cudarc panics when the driver library is missing; turn that into an error.
             std::panic::catch_unwind(|| Device::new_cuda(0))
-                .map_err(|_| TrainError::Config("CUDA driver library could not be loaded".into()))?
+                .map_err(|_| {
+                    TrainError::Config(
+                        "the CUDA driver library (libcuda.so.1) could not be loaded: is an NVIDIA \
+                         driver installed?"
+                            .into(),
+                    )
+                })?
                 .map_err(|e| {
                     TrainError::Config(format!(
-                        "cannot open CUDA device 0 ({e}); build with --features cuda"
+                        "cannot open CUDA device 0: {e} (no GPU visible, or no NVIDIA driver; \
+                         `nvidia-smi` tells)"
                     ))
                 })
         }
@@ -200,8 +214,11 @@ pub struct RunReport<E> {
     pub epoch_stats: Vec<E>,
     /// The best epoch of the whole run (trainers that validate).
     pub best: Option<BestRecord>,
-    /// Mean wall-clock seconds per training step in this call.
+    /// Mean wall-clock seconds per training step in this call, leaving out its first step
+    /// when there were others (it also pays for allocations and, on a GPU, loading kernels).
     pub seconds_per_step: f64,
+    /// Wall-clock seconds of the first training step of this call.
+    pub first_step_seconds: f64,
     /// Where the final weights were written (`None` when stopped early).
     pub weights: Option<PathBuf>,
 }
@@ -299,6 +316,7 @@ pub fn run<T: Trainer>(trainer: &mut T, opts: &TrainOptions) -> Result<RunReport
         epoch_stats: Vec::new(),
         best,
         seconds_per_step: 0.0,
+        first_step_seconds: 0.0,
         weights: None,
     };
     let (mut steps, mut step_time) = (0u64, 0.0f64);
@@ -317,7 +335,12 @@ pub fn run<T: Trainer>(trainer: &mut T, opts: &TrainOptions) -> Result<RunReport
             let batch = batch?;
             let t0 = Instant::now();
             let terms = trainer.step(&batch, epoch, state.iteration, total)?;
-            step_time += t0.elapsed().as_secs_f64();
+            let took = t0.elapsed().as_secs_f64();
+            if steps == 0 {
+                report.first_step_seconds = took;
+            } else {
+                step_time += took;
+            }
             steps += 1;
             state.iteration += 1;
             sum.add(&terms);
@@ -354,7 +377,11 @@ pub fn run<T: Trainer>(trainer: &mut T, opts: &TrainOptions) -> Result<RunReport
         report.best = best;
         report.epochs = state.epoch;
         report.iterations = state.iteration;
-        report.seconds_per_step = step_time / steps.max(1) as f64;
+        report.seconds_per_step = if steps > 1 {
+            step_time / (steps - 1) as f64
+        } else {
+            report.first_step_seconds
+        };
     }
     let weights = out.join(T::WEIGHTS_FILE);
     save_weights(&weights, &trainer.weights()?)?;
@@ -366,6 +393,23 @@ pub fn run<T: Trainer>(trainer: &mut T, opts: &TrainOptions) -> Result<RunReport
 mod tests {
     use super::*;
     use crate::data::sample_rng;
+
+    #[test]
+    fn devices_are_named_or_refused_clearly() {
+        assert!(matches!(device("cpu"), Ok(Device::Cpu)));
+        let e = device("tpu").unwrap_err().to_string();
+        assert!(e.contains("unknown device `tpu`"), "{e}");
+        // A CPU build says how to get CUDA; a CUDA build without a GPU says what is missing.
+        let e = device("cuda").err().map(|e| e.to_string());
+        if cfg!(feature = "cuda") {
+            if let Some(e) = e {
+                assert!(e.contains("CUDA"), "{e}");
+            }
+        } else {
+            let e = e.expect("a CPU build cannot open a CUDA device");
+            assert!(e.contains("--features cuda"), "{e}");
+        }
+    }
 
     /// `n` random numbers, one per sample.
     struct Numbers(usize);

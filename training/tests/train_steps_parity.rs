@@ -8,6 +8,11 @@
 //! Every shape, width, block count, class count, hyper-parameter, iteration count and
 //! tolerance comes from the fixture's `config.json`; the only constants here are the tensor
 //! naming scheme of the fixture README.
+//!
+//! With `SSC_TEST_DEVICE=cuda` (what `scripts/gpu-check.sh` sets on a lent GPU, in a
+//! `--features cuda` build) every case also runs on that device, is held to the same goldens,
+//! and the largest CPU-vs-device difference of the loss terms and of the trained tensors is
+//! printed as a `DEVICE-PARITY` line.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -185,13 +190,7 @@ fn batch(file: &TensorFile, t: usize) -> Batch {
 /// `max|got − want| ≤ atol + rtol·max|want|`; returns the error for the report.
 fn check(what: &str, got: &Tensor, want: &[f32], shape: &[usize], tol: (f64, f64)) -> f64 {
     assert_eq!(got.dims(), shape, "{what}: shape");
-    let got: Vec<f32> = got
-        .to_dtype(DType::F32)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
+    let got = host(got);
     let scale = want.iter().fold(0f64, |m, &v| m.max(v.abs() as f64));
     let err = got
         .iter()
@@ -281,13 +280,29 @@ fn target(name: &str) -> Target<'_> {
     }
 }
 
-fn run_case(dir: &Path, cfg: &Value, case_name: &str) {
+/// What a case run produced, on the host: every loss term of every iteration and every
+/// trainable tensor (network and decoder) after the last one.
+struct CaseRun {
+    losses: Vec<f64>,
+    tensors: BTreeMap<String, Vec<f32>>,
+}
+
+fn host(t: &Tensor) -> Vec<f32> {
+    t.to_dtype(DType::F32)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap()
+}
+
+fn run_case(dir: &Path, cfg: &Value, case_name: &str, dev: &Device) -> CaseRun {
     let case = &cfg["cases"][case_name];
     let tcfg = train_config(cfg, case);
     let iterations = cfg["iterations"].as_u64().unwrap() as usize;
     let max_step = cfg["optimiser"]["sgd"]["max_step"].as_u64().unwrap();
-    let dev = Device::Cpu;
     let mut opts = TrainOptions::new(std::env::temp_dir());
+    opts.device = dev.clone();
     opts.backbone_weights = Some(dir.join("init_net.safetensors"));
     opts.vgg_weights = Some(dir.join("init_vgg.safetensors"));
     let nets = build_networks(&tcfg, &opts).unwrap();
@@ -334,6 +349,7 @@ fn run_case(dir: &Path, cfg: &Value, case_name: &str) {
         *checked.entry(g.group.clone()).or_default() += 1;
     };
 
+    let mut losses = Vec::new();
     for t in 0..iterations {
         let factor = warmup_poly_factor(t as u64, max_step, tcfg.poly_power, 0);
         opt.set_lr_factor(factor);
@@ -341,8 +357,10 @@ fn run_case(dir: &Path, cfg: &Value, case_name: &str) {
         let b = batch(&batches, t);
         // The trainer's iteration, unrolled so the gradients can be inspected: this is
         // exactly `trainer::step`.
-        let fwd = forward_losses(&tcfg, &nets, &b, 0, &dev).unwrap();
+        let fwd = forward_losses(&tcfg, &nets, &b, 0, dev).unwrap();
         let grads = fwd.loss.backward().unwrap();
+        let tm = fwd.terms;
+        losses.extend([tm.cls, tm.perceptual, tm.align, tm.total]);
         for term in ["cls", "per", "align", "total"] {
             let Some(want) = case["loss"][term].get(t).map(f) else {
                 continue;
@@ -371,7 +389,7 @@ fn run_case(dir: &Path, cfg: &Value, case_name: &str) {
                     compare(g, &got);
                 }
                 Target::Grad("F", _) if t == 0 => {
-                    compare(g, &grad_wrt_features(&tcfg, &nets, &b, &fwd));
+                    compare(g, &grad_wrt_features(&tcfg, &nets, &b, &fwd, dev));
                 }
                 Target::Grad(kind, name) if t == 0 => {
                     compare(g, &grad_of(&grads, &nets, kind, name));
@@ -404,7 +422,18 @@ fn run_case(dir: &Path, cfg: &Value, case_name: &str) {
     // Every golden tensor was compared once.
     let total: usize = checked.values().sum();
     assert_eq!(total, goldens.len(), "{case_name}: compared {checked:?}");
-    eprintln!("{case_name}: {total} tensors within tolerance ({checked:?})");
+    eprintln!("{case_name} on {dev:?}: {total} tensors within tolerance ({checked:?})");
+    let mut tensors: BTreeMap<String, Vec<f32>> = var_tensors(&nets.net_vars)
+        .unwrap()
+        .into_iter()
+        .map(|(name, t)| (format!("net.{name}"), host(&t)))
+        .collect();
+    if let Some((_, vm)) = &nets.decoder {
+        for (name, t) in var_tensors(vm).unwrap() {
+            tensors.insert(format!("decoder.{name}"), host(&t));
+        }
+    }
+    CaseRun { losses, tensors }
 }
 
 fn check_lrs(case_name: &str, case: &Value, opt: &Optimisers, t: usize) {
@@ -436,6 +465,7 @@ fn grad_wrt_features(
     nets: &Networks,
     b: &Batch,
     fwd: &StepForward,
+    dev: &Device,
 ) -> Tensor {
     let f = Var::from_tensor(&fwd.out.features.detach()).unwrap();
     let out = CamTrainOutput {
@@ -443,7 +473,7 @@ fn grad_wrt_features(
         scores: global_avg_pool(f.as_tensor()).unwrap(),
     };
     let (n, (h, w)) = (b.len, b.size);
-    let x = Tensor::from_slice(&b.images, (n, 3, h, w), &Device::Cpu).unwrap();
+    let x = Tensor::from_slice(&b.images, (n, 3, h, w), dev).unwrap();
     let again = losses_from_outputs(cfg, nets, &x, out, b, 0).unwrap();
     assert_eq!(
         again.terms, fwd.terms,
@@ -517,13 +547,10 @@ fn assert_frozen_unchanged(
             continue;
         }
         let (want, _) = init.f32(&name).unwrap();
-        let got: Vec<f32> = now
-            .get(&name)
-            .unwrap_or_else(|| panic!("{name} not in the network"))
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
+        let got = host(
+            now.get(&name)
+                .unwrap_or_else(|| panic!("{name} not in the network")),
+        );
         assert!(
             got.iter()
                 .zip(&want)
@@ -541,6 +568,47 @@ fn three_iterations_follow_the_reference() {
     let cases: Vec<String> = cfg["cases"].as_object().unwrap().keys().cloned().collect();
     assert!(!cases.is_empty());
     for case in cases {
-        run_case(&dir, &cfg, &case);
+        run_case(&dir, &cfg, &case, &Device::Cpu);
+    }
+}
+
+/// The same cases on `SSC_TEST_DEVICE` (a GPU; skipped when unset), each held to the goldens,
+/// and the largest CPU-vs-device difference printed for `scripts/gpu-check.sh`.
+#[test]
+fn cpu_and_device_agree() {
+    let Ok(name) = std::env::var("SSC_TEST_DEVICE") else {
+        eprintln!("SSC_TEST_DEVICE not set: the CPU-vs-device comparison is skipped");
+        return;
+    };
+    let Some((dir, cfg)) = fixture() else { return };
+    let dev =
+        ssc_training::run::device(&name).unwrap_or_else(|e| panic!("SSC_TEST_DEVICE={name}: {e}"));
+    let iterations = cfg["iterations"].as_u64().unwrap();
+    for case in cfg["cases"].as_object().unwrap().keys() {
+        let cpu = run_case(&dir, &cfg, case, &Device::Cpu);
+        let other = run_case(&dir, &cfg, case, &dev);
+        let loss = cpu
+            .losses
+            .iter()
+            .zip(&other.losses)
+            .fold(0f64, |m, (a, b)| m.max((a - b).abs()));
+        assert_eq!(
+            cpu.tensors.keys().collect::<Vec<_>>(),
+            other.tensors.keys().collect::<Vec<_>>()
+        );
+        let (mut weights, mut worst) = (0f64, String::new());
+        for (k, a) in &cpu.tensors {
+            let d = a
+                .iter()
+                .zip(&other.tensors[k])
+                .fold(0f64, |m, (x, y)| m.max((x - y).abs() as f64));
+            if d >= weights {
+                (weights, worst) = (d, k.clone());
+            }
+        }
+        println!(
+            "DEVICE-PARITY case={case} device={name} iterations={iterations} \
+             max_loss_diff={loss:.3e} max_weight_diff={weights:.3e} worst={worst}"
+        );
     }
 }

@@ -74,6 +74,8 @@ pub struct Transition {
     np: usize,
     /// Flat padded offset of each forward direction.
     offsets: Vec<usize>,
+    /// Each forward direction as (dy, dx).
+    dirs: Vec<(isize, isize)>,
     /// `[n_directions × np]`: `aff(p, p+d)^β` at `p`, 0 where `p` or `p+d` is off the grid.
     weights: Vec<f32>,
     /// `1 / D[p]` on the grid, 0 on the padding (keeps the padding at exactly 0).
@@ -141,6 +143,7 @@ impl Transition {
             wp,
             np,
             offsets,
+            dirs: index.directions().to_vec(),
             weights,
             inv_deg,
             lo: at(0, 0),
@@ -151,6 +154,45 @@ impl Transition {
     /// Grid size `(h, w)`.
     pub fn size(&self) -> (usize, usize) {
         (self.h, self.w)
+    }
+
+    /// `P` as (row, column, value) triplets over the `h×w` grid's row-major pixel ids, the
+    /// self-loops included: the same operator for a general sparse library (the PyTorch peer
+    /// of `cargo bench --bench randomwalk`).
+    pub fn triplets(&self) -> (Vec<u32>, Vec<u32>, Vec<f32>) {
+        let (h, w, m) = (self.h, self.w, self.margin);
+        let at = |i: usize, j: usize| (i + m) * self.wp + j + m;
+        let (mut rows, mut cols, mut vals) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..h {
+            for j in 0..w {
+                let p = (i * w + j) as u32;
+                rows.push(p);
+                cols.push(p);
+                vals.push(self.inv_deg[at(i, j)]);
+            }
+        }
+        for (d, &(dy, dx)) in self.dirs.iter().enumerate() {
+            let plane = &self.weights[d * self.np..(d + 1) * self.np];
+            for i in 0..h {
+                let y = i as isize + dy;
+                if y >= h as isize {
+                    break;
+                }
+                for j in 0..w {
+                    let x = j as isize + dx;
+                    if x < 0 || x >= w as isize {
+                        continue;
+                    }
+                    let (y, x) = (y as usize, x as usize);
+                    let a = plane[at(i, j)];
+                    let (p, q) = ((i * w + j) as u32, (y * w + x) as u32);
+                    rows.extend([p, q]);
+                    cols.extend([q, p]);
+                    vals.extend([self.inv_deg[at(i, j)] * a, self.inv_deg[at(y, x)] * a]);
+                }
+            }
+        }
+        (rows, cols, vals)
     }
 
     /// Applies `P` `steps` times to the `k` score maps `scores` (`k×h×w`, row-major), all
@@ -263,6 +305,32 @@ mod tests {
         }
         let cam = (0..k * h * w).map(|_| rng.f32()).collect();
         (edge, cam)
+    }
+
+    #[test]
+    fn triplets_are_the_operator_propagate_applies() {
+        let (h, w, k) = (9, 11, 2);
+        let (edge, cam) = random_case(h, w, k, 3);
+        let index = PathIndex::new(5).unwrap();
+        let op = Transition::new(&edge, h, w, &index, 10.0).unwrap();
+        let (rows, cols, vals) = op.triplets();
+        let n = h * w;
+        let mut want = vec![0.0f64; k * n];
+        for ((&r, &c), &v) in rows.iter().zip(&cols).zip(&vals) {
+            for ch in 0..k {
+                want[ch * n + r as usize] += f64::from(v) * f64::from(cam[ch * n + c as usize]);
+            }
+        }
+        let got = op.propagate(&cam, k, 1).unwrap();
+        for (g, w) in got.iter().zip(&want) {
+            assert!((f64::from(*g) - w).abs() < 1e-5, "{g} vs {w}");
+        }
+        // Each row of P sums to 1.
+        let mut sums = vec![0.0f64; n];
+        for (&r, &v) in rows.iter().zip(&vals) {
+            sums[r as usize] += f64::from(v);
+        }
+        assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-5), "{sums:?}");
     }
 
     #[test]

@@ -228,11 +228,13 @@ fn run() -> Result<()> {
             let set = Arc::new(TrainSet::new(&ds, &common.data, &cfg.data)?);
             let (nets, rep) = train(&cfg, set, &opts)?;
             println!(
-                "trained {} ({} epochs, {} steps, {:.3} s/step); weights: {}",
+                "trained {} ({} epochs, {} steps, {:.3} s/step after a first step of {:.3} s); \
+                 weights: {}",
                 cfg.variant.name(),
                 rep.epochs,
                 rep.iterations,
                 rep.seconds_per_step,
+                rep.first_step_seconds,
                 rep.weights
                     .as_deref()
                     .map_or("-".into(), |p| p.display().to_string())
