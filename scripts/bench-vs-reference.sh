@@ -17,9 +17,10 @@
 #                same weights, and vs the onnxruntime loop's bare session.run time
 #   train        one CPU training iteration, ResNet-50 512x512 batch 1, baseline and full SSC,
 #                vs PyTorch (SSC_BENCH_R50=1 cargo bench -p ssc-training --bench cam_step)
-# and writes bench-results.json (a list of {row, ours_s, peer, peer_s, ratio, threads}; ratio =
-# peer time / our time), bench-results.md, and the same table into README.md between the
-# bench-vs-reference markers.
+# and writes bench-results.json (a list of {row, ours_s, peer, peer_s, ratio, threads, measured};
+# ratio = peer time / our time; measured = the run's date and commit), bench-results.md, and the
+# same table into README.md between the bench-vs-reference markers. With --rows, the rows of
+# this run replace their earlier results and the others are kept.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -36,17 +37,24 @@ json_rows="$root/target/bench-vs-reference/rows.jsonl"
 mkdir -p "$(dirname "$json_rows")"
 rm -f "$json_rows"
 
-if [[ ! -x "$venv/bin/python3" ]] || ! "$venv/bin/python3" -c 'import torch, skimage, pydensecrf.densecrf, onnxruntime, scipy, PIL' 2>/dev/null; then
-    echo "Installing the peers into $venv (PyTorch is about 3 GB with its CUDA wheels) ..."
-    python3 -m venv "$venv"
+# Only the peers of the chosen rows (--rows crf does not need PyTorch's 3 GB).
+modules=(numpy) packages=(numpy)
+want rw && modules+=(torch scipy) packages+=(torch scipy)
+want crf && modules+=(pydensecrf.densecrf) packages+=(pydensecrf2)
+want superpixels && modules+=(skimage) packages+=(scikit-image)
+want cam && modules+=(torch onnxruntime PIL) packages+=(torch "onnxruntime==${ORT_VERSION:-1.31.1}" pillow)
+want train && modules+=(torch) packages+=(torch)
+imports="import $(IFS=,; echo "${modules[*]}")"
+if [[ ! -x "$venv/bin/python3" ]] || ! "$venv/bin/python3" -c "$imports" 2>/dev/null; then
+    echo "Installing the peers into $venv: ${packages[*]} (PyTorch is about 3 GB with its CUDA wheels) ..."
+    [[ -x "$venv/bin/python3" ]] || python3 -m venv "$venv"
     "$venv/bin/python3" -m pip install -q --upgrade pip
-    "$venv/bin/python3" -m pip install -q torch numpy scipy scikit-image pydensecrf2 \
-        "onnxruntime==${ORT_VERSION:-1.31.1}" pillow
+    "$venv/bin/python3" -m pip install -q "${packages[@]}"
 fi
 # The benches call `python3` for their peers.
 export PATH="$venv/bin:$PATH"
 export SSC_BENCH_JSON="$json_rows"
-python3 -c 'import torch, skimage, onnxruntime; print(f"peers: torch {torch.__version__}, scikit-image {skimage.__version__}, onnxruntime {onnxruntime.__version__}")'
+python3 -m pip list 2>/dev/null | grep -iE '^(torch|scikit-image|onnxruntime|pydensecrf2|numpy|scipy) ' | tr -s ' ' | paste -sd ',' | sed 's/^/peers: /' || true
 bash scripts/setup-ort.sh >/dev/null
 
 for b in randomwalk crf superpixels; do
@@ -141,24 +149,44 @@ fi
 
 # The results: JSON, Markdown, and the README's table.
 python3 - "$json_rows" "$root" "$threads" <<'EOF'
-import datetime, json, platform, re, subprocess, sys
+import datetime, json, os, platform, subprocess, sys
 path, root, threads = sys.argv[1], sys.argv[2], sys.argv[3]
-rows = [json.loads(l) for l in open(path) if l.strip()]
-json.dump(rows, open(f"{root}/bench-results.json", "w"), indent=1)
-cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
 commit = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+# Changes to the results themselves do not make the measured code differ from the commit.
+dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no", "--", ".",
+                        ":!README.md", ":!bench-results.json", ":!bench-results.md"], capture_output=True, text=True).stdout.strip()
+measured = f"{datetime.date.today()}, {commit}{'+changes' if dirty else ''}"
+new = [dict(json.loads(l), measured=measured) for l in open(path) if l.strip()]
+# A run of some rows (--rows) replaces those rows and keeps the others from the previous
+# results, each with the run (date, commit) it came from; every ratio is still a same-run pair.
+out_json = f"{root}/bench-results.json"
+old = json.load(open(out_json)) if os.path.exists(out_json) else []
+names = {r["row"] for r in new}
+rows, placed = [], False
+for r in old:
+    if r["row"] in names:
+        if not placed:
+            rows += new
+            placed = True
+    else:
+        rows.append(r)
+if not placed:
+    rows += new
+json.dump(rows, open(out_json, "w"), indent=1)
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
 def s(v):
     return "n/a" if v is None else (f"{v * 1e3:.1f} ms" if v < 1 else f"{v:.2f} s")
 lines = [
-    f"Measured {datetime.date.today()} on {cpu} ({threads} cores), commit {commit}, "
-    "by `bash scripts/bench-vs-reference.sh`; ratio = peer time / our time (above 1: ours is faster).",
+    f"Measured on {cpu} ({threads} cores) by `bash scripts/bench-vs-reference.sh`; each pair in "
+    "one run (its date and commit in the last column); ratio = peer time / our time (above 1: "
+    "ours is faster).",
     "",
-    "| row | threads | ours | peer | peer time | ratio |",
-    "|---|---|---|---|---|---|",
+    "| row | threads | ours | peer | peer time | ratio | run |",
+    "|---|---|---|---|---|---|---|",
 ]
 for r in rows:
     ratio = "n/a" if r["ratio"] is None else f"{r['ratio']:.2f}x"
-    lines.append(f"| {r['row']} | {r['threads']} | {s(r['ours_s'])} | {r['peer']} | {s(r['peer_s'])} | {ratio} |")
+    lines.append(f"| {r['row']} | {r['threads']} | {s(r['ours_s'])} | {r['peer']} | {s(r['peer_s'])} | {ratio} | {r.get('measured', 'n/a')} |")
 table = "\n".join(lines) + "\n"
 open(f"{root}/bench-results.md", "w").write(table)
 print(table)

@@ -97,13 +97,8 @@ impl DenseCrf {
     /// # Errors
     /// `sxy` not positive and finite.
     pub fn add_pairwise_gaussian(&mut self, sxy: f32, compat: f32) -> Result<()> {
-        check_scale("sxy", sxy)?;
-        let w = self.width;
-        let features: Vec<f32> = (0..self.height)
-            .flat_map(|y| (0..w).flat_map(move |x| [x as f32 / sxy, y as f32 / sxy]))
-            .collect();
-        self.pairwise
-            .push(NormalizedKernel::new(&features, 2, compat)?);
+        let kernel = self.gaussian_kernel(sxy, compat)?;
+        self.pairwise.push(kernel);
         Ok(())
     }
 
@@ -119,6 +114,50 @@ impl DenseCrf {
         rgb: &[u8],
         compat: f32,
     ) -> Result<()> {
+        let kernel = self.bilateral_kernel(sxy, srgb, rgb, compat)?;
+        self.pairwise.push(kernel);
+        Ok(())
+    }
+
+    /// Adds both kernels (either may be absent), building them side by side: a lattice
+    /// build inserts its vertices sequentially, so two builds keep two threads busy.
+    ///
+    /// # Errors
+    /// As [`Self::add_pairwise_gaussian`] and [`Self::add_pairwise_bilateral`].
+    pub(super) fn add_pairwise_pair(
+        &mut self,
+        gaussian: Option<(f32, f32)>,
+        bilateral: Option<(f32, f32, &[u8], f32)>,
+    ) -> Result<()> {
+        let this = &*self;
+        let (g, b) = rayon::join(
+            || gaussian.map(|(sxy, compat)| this.gaussian_kernel(sxy, compat)),
+            || {
+                bilateral
+                    .map(|(sxy, srgb, rgb, compat)| this.bilateral_kernel(sxy, srgb, rgb, compat))
+            },
+        );
+        let (g, b) = (g.transpose()?, b.transpose()?);
+        self.pairwise.extend(g.into_iter().chain(b));
+        Ok(())
+    }
+
+    fn gaussian_kernel(&self, sxy: f32, compat: f32) -> Result<NormalizedKernel> {
+        check_scale("sxy", sxy)?;
+        let w = self.width;
+        let features: Vec<f32> = (0..self.height)
+            .flat_map(|y| (0..w).flat_map(move |x| [x as f32 / sxy, y as f32 / sxy]))
+            .collect();
+        NormalizedKernel::new(&features, 2, compat)
+    }
+
+    fn bilateral_kernel(
+        &self,
+        sxy: f32,
+        srgb: f32,
+        rgb: &[u8],
+        compat: f32,
+    ) -> Result<NormalizedKernel> {
         check_scale("sxy", sxy)?;
         check_scale("srgb", srgb)?;
         if rgb.len() != 3 * self.n_pixels() {
@@ -142,9 +181,7 @@ impl DenseCrf {
                 ]
             })
             .collect();
-        self.pairwise
-            .push(NormalizedKernel::new(&features, 5, compat)?);
-        Ok(())
+        NormalizedKernel::new(&features, 5, compat)
     }
 
     /// Mean-field marginals after `n_iter` iterations, label-major (`n_labels × H × W`).
@@ -152,11 +189,17 @@ impl DenseCrf {
         let q = self.inference_padded(n_iter);
         let (n, lp) = (self.n_pixels(), padded(self.n_labels));
         let mut out = vec![0f32; self.n_labels * n];
-        out.par_chunks_mut(n).enumerate().for_each(|(k, plane)| {
-            for (p, v) in plane.iter_mut().enumerate() {
-                *v = q[p * lp + k];
+        // Block by block, so that the label planes are written from rows still in cache
+        // instead of each plane streaming through all of `q`.
+        const BLOCK: usize = 512;
+        for (b, rows) in q.chunks(BLOCK * lp).enumerate() {
+            for (k, plane) in out.chunks_exact_mut(n).enumerate() {
+                let plane = &mut plane[b * BLOCK..];
+                for (v, row) in plane.iter_mut().zip(rows.chunks_exact(lp)) {
+                    *v = row[k];
+                }
             }
-        });
+        }
         out
     }
 
@@ -188,25 +231,25 @@ impl DenseCrf {
                 &zeros
             }
         };
+        // Q₀ = softmax(−U): an update with no kernel's messages yet.
         let mut q = vec![0f32; n * lp];
         q.par_chunks_mut(CHUNK * lp)
             .zip(unary.par_chunks(CHUNK * lp))
-            .for_each(|(q, u)| {
-                for (q, u) in q.chunks_exact_mut(lp).zip(u.chunks_exact(lp)) {
-                    q[..l].iter_mut().zip(u).for_each(|(q, u)| *q = -u);
-                    exp_normalize(&mut q[..l]);
-                }
-            });
+            .enumerate()
+            .for_each(|(c, (q, u))| self.update_chunk(c * CHUNK, q, u, &[], allow_avx2));
 
         let mut buffers: Vec<ValueBuffers> = self
             .pairwise
             .iter()
-            .map(|_| ValueBuffers::new(lp))
+            .map(|_| ValueBuffers::default())
             .collect();
         for _ in 0..n_iter {
-            for (kernel, groups) in self.pairwise.iter().zip(&mut buffers) {
-                kernel.prepare(&q, lp, groups);
-            }
+            // The kernels' splats are sequential in point order; running the kernels side by
+            // side is what keeps two threads busy.
+            self.pairwise
+                .par_iter()
+                .zip(buffers.par_iter_mut())
+                .for_each(|(kernel, buffers)| kernel.prepare(&q, lp, buffers));
             q.par_chunks_mut(CHUNK * lp)
                 .zip(unary.par_chunks(CHUNK * lp))
                 .enumerate()
@@ -242,7 +285,7 @@ impl DenseCrf {
     }
 
     /// `q ← softmax(−U + Σ_m w_m·K̃_m Q)` for each pixel of the chunk (the weights are folded
-    /// into the kernels).
+    /// into the kernels). Up to four channel groups (32 labels) the sums stay in registers.
     #[inline(always)]
     fn update_chunk_generic(
         &self,
@@ -251,19 +294,56 @@ impl DenseCrf {
         u: &[f32],
         buffers: &[ValueBuffers],
     ) {
-        let l = self.n_labels;
-        let lp = padded(l);
-        let mut acc: Vec<Row> = vec![[0.0; LANES]; lp / LANES];
-        for (o, (q, u)) in q.chunks_exact_mut(lp).zip(u.chunks_exact(lp)).enumerate() {
+        match padded(self.n_labels) / LANES {
+            1 => self.update_chunk_fixed::<1>(first, q, u, buffers),
+            2 => self.update_chunk_fixed::<2>(first, q, u, buffers),
+            3 => self.update_chunk_fixed::<3>(first, q, u, buffers),
+            4 => self.update_chunk_fixed::<4>(first, q, u, buffers),
+            g => {
+                let l = self.n_labels;
+                let mut acc: Vec<Row> = vec![[0.0; LANES]; g];
+                let rows = q.chunks_exact_mut(g * LANES).zip(u.chunks_exact(g * LANES));
+                for (o, (q, u)) in rows.enumerate() {
+                    for (a, u) in acc.iter_mut().zip(u.chunks_exact(LANES)) {
+                        for k in 0..LANES {
+                            a[k] = -u[k];
+                        }
+                    }
+                    for (kernel, buffers) in self.pairwise.iter().zip(buffers) {
+                        kernel.slice_add(first + o, buffers, &mut acc);
+                    }
+                    softmax_rows(&mut acc, l, &mut q[..l]);
+                }
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn update_chunk_fixed<const G: usize>(
+        &self,
+        first: usize,
+        q: &mut [f32],
+        u: &[f32],
+        buffers: &[ValueBuffers],
+    ) {
+        // 1 for the label lanes of the last group, 0 for its padding (which stays 0 in `q`).
+        let last = self.n_labels - (G - 1) * LANES;
+        let keep: Row = std::array::from_fn(|k| if k < last { 1.0 } else { 0.0 });
+        let rows = q.chunks_exact_mut(G * LANES).zip(u.chunks_exact(G * LANES));
+        for (o, (q, u)) in rows.enumerate() {
+            let mut acc = [[0f32; LANES]; G];
             for (a, u) in acc.iter_mut().zip(u.chunks_exact(LANES)) {
                 for k in 0..LANES {
                     a[k] = -u[k];
                 }
             }
-            for (kernel, groups) in self.pairwise.iter().zip(buffers) {
-                kernel.slice_add(first + o, groups, &mut acc);
+            for (kernel, buffers) in self.pairwise.iter().zip(buffers) {
+                kernel.slice_add_fixed(first + o, buffers, &mut acc);
             }
-            softmax_rows(&mut acc, l, &mut q[..l]);
+            softmax_fixed(&mut acc, &keep);
+            for (dst, row) in q.chunks_exact_mut(LANES).zip(&acc) {
+                dst.copy_from_slice(row);
+            }
         }
     }
 }
@@ -278,17 +358,9 @@ fn check_scale(name: &str, v: f32) -> Result<()> {
     }
 }
 
-/// In place: `x ← exp(x − max x) / Σ exp(x − max x)` (the library's `expAndNormalize`).
-#[inline]
-fn exp_normalize(x: &mut [f32]) {
-    let m = x.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-    x.iter_mut().for_each(|v| *v = exp_nonpositive(*v - m));
-    let s: f32 = x.iter().sum();
-    x.iter_mut().for_each(|v| *v /= s);
-}
-
-/// `out ← softmax` of the first `out.len()` values of `rows` (which it overwrites); the
-/// exponentials run on whole fixed-width rows so that they vectorise.
+/// `out ← softmax` of the first `out.len()` values of `rows` (which it overwrites), the
+/// library's `expAndNormalize`; the exponentials run on whole fixed-width rows so that they
+/// vectorise.
 #[inline(always)]
 fn softmax_rows(rows: &mut [Row], l: usize, out: &mut [f32]) {
     // Padding lanes hold −∞ (the unary padding is +∞), so whole rows can be used: their
@@ -319,6 +391,41 @@ fn softmax_rows(rows: &mut [Row], l: usize, out: &mut [f32]) {
         }
     }
     out.copy_from_slice(&rows.as_flattened()[..l]);
+}
+
+/// [`softmax_rows`] for a fixed number of rows, in place and in registers (the same
+/// operations in the same order), with the last row's padding lanes multiplied by `keep`'s
+/// zeros so that whole rows can be stored.
+#[inline(always)]
+fn softmax_fixed<const G: usize>(rows: &mut [Row; G], keep: &Row) {
+    let mut mx = [f32::NEG_INFINITY; LANES];
+    for row in rows.iter() {
+        for k in 0..LANES {
+            if row[k] > mx[k] {
+                mx[k] = row[k];
+            }
+        }
+    }
+    let m = mx
+        .iter()
+        .fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
+    let mut sums = [0f32; LANES];
+    for row in rows.iter_mut() {
+        for k in 0..LANES {
+            let e = exp_nonpositive(row[k] - m);
+            row[k] = e;
+            sums[k] += e;
+        }
+    }
+    let s: f32 = sums.iter().sum();
+    for row in rows.iter_mut() {
+        for v in row.iter_mut() {
+            *v /= s;
+        }
+    }
+    for k in 0..LANES {
+        rows[G - 1][k] *= keep[k];
+    }
 }
 
 /// `eˣ` for `x ≤ 0` to about 2 ulp (Cephes' `expf` polynomial), in plain arithmetic so that

@@ -58,6 +58,18 @@ impl NormalizedKernel {
     pub(crate) fn slice_add(&self, p: usize, buffers: &ValueBuffers, acc: &mut [Row]) {
         self.lattice.slice_point(p, &self.slice_w, buffers, acc);
     }
+
+    /// [`Self::slice_add`] for a fixed number of channel groups.
+    #[inline(always)]
+    pub(crate) fn slice_add_fixed<const G: usize>(
+        &self,
+        p: usize,
+        buffers: &ValueBuffers,
+        acc: &mut [Row; G],
+    ) {
+        self.lattice
+            .slice_point_fixed(p, &self.slice_w, buffers, acc);
+    }
 }
 
 #[cfg(test)]
@@ -73,7 +85,7 @@ mod tests {
                 .iter()
                 .flat_map(|&v| std::iter::once(v).chain(std::iter::repeat_n(0.0, vp - 1)))
                 .collect();
-            let mut groups = ValueBuffers::new(vp);
+            let mut groups = ValueBuffers::default();
             self.prepare(&padded_q, vp, &mut groups);
             (0..q.len())
                 .map(|p| {

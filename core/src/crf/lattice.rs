@@ -332,7 +332,7 @@ impl Lattice {
         for (dst, src) in q.chunks_exact_mut(vp).zip(input.chunks_exact(value_size)) {
             dst[..value_size].copy_from_slice(src);
         }
-        let mut buffers = ValueBuffers::new(vp);
+        let mut buffers = ValueBuffers::default();
         self.splat_blur(&self.bary, &q, vp, &mut buffers);
         let alpha = self.alpha();
         let weights: Vec<f32> = self.bary.iter().map(|b| b * alpha).collect();
@@ -356,8 +356,12 @@ impl Lattice {
     }
 
     /// Splats point-major `q` (`vp` = a multiple of [`LANES`] values per point) with
-    /// per-(point, vertex) `weights` into one buffer per channel group and blurs each (groups
-    /// run in parallel), then interleaves the groups for slicing.
+    /// per-(point, vertex) `weights` and blurs the result, leaving it vertex-major in
+    /// `buffers` (each vertex's channel groups contiguous) for [`Self::slice_point`].
+    ///
+    /// One pass over the points carries every channel group: a point's values, vertices and
+    /// weights are read once, not once per group. The splat adds in point order and the blur
+    /// is per vertex, so results do not depend on the thread count.
     pub(crate) fn splat_blur(
         &self,
         weights: &[f32],
@@ -365,103 +369,127 @@ impl Lattice {
         vp: usize,
         buffers: &mut ValueBuffers,
     ) {
-        let n_groups = vp / LANES;
-        buffers.groups.resize_with(n_groups, Default::default);
-        buffers
-            .groups
-            .par_iter_mut()
-            .enumerate()
-            .for_each(|(g, buf)| {
-                buf.values.clear();
-                buf.values.resize(self.m + 1, [0.0; LANES]);
-                buf.scratch.resize(self.m + 1, [0.0; LANES]);
-                self.splat_group_dispatch(weights, q, vp, g, &mut buf.values);
-                self.blur_group(&mut buf.values, &mut buf.scratch);
-            });
-        // Vertex-major copy: slicing a point then reads each vertex's channels from one
-        // contiguous span instead of one cache line per group buffer.
-        let groups = &buffers.groups;
-        buffers.sliced.resize((self.m + 1) * n_groups, [0.0; LANES]);
-        buffers
-            .sliced
-            .par_chunks_mut(CHUNK * n_groups)
-            .enumerate()
-            .for_each(|(c, rows)| {
-                for (r, vertex) in rows.chunks_exact_mut(n_groups).enumerate() {
-                    for (dst, buf) in vertex.iter_mut().zip(groups) {
-                        *dst = buf.values[c * CHUNK + r];
-                    }
-                }
-            });
+        let g = vp / LANES;
+        let rows = (self.m + 1) * g;
+        buffers.values.clear();
+        buffers.values.resize(rows, [0.0; LANES]);
+        buffers.scratch.resize(rows, [0.0; LANES]);
+        self.splat_dispatch(weights, q, g, &mut buffers.values);
+        self.blur_dispatch(g, &mut buffers.values, &mut buffers.scratch);
     }
 
-    /// [`Self::splat_group`] with AVX2 when the CPU has it (the same operations in the same
-    /// order, so the same results).
-    fn splat_group_dispatch(
-        &self,
-        weights: &[f32],
-        q: &[f32],
-        vp: usize,
-        g: usize,
-        values: &mut [Row],
-    ) {
+    /// [`Self::splat`] with AVX2 when the CPU has it (the same operations in the same order,
+    /// so the same results).
+    fn splat_dispatch(&self, weights: &[f32], q: &[f32], g: usize, values: &mut [Row]) {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2, the only requirement of `splat_group_avx2`.
-            unsafe { self.splat_group_avx2(weights, q, vp, g, values) };
+            // SAFETY: the CPU supports AVX2, the only requirement of `splat_avx2`.
+            unsafe { self.splat_avx2(weights, q, g, values) };
             return;
         }
-        self.splat_group(weights, q, vp, g, values);
+        self.splat(weights, q, g, values);
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    fn splat_group_avx2(
-        &self,
-        weights: &[f32],
-        q: &[f32],
-        vp: usize,
-        g: usize,
-        values: &mut [Row],
-    ) {
-        self.splat_group(weights, q, vp, g, values);
+    fn splat_avx2(&self, weights: &[f32], q: &[f32], g: usize, values: &mut [Row]) {
+        self.splat(weights, q, g, values);
     }
 
-    /// Splats channels `g·LANES..(g+1)·LANES` of every point, in point order.
+    /// Adds every point's `g` value rows, weighted, to its vertices' rows, in point order.
+    /// Up to four groups (32 labels) the rows live in registers.
     #[inline(always)]
-    fn splat_group(&self, weights: &[f32], q: &[f32], vp: usize, g: usize, values: &mut [Row]) {
-        let d1 = self.d + 1;
-        for (p, src) in q.chunks_exact(vp).enumerate() {
-            let v: Row = src[g * LANES..(g + 1) * LANES]
-                .try_into()
-                .unwrap_or([0.0; LANES]);
-            let slots = p * d1..(p + 1) * d1;
-            for (&o, &w) in self.offsets[slots.clone()].iter().zip(&weights[slots]) {
-                axpy(&mut values[o as usize], w, &v);
+    fn splat(&self, weights: &[f32], q: &[f32], g: usize, values: &mut [Row]) {
+        match g {
+            1 => self.splat_fixed::<1>(weights, q, values),
+            2 => self.splat_fixed::<2>(weights, q, values),
+            3 => self.splat_fixed::<3>(weights, q, values),
+            4 => self.splat_fixed::<4>(weights, q, values),
+            _ => {
+                let d1 = self.d + 1;
+                let points = q
+                    .chunks_exact(g * LANES)
+                    .zip(self.offsets.chunks_exact(d1))
+                    .zip(weights.chunks_exact(d1));
+                for ((src, offsets), weights) in points {
+                    for (&o, &w) in offsets.iter().zip(weights) {
+                        let o = o as usize * g;
+                        for (a, v) in values[o..o + g].iter_mut().zip(src.chunks_exact(LANES)) {
+                            axpy(a, w, &row(v));
+                        }
+                    }
+                }
             }
         }
     }
 
-    /// Blurs one group's vertex values along the d+1 lattice directions in order 0..=d with
-    /// [½ 1 ½]; `scratch` is a buffer of the same size. The result is left in `values`.
-    fn blur_group(&self, values: &mut Vec<Row>, scratch: &mut Vec<Row>) {
+    #[inline(always)]
+    fn splat_fixed<const G: usize>(&self, weights: &[f32], q: &[f32], values: &mut [Row]) {
+        let d1 = self.d + 1;
+        let points = q
+            .chunks_exact(G * LANES)
+            .zip(self.offsets.chunks_exact(d1))
+            .zip(weights.chunks_exact(d1));
+        for ((src, offsets), weights) in points {
+            let mut v = [[0f32; LANES]; G];
+            for (r, s) in v.iter_mut().zip(src.chunks_exact(LANES)) {
+                *r = row(s);
+            }
+            for (&o, &w) in offsets.iter().zip(weights) {
+                let o = o as usize * G;
+                for (a, v) in values[o..o + G].iter_mut().zip(&v) {
+                    axpy(a, w, v);
+                }
+            }
+        }
+    }
+
+    /// [`Self::blur`] with AVX2 when the CPU has it (same operations, same results).
+    fn blur_dispatch(&self, g: usize, values: &mut Vec<Row>, scratch: &mut Vec<Row>) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, the only requirement of `blur_avx2`.
+            unsafe { self.blur_avx2(g, values, scratch) };
+            return;
+        }
+        self.blur(g, values, scratch);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn blur_avx2(&self, g: usize, values: &mut Vec<Row>, scratch: &mut Vec<Row>) {
+        self.blur(g, values, scratch);
+    }
+
+    /// Blurs the vertex values (`g` rows per vertex) along the d+1 lattice directions in
+    /// order 0..=d with [½ 1 ½]; `scratch` is a buffer of the same size. The result is left
+    /// in `values`.
+    #[inline(always)]
+    fn blur(&self, g: usize, values: &mut Vec<Row>, scratch: &mut Vec<Row>) {
         for j in 0..=self.d {
             let nb = &self.neighbours[j * self.m..(j + 1) * self.m];
             let old: &[Row] = values;
-            scratch[0] = [0.0; LANES];
-            scratch[1..]
-                .par_chunks_mut(CHUNK)
+            scratch[..g].fill([0.0; LANES]);
+            scratch[g..]
+                .par_chunks_mut(CHUNK * g)
                 .zip(nb.par_chunks(CHUNK))
                 .enumerate()
                 .for_each(|(c, (rows, nb))| {
-                    for (r, (row, &[n1, n2])) in rows.iter_mut().zip(nb).enumerate() {
-                        let o = old[c * CHUNK + r + 1];
-                        let (a, b) = (old[n1 as usize], old[n2 as usize]);
-                        let mut t = [0.0; LANES];
-                        for k in 0..LANES {
-                            t[k] = o[k] + 0.5 * (a[k] + b[k]);
+                    for (r, (rows, &[n1, n2])) in rows.chunks_exact_mut(g).zip(nb).enumerate() {
+                        if let Some(&[p1, p2]) = nb.get(r + BLUR_PREFETCH) {
+                            prefetch(&old[p1 as usize * g..][..g]);
+                            prefetch(&old[p2 as usize * g..][..g]);
                         }
-                        *row = t;
+                        let i = (c * CHUNK + r + 1) * g;
+                        let (a, b) = (n1 as usize * g, n2 as usize * g);
+                        for (k, out) in rows.iter_mut().enumerate() {
+                            let (o, a, b) = (old[i + k], old[a + k], old[b + k]);
+                            let mut t = [0.0; LANES];
+                            for l in 0..LANES {
+                                t[l] = o[l] + 0.5 * (a[l] + b[l]);
+                            }
+                            *out = t;
+                        }
                     }
                 });
             std::mem::swap(values, scratch);
@@ -483,37 +511,73 @@ impl Lattice {
         let slots = p * d1..(p + 1) * d1;
         for (&o, &w) in self.offsets[slots.clone()].iter().zip(&weights[slots]) {
             let o = o as usize * g;
-            for (a, v) in acc.iter_mut().zip(&buffers.sliced[o..o + g]) {
+            for (a, v) in acc.iter_mut().zip(&buffers.values[o..o + g]) {
+                axpy(a, w, v);
+            }
+        }
+    }
+
+    /// [`Self::slice_point`] for a fixed number of groups, so that `acc` can stay in
+    /// registers.
+    #[inline(always)]
+    pub(crate) fn slice_point_fixed<const G: usize>(
+        &self,
+        p: usize,
+        weights: &[f32],
+        buffers: &ValueBuffers,
+        acc: &mut [Row; G],
+    ) {
+        let d1 = self.d + 1;
+        let slots = p * d1..(p + 1) * d1;
+        for (&o, &w) in self.offsets[slots.clone()].iter().zip(&weights[slots]) {
+            let o = o as usize * G;
+            for (a, v) in acc.iter_mut().zip(&buffers.values[o..o + G]) {
                 axpy(a, w, v);
             }
         }
     }
 }
 
-/// Vertex values of one channel group (row 0 is the zero "missing vertex" row) and a blur
-/// buffer.
-#[derive(Default)]
-struct GroupBuffers {
-    values: Vec<Row>,
-    scratch: Vec<Row>,
-}
+/// How many vertices ahead the blur asks for its neighbours' rows: they are scattered over
+/// the whole vertex array, which outgrows the caches on real photographs.
+const BLUR_PREFETCH: usize = 16;
 
-/// Working memory of one filtering, reused across mean-field iterations.
-#[derive(Default)]
-pub(crate) struct ValueBuffers {
-    groups: Vec<GroupBuffers>,
-    /// The blurred values, vertex-major: (m + 1) vertices × groups rows.
-    sliced: Vec<Row>,
-}
-
-impl ValueBuffers {
-    /// Buffers for `vp` channels (a multiple of [`LANES`]).
-    pub(crate) fn new(vp: usize) -> Self {
-        ValueBuffers {
-            groups: (0..vp / LANES).map(|_| GroupBuffers::default()).collect(),
-            sliced: Vec::new(),
+/// Asks the CPU to bring `rows` into the cache (a hint: it never faults).
+#[inline(always)]
+fn prefetch(rows: &[Row]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let (first, last) = (
+            rows.as_ptr().cast::<i8>(),
+            rows.as_ptr_range().end.cast::<i8>(),
+        );
+        // SAFETY: prefetching reads nothing architecturally; both addresses lie within or
+        // one past `rows`.
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(first);
+            _mm_prefetch::<_MM_HINT_T0>(last.wrapping_sub(1));
         }
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = rows;
+}
+
+/// `LANES` values as a row.
+#[inline(always)]
+fn row(s: &[f32]) -> Row {
+    let mut r = [0.0; LANES];
+    r.copy_from_slice(s);
+    r
+}
+
+/// Working memory of one filtering, reused across mean-field iterations: the vertex values,
+/// vertex-major ((m + 1) vertices × groups rows; vertex 0 is the zero "missing vertex"), and
+/// a blur buffer of the same size.
+#[derive(Default)]
+pub(crate) struct ValueBuffers {
+    values: Vec<Row>,
+    scratch: Vec<Row>,
 }
 
 #[cfg(test)]

@@ -7,9 +7,11 @@
 //! pydensecrf's unary helpers. Parity with pydensecrf2 is tested against the `crf/` fixtures
 //! (marginals agree to ~1e-8).
 //!
-//! Speed: labels are processed in groups of eight (fixed-width SIMD rows), splat/blur run per
-//! group and slice + softmax per pixel block on rayon; results are identical for any thread
-//! count. `cargo bench -p ssc-core --bench crf` compares with pydensecrf2.
+//! Speed: labels are processed in groups of eight (fixed-width SIMD rows). One pass over the
+//! pixels splats every group of a kernel into vertex-major rows; the two kernels (and their
+//! lattice builds) run side by side; slice + softmax run per pixel block on rayon with the
+//! sums in registers up to 32 labels. Results are identical for any thread count.
+//! `cargo bench -p ssc-core --bench crf` compares with pydensecrf2.
 //!
 //! ```no_run
 //! # fn main() -> ssc_core::Result<()> {

@@ -88,12 +88,10 @@ impl CrfParams {
         rgb: &[u8],
     ) -> Result<DenseCrf> {
         let mut crf = DenseCrf::new(width, height, n_labels)?;
-        if let Some(g) = self.gaussian {
-            crf.add_pairwise_gaussian(g.sxy, g.compat)?;
-        }
-        if let Some(b) = self.bilateral {
-            crf.add_pairwise_bilateral(b.sxy, b.srgb, rgb, b.compat)?;
-        }
+        crf.add_pairwise_pair(
+            self.gaussian.map(|g| (g.sxy, g.compat)),
+            self.bilateral.map(|b| (b.sxy, b.srgb, rgb, b.compat)),
+        )?;
         Ok(crf)
     }
 
