@@ -358,11 +358,27 @@ fn check_scale(name: &str, v: f32) -> Result<()> {
     }
 }
 
-/// `out ← softmax` of the first `out.len()` values of `rows` (which it overwrites), the
-/// library's `expAndNormalize`; the exponentials run on whole fixed-width rows so that they
-/// vectorise.
+/// `out ← softmax` of the first `out.len()` values of `rows` (which it overwrites).
 #[inline(always)]
 fn softmax_rows(rows: &mut [Row], l: usize, out: &mut [f32]) {
+    softmax_in_place(rows);
+    out.copy_from_slice(&rows.as_flattened()[..l]);
+}
+
+/// [`softmax_in_place`] on a fixed number of rows (kept in registers once inlined), with the
+/// last row's padding lanes multiplied by `keep`'s zeros so that whole rows can be stored.
+#[inline(always)]
+fn softmax_fixed<const G: usize>(rows: &mut [Row; G], keep: &Row) {
+    softmax_in_place(rows);
+    for k in 0..LANES {
+        rows[G - 1][k] *= keep[k];
+    }
+}
+
+/// Softmax over all lanes of `rows`, in place: the library's `expAndNormalize`; the
+/// exponentials run on whole fixed-width rows so that they vectorise.
+#[inline(always)]
+fn softmax_in_place(rows: &mut [Row]) {
     // Padding lanes hold −∞ (the unary padding is +∞), so whole rows can be used: their
     // exponentials (e⁻⁸⁷) vanish next to the row's largest term, 1.
     let mut mx = [f32::NEG_INFINITY; LANES];
@@ -389,42 +405,6 @@ fn softmax_rows(rows: &mut [Row], l: usize, out: &mut [f32]) {
         for v in row.iter_mut() {
             *v /= s;
         }
-    }
-    out.copy_from_slice(&rows.as_flattened()[..l]);
-}
-
-/// [`softmax_rows`] for a fixed number of rows, in place and in registers (the same
-/// operations in the same order), with the last row's padding lanes multiplied by `keep`'s
-/// zeros so that whole rows can be stored.
-#[inline(always)]
-fn softmax_fixed<const G: usize>(rows: &mut [Row; G], keep: &Row) {
-    let mut mx = [f32::NEG_INFINITY; LANES];
-    for row in rows.iter() {
-        for k in 0..LANES {
-            if row[k] > mx[k] {
-                mx[k] = row[k];
-            }
-        }
-    }
-    let m = mx
-        .iter()
-        .fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
-    let mut sums = [0f32; LANES];
-    for row in rows.iter_mut() {
-        for k in 0..LANES {
-            let e = exp_nonpositive(row[k] - m);
-            row[k] = e;
-            sums[k] += e;
-        }
-    }
-    let s: f32 = sums.iter().sum();
-    for row in rows.iter_mut() {
-        for v in row.iter_mut() {
-            *v /= s;
-        }
-    }
-    for k in 0..LANES {
-        rows[G - 1][k] *= keep[k];
     }
 }
 
