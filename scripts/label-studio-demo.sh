@@ -1,115 +1,134 @@
 #!/usr/bin/env bash
-# Manual demo (not run in CI): Label Studio with local-files serving plus ssc-serve as its ML
-# backend, pre-annotating images with brush masks.
+# Label Studio with ssc-serve as its ML backend, set up end to end without a click: installs
+# Label Studio into a cached venv, starts it and ssc-serve on 127.0.0.1, creates a project on
+# your images (local-files storage), connects the model, retrieves predictions, submits one
+# as an annotation and checks that ssc-serve stored it as a correction
+# (scripts/label_studio_drive.py does the API steps). Then it keeps both running for you.
 #
-#   scripts/label-studio-demo.sh MODEL.onnx IMAGES_DIR [CLASSES]
+#   bash scripts/label-studio-demo.sh [--check] IMAGES_DIR MODEL.onnx [IRN.onnx]
 #
-# MODEL.onnx  a DeepLab model exported by ssc (ssc-export), class names in its metadata
-# IMAGES_DIR  folder of images to annotate (becomes Label Studio's local-files root)
-# CLASSES     optional class list for the labeling config (voc, coco or a file; default voc)
+# IMAGES_DIR  images to annotate. Label Studio serves local files only from a subfolder of
+#             its document root, so the document root is IMAGES_DIR's parent folder.
+# MODEL.onnx  a DeepLab model exported by ssc (class names in its metadata); with IRN.onnx,
+#             MODEL.onnx is a CAM network and the pair serves CAM + IRN pseudo-labels.
+# --check     exit after the checks (0 = all passed) instead of keeping the servers up.
 #
-# Creates .venv-label-studio/ (pip install label-studio), starts Label Studio on
-# http://localhost:${LS_PORT:-8080} and ssc-serve on http://localhost:${ML_PORT:-9090}, writes a
-# tasks file and labeling config with ssc-convert-compatible names, and prints the steps to
-# connect the two. Ctrl-C stops both.
+# Environment: LS_PORT (8080), ML_PORT (9090), LS_DEMO_DIR (.label-studio-demo: Label Studio's
+# data, logs, corrections), LS_VENV (.venv-label-studio), SSC_SERVE (an ssc-serve binary;
+# default: built with cargo), LS_USER / LS_PASSWORD (the login created on first start).
+# Exit status 3: Label Studio could not be installed (no PyPI access, say).
+#
+# Label Studio refuses ML backends on loopback and private addresses unless started with
+# ML_BLOCK_LOCAL_IP=false and SSRF_PROTECTION_ENABLED=false; this script sets both for its own
+# Label Studio, which listens on 127.0.0.1 only.
 set -euo pipefail
 
+check=0
+if [[ "${1:-}" == "--check" ]]; then
+    check=1
+    shift
+fi
 if [[ $# -lt 2 ]]; then
-    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 fi
-model="$(realpath "$1")"
-images="$(realpath "$2")"
-classes="${3:-voc}"
+root="$(cd "$(dirname "$0")/.." && pwd)"
+images="$(realpath "$1")"
+model="$(realpath "$2")"
+irn="${3:+$(realpath "$3")}"
 ls_port="${LS_PORT:-8080}"
 ml_port="${ML_PORT:-9090}"
-root="$(cd "$(dirname "$0")/.." && pwd)"
-work="$root/.label-studio-demo"
-venv="$root/.venv-label-studio"
+work="$(realpath -m "${LS_DEMO_DIR:-$root/.label-studio-demo}")"
+venv="$(realpath -m "${LS_VENV:-$root/.venv-label-studio}")"
+user="${LS_USER:-demo@example.com}"
+password="${LS_PASSWORD:-ssc-demo-password}"
 
-[[ -f "$model" ]] || { echo "error: no model file $model" >&2; exit 1; }
 [[ -d "$images" ]] || { echo "error: no image folder $images" >&2; exit 1; }
+[[ -f "$model" ]] || { echo "error: no model file $model" >&2; exit 1; }
+[[ -z "$irn" || -f "$irn" ]] || { echo "error: no IRN model file $irn" >&2; exit 1; }
+docroot="$(dirname "$images")"
+[[ "$docroot" != "/" ]] || { echo "error: put the images in a subfolder, not directly under /" >&2; exit 1; }
 mkdir -p "$work"
+# A fixed token per demo folder: Label Studio stores it for the user it creates.
+[[ -f "$work/token" ]] || python3 -c "import secrets; print(secrets.token_hex(20))" > "$work/token"
+token="$(cat "$work/token")"
 
-echo "== building ssc-serve (release)"
-(cd "$root" && cargo build --release -p ssc-tools --bin ssc-serve)
-serve="${CARGO_TARGET_DIR:-$root/target}/release/ssc-serve"
-
-echo "== ONNX Runtime"
-"$root/scripts/setup-ort.sh"
+if [[ -z "${SSC_SERVE:-}" ]]; then
+    echo "== building ssc-serve (release)"
+    (cd "$root" && cargo build --release --locked -p ssc-tools --bin ssc-serve)
+    SSC_SERVE="${CARGO_TARGET_DIR:-$root/target}/release/ssc-serve"
+fi
+bash "$root/scripts/setup-ort.sh" >/dev/null
 
 if [[ ! -x "$venv/bin/label-studio" ]]; then
-    echo "== installing Label Studio into $venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --upgrade pip
-    "$venv/bin/pip" install --quiet label-studio
+    echo "== installing Label Studio 1.23.2 into $venv (once)"
+    if ! { python3 -m venv "$venv" && "$venv/bin/pip" install --quiet --upgrade pip &&
+           "$venv/bin/pip" install --quiet "label-studio==1.23.2"; }; then
+        echo "error: could not install Label Studio from PyPI into $venv" >&2
+        rm -rf "$venv"
+        exit 3
+    fi
 fi
 
-echo "== tasks and labeling config for $images"
-python3 - "$images" "$work/tasks.json" <<'PY'
-import json, os, sys, urllib.parse
-root, out = sys.argv[1], sys.argv[2]
-exts = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-tasks = []
-for d, _, files in os.walk(root):
-    for f in sorted(files):
-        if os.path.splitext(f)[1].lower() in exts:
-            rel = os.path.relpath(os.path.join(d, f), root)
-            tasks.append({"data": {"image": "/data/local-files/?d=" + urllib.parse.quote(rel)}})
-json.dump(tasks, open(out, "w"), indent=1)
-print(f"{len(tasks)} tasks")
-PY
-python3 - "$classes" "$work/config.xml" <<'PY'
-import sys
-spec, out = sys.argv[1], sys.argv[2]
-voc = ("aeroplane bicycle bird boat bottle bus car cat chair cow diningtable dog horse "
-       "motorbike person pottedplant sheep sofa train tvmonitor").split()
-names = voc if spec == "voc" else [l.strip() for l in open(spec) if l.strip() and not l.startswith("#")]
-names = [n for n in names if n.lower() != "background"]
-labels = "\n".join(f'    <Label value="{n}"/>' for n in names)
-open(out, "w").write(f'<View>\n  <Image name="image" value="$image" zoom="true"/>\n'
-                     f'  <BrushLabels name="tag" toName="image">\n{labels}\n  </BrushLabels>\n</View>\n')
-PY
-
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT INT TERM
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
-echo "== starting Label Studio on :$ls_port (data in $work/ls-data)"
-LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true \
-LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT="$images" \
-LABEL_STUDIO_BASE_DATA_DIR="$work/ls-data" \
-    "$venv/bin/label-studio" start --no-browser --port "$ls_port" >"$work/label-studio.log" 2>&1 &
-pids+=($!)
-
-echo "== starting ssc-serve on :$ml_port"
-"$serve" --model "$model" --local-root "$images" \
-    --upload-root "$work/ls-data/media/upload" \
+echo "== starting ssc-serve on 127.0.0.1:$ml_port (log: $work/ssc-serve.log)"
+if [[ -n "$irn" ]]; then
+    model_args=(--cam-model "$model" --irn-model "$irn")
+else
+    model_args=(--model "$model")
+fi
+"$SSC_SERVE" "${model_args[@]}" --local-root "$docroot" --corrections "$work/corrections" \
     --host 127.0.0.1 --port "$ml_port" >"$work/ssc-serve.log" 2>&1 &
 pids+=($!)
-
-for _ in $(seq 60); do
+for _ in $(seq 120); do
     curl -fsS "http://127.0.0.1:$ml_port/health" >/dev/null 2>&1 && break
-    sleep 1
+    kill -0 "${pids[0]}" 2>/dev/null || break
+    sleep 0.5
 done
-curl -fsS "http://127.0.0.1:$ml_port/health" && echo
+if ! curl -fsS "http://127.0.0.1:$ml_port/health" >/dev/null 2>&1; then
+    echo "error: ssc-serve did not come up; its log ($work/ssc-serve.log):" >&2
+    tail -20 "$work/ssc-serve.log" >&2
+    exit 1
+fi
+
+echo "== starting Label Studio on 127.0.0.1:$ls_port (log: $work/label-studio.log; first start migrates its database, about a minute)"
+LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true \
+LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT="$docroot" \
+ML_BLOCK_LOCAL_IP=false \
+SSRF_PROTECTION_ENABLED=false \
+    "$venv/bin/label-studio" start --no-browser --internal-host 127.0.0.1 --port "$ls_port" \
+    --data-dir "$work/ls-data" --username "$user" --password "$password" \
+    --user-token "$token" --enable-legacy-api-token >"$work/label-studio.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 600); do
+    curl -fsS "http://127.0.0.1:$ls_port/health" >/dev/null 2>&1 && break
+    kill -0 "${pids[1]}" 2>/dev/null || break
+    sleep 0.5
+done
+if ! curl -fsS "http://127.0.0.1:$ls_port/health" >/dev/null 2>&1; then
+    echo "error: Label Studio did not come up; its log ($work/label-studio.log):" >&2
+    tail -20 "$work/label-studio.log" >&2
+    exit 1
+fi
+
+"$venv/bin/python" "$root/scripts/label_studio_drive.py" --ls "http://127.0.0.1:$ls_port" \
+    --token "$token" --ml "http://127.0.0.1:$ml_port" --images "$images" \
+    --corrections "$work/corrections"
+(( check )) && exit 0
 
 cat <<STEPS
 
-Label Studio: http://localhost:$ls_port   (logs: $work/label-studio.log)
-ssc-serve:    http://127.0.0.1:$ml_port   (logs: $work/ssc-serve.log)
+Label Studio: http://127.0.0.1:$ls_port   login $user / $password
+ssc-serve:    http://127.0.0.1:$ml_port   corrections in $work/corrections
 
-1. Sign up / log in, then Create Project.
-2. Labeling Setup -> Custom template -> Code: paste $work/config.xml
-3. Settings -> Cloud Storage -> Add Source Storage -> Local files,
-   absolute path $images, "Treat every bucket object as a source file" on -> Sync.
-   (Or Data Import: upload $work/tasks.json.)
-4. Settings -> Model -> Connect Model: URL http://127.0.0.1:$ml_port (leave
-   "Interactive preannotations" off), Validate and Save.
-5. Settings -> Annotation: enable "Use predictions to prelabel tasks" and pick the model.
-6. Open a task: the brush masks from ssc-serve appear as a prediction; correct and submit.
-7. Export -> "Brush labels to PNG" or JSON; ssc's readers (ssc_core::formats::labelstudio)
-   take the JSON export back into label maps.
+Open the project "ssc live test": every task has ssc-serve's brush masks as a prediction.
+Correct a mask and submit: ssc-serve stores it (task-<id>.png + .json). Then
+  ssc-train deeplab --init RUN/best.safetensors --corrections $work/corrections ...
+fine-tunes on them (README, "Label Studio").
 
 Ctrl-C stops both servers.
 STEPS

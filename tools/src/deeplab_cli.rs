@@ -30,6 +30,16 @@ pub struct TrainDeepLabArgs {
     /// --confidence` writes them to `<pseudo>/confidence`), used as per-pixel loss weights.
     #[arg(long)]
     pub confidence: Option<PathBuf>,
+    /// Annotators' corrections (`ssc-serve --corrections DIR`): each replaces the pseudo-mask
+    /// of the training image it names (matched by file name), at full confidence.
+    /// Corrections of images outside `--split` are listed and left out.
+    #[arg(long)]
+    pub corrections: Option<PathBuf>,
+    /// Start from a trained DeepLabV2 (a run's `best.safetensors`) instead of the preset's
+    /// initialisation: fine-tuning, e.g. on corrections (`--backbone-weights` is then not
+    /// needed). The network config must match the file.
+    #[arg(long)]
+    pub init: Option<PathBuf>,
     /// Split with ground truth for the per-epoch validation mIoU.
     #[arg(long, default_value = "val")]
     pub val_split: String,
@@ -115,6 +125,9 @@ pub fn resolve_config(
     if args.confidence.is_some() {
         c.confidence_dir = args.confidence.clone();
     }
+    if args.corrections.is_some() {
+        c.corrections_dir = args.corrections.clone();
+    }
     c.validate()?;
     Ok(c)
 }
@@ -127,6 +140,7 @@ pub fn train_deeplab(args: TrainDeepLabArgs) -> Result<()> {
     let opts = DeepLabTrainOptions {
         device: device(&args.device)?,
         backbone_weights: args.backbone_weights.clone(),
+        init_weights: args.init.clone(),
         resume: args.resume,
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
         stop_after_epoch: args.stop_after_epoch,
@@ -140,13 +154,17 @@ pub fn train_deeplab(args: TrainDeepLabArgs) -> Result<()> {
         args.data.display(),
         cfg.net.num_classes
     );
-    let set = Arc::new(DeepLabTrainSet::new(
+    let mut set = DeepLabTrainSet::new(
         &ds,
         &args.pseudo,
         cfg.confidence_dir.as_deref(),
         cfg.net.num_classes,
         &cfg.data,
-    )?);
+    )?;
+    if let Some(dir) = &cfg.corrections_dir {
+        apply_corrections(&mut set, dir, &args.out, args.init.as_deref())?;
+    }
+    let set = Arc::new(set);
     let vds = open_split(&args.data, &args.val_split)
         .with_context(|| format!("opening split {}", args.val_split))?;
     let val = ValSet::new(&vds, cfg.data.val_size, cfg.data.val_max_images)?;
@@ -179,6 +197,66 @@ pub fn train_deeplab(args: TrainDeepLabArgs) -> Result<()> {
         export_best(&args.out, onnx, &classes)?;
         println!("exported {}", onnx.display());
     }
+    Ok(())
+}
+
+/// Puts the corrections of `dir` in place of the pseudo-masks they name and records which
+/// (`<out>/corrections.json`: folder, init weights, ids used, references left out).
+fn apply_corrections(
+    set: &mut DeepLabTrainSet,
+    dir: &Path,
+    out: &Path,
+    init: Option<&Path>,
+) -> Result<()> {
+    let (found, unmatched) = ssc_core::formats::corrections::by_id(dir, &set.ids())
+        .with_context(|| format!("reading the corrections in {}", dir.display()))?;
+    let used = set.apply_corrections(&found);
+    let left_out: Vec<String> = unmatched
+        .iter()
+        .map(|s| {
+            format!(
+                "task {}: {}",
+                s.task,
+                s.image.as_deref().unwrap_or("(no image reference)")
+            )
+        })
+        .collect();
+    if !left_out.is_empty() {
+        tracing::warn!(
+            "{} correction(s) in {} name no training image and are left out: {}",
+            left_out.len(),
+            dir.display(),
+            left_out
+                .iter()
+                .take(5)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+    }
+    anyhow::ensure!(
+        !used.is_empty() || found.is_empty() && unmatched.is_empty(),
+        "{}: none of its {} correction(s) names a training image (matched by file name)",
+        dir.display(),
+        unmatched.len()
+    );
+    tracing::info!(
+        "{} of {} training images use annotators' corrections from {}",
+        used.len(),
+        set.len(),
+        dir.display()
+    );
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let record = serde_json::json!({
+        "corrections": dir,
+        "init": init,
+        "used": used,
+        "left_out": left_out,
+    });
+    ssc_core::atomic::write(
+        &out.join("corrections.json"),
+        serde_json::to_string_pretty(&record)?.as_bytes(),
+    )?;
     Ok(())
 }
 

@@ -162,3 +162,57 @@ fn serves_cam_irn_predictions() {
     assert!(status.success(), "exit status {status:?}");
     drain.join().unwrap();
 }
+
+/// An image above the work size is labelled as its PIL-style shrink to that size and the
+/// labels enlarged back by nearest neighbour: the same answer as segmenting the shrunk image
+/// directly, at the original size.
+#[test]
+fn large_images_are_labelled_at_the_work_size() {
+    use ssc_tools::serve::Segmenter;
+    use ssc_tools::serve::camirn::{CamIrnSegmenter, enlarge_nearest};
+    if !ort_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cam = tiny_cam_model(dir.path(), 3);
+    let irn = tiny_irn_model(dir.path());
+    let open = |work: u64| {
+        CamIrnSegmenter::open(
+            &cam,
+            &irn,
+            &Default::default(),
+            ssc_inference::cam::CamConfig {
+                scales: vec![1.0, 0.5],
+                predict_labels: true,
+                label_threshold: -1e9,
+            },
+            Default::default(),
+        )
+        .unwrap()
+        .with_work_pixels(work)
+    };
+    let (w, h) = (230u32, 130u32);
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        if (x as i32 - 90).pow(2) + (y as i32 - 60).pow(2) < 1600 {
+            image::Rgb([220, 40, 30])
+        } else {
+            image::Rgb([(x % 256) as u8, (y * 2 % 256) as u8, 120])
+        }
+    });
+    let work = 10_000u64;
+    let got = open(work).segment(&img).unwrap();
+    let scale = (work as f64 / f64::from(w * h)).sqrt();
+    let small = ssc_core::resize::pil_rescale_rgb(&img, scale).unwrap();
+    assert!(u64::from(small.width() * small.height()) <= work);
+    let direct = open(10 * work).segment(&small).unwrap();
+    assert_eq!((got.width, got.height), (w, h));
+    assert_eq!(got.scores, direct.scores);
+    assert_eq!(
+        got.labels,
+        enlarge_nearest(&direct.labels, small.width(), small.height(), w, h)
+    );
+    // an image exactly at the work size is not shrunk
+    let at = open(u64::from(w * h)).segment(&img).unwrap();
+    let above = open(100 * u64::from(w * h)).segment(&img).unwrap();
+    assert_eq!(at, above);
+}

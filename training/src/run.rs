@@ -41,6 +41,9 @@ pub struct TrainOptions {
     /// ImageNet weights for the backbone (torchvision ResNet or EfficientNet-Lite; required
     /// by the VOC, COCO and voc-lite presets).
     pub backbone_weights: Option<PathBuf>,
+    /// A whole trained network to start from instead of the preset's initialisation
+    /// (fine-tuning; DeepLabV2 only, e.g. a run's `best.safetensors`).
+    pub init_weights: Option<PathBuf>,
     /// torchvision VGG-19 weights for the SSC classifier's perceptual loss (the other
     /// trainers have none).
     pub vgg_weights: Option<PathBuf>,
@@ -62,6 +65,7 @@ impl TrainOptions {
             out: out.into(),
             device: Device::Cpu,
             backbone_weights: None,
+            init_weights: None,
             vgg_weights: None,
             perceptual_weights: None,
             resume: false,

@@ -13,6 +13,7 @@ pub mod brush;
 pub mod coco;
 pub mod coco_rle;
 pub mod components;
+pub mod corrections;
 pub mod cvat;
 pub mod labelstudio;
 mod png_io;

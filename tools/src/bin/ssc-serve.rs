@@ -69,9 +69,19 @@ struct Cli {
     /// Label Studio URL to fetch other images from (plain http).
     #[arg(long, env = "LABEL_STUDIO_URL")]
     label_studio_url: Option<String>,
-    /// Label Studio API token for fetching images.
+    /// Label Studio API key for fetching images: a legacy token or a personal access token
+    /// (Account & Settings → Personal Access Token); sent to LABEL_STUDIO_URL's origin only.
     #[arg(long, env = "LABEL_STUDIO_API_KEY", hide_env_values = true)]
     label_studio_api_key: Option<String>,
+    /// Other hosts (`host` or `host:port`) whose absolute image URLs may be fetched, without
+    /// credentials (repeat or comma-separate); any other host is refused.
+    #[arg(long, value_delimiter = ',')]
+    allow_host: Vec<String>,
+    /// Store annotators' corrections (Label Studio webhooks ANNOTATION_CREATED / UPDATED /
+    /// ANNOTATIONS_DELETED and the train call) in this folder: one palette PNG and one JSON per
+    /// task.
+    #[arg(long)]
+    corrections: Option<PathBuf>,
     /// Require HTTP basic auth `user:password` on every route.
     #[arg(long, env = "SSC_SERVE_BASIC_AUTH", hide_env_values = true)]
     basic_auth: Option<String>,
@@ -110,6 +120,14 @@ struct Cli {
     /// Largest image in megapixels.
     #[arg(long, default_value_t = 25.0)]
     max_megapixels: f64,
+    /// Decoded image megapixels held at once over all requests (images wait for room before
+    /// they are decoded); default: (workers + 1) × --max-megapixels.
+    #[arg(long)]
+    max_megapixels_in_flight: Option<f64>,
+    /// With --cam-model: images above this many megapixels are shrunk (aspect kept) before the
+    /// CAMs and the random walk, and the label map is enlarged back; bounds memory per worker.
+    #[arg(long, default_value_t = 1.0)]
+    walk_megapixels: f64,
     /// Seconds a request waits for a free worker before 503.
     #[arg(long, default_value_t = 30.0)]
     queue_timeout: f64,
@@ -150,6 +168,12 @@ fn config(cli: &Cli, names: &[String]) -> Result<ServeConfig> {
     }
     if !(cli.max_megapixels.is_finite() && cli.max_megapixels > 0.0) {
         bail!("--max-megapixels must be positive");
+    }
+    let in_flight = cli
+        .max_megapixels_in_flight
+        .unwrap_or(cli.max_megapixels * (cli.workers + 1) as f64);
+    if !(in_flight.is_finite() && in_flight >= cli.max_megapixels) {
+        bail!("--max-megapixels-in-flight must be at least --max-megapixels");
     }
     for (flag, dir) in [
         ("--local-root", &cli.local_root),
@@ -194,6 +218,14 @@ fn config(cli: &Cli, names: &[String]) -> Result<ServeConfig> {
     cfg.to_name = cli.to_name.clone();
     cfg.max_body_bytes = cli.max_body_mib << 20;
     cfg.max_pixels = (cli.max_megapixels * 1e6) as u64;
+    cfg.max_pixels_in_flight = (in_flight * 1e6) as u64;
+    cfg.allow_hosts = cli
+        .allow_host
+        .iter()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .collect();
+    cfg.corrections = cli.corrections.clone();
     cfg.queue_timeout = Duration::from_secs_f64(cli.queue_timeout);
     cfg.basic_auth = cli.basic_auth.clone();
     Ok(cfg)
@@ -219,7 +251,8 @@ fn segmenters(
         let params = read_params(&cli.walk_params)?;
         for _ in 0..cli.workers {
             let s = CamIrnSegmenter::open(cam, irn, session, cam_cfg.clone(), params.clone())
-                .with_context(|| format!("opening {} + {}", cam.display(), irn.display()))?;
+                .with_context(|| format!("opening {} + {}", cam.display(), irn.display()))?
+                .with_work_pixels((cli.walk_megapixels * 1e6) as u64);
             names = s.class_names();
             segmenters.push(Box::new(s));
         }
@@ -244,6 +277,10 @@ fn segmenters(
 
 fn run(cli: Cli) -> Result<()> {
     anyhow::ensure!((1..=64).contains(&cli.workers), "--workers must be 1…64");
+    anyhow::ensure!(
+        cli.walk_megapixels.is_finite() && cli.walk_megapixels >= 0.01,
+        "--walk-megapixels must be at least 0.01"
+    );
     let scales = cli
         .scales
         .iter()

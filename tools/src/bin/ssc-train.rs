@@ -182,6 +182,7 @@ fn options(c: &Common, out: &Path) -> Result<TrainOptions> {
         out: out.to_path_buf(),
         device: device(&c.device)?,
         backbone_weights: c.backbone_weights.clone(),
+        init_weights: None,
         vgg_weights: c.vgg_weights.clone(),
         perceptual_weights: c.perceptual_weights.clone(),
         resume: false,

@@ -1,11 +1,18 @@
 //! The CAM + IRN model behind `ssc-serve` (§3 CAMs with predicted labels, §4.7 random walk):
 //! pre-annotations straight from the pseudo-label stage, before any segmentation network is
 //! trained. Each segmenter owns one CAM session and one IRN session (runs need `&mut`).
+//!
+//! The CAMs at four scales and the random walk need memory in proportion to the image (a
+//! 24-megapixel photograph peaked at 18.9 GB), so an image above the work size
+//! ([`CamIrnSegmenter::with_work_pixels`], 1 megapixel by default) is shrunk to it (aspect
+//! kept, PIL-style bicubic as the pipeline resizes) and the label map is enlarged back by
+//! nearest neighbour: a worker's memory is bounded whatever the image's size.
 
 use std::path::Path;
 
 use image::RgbImage;
 use ssc_core::pseudo::PseudoLabel;
+use ssc_core::resize::pil_rescale_rgb;
 use ssc_inference::cam::{CamConfig, cam_for_image};
 use ssc_inference::refine::{RefineParams, refine};
 use ssc_inference::runtime::{Model, SessionConfig};
@@ -19,7 +26,11 @@ pub struct CamIrnSegmenter {
     irn: Model,
     cfg: CamConfig,
     params: RefineParams,
+    work_pixels: u64,
 }
+
+/// Default work size of [`CamIrnSegmenter`]: one megapixel.
+pub const DEFAULT_WORK_PIXELS: u64 = 1_000_000;
 
 impl CamIrnSegmenter {
     /// Opens the two networks, checking their kinds. Labels are always predicted (a served
@@ -59,7 +70,14 @@ impl CamIrnSegmenter {
             irn: irn_model,
             cfg,
             params,
+            work_pixels: DEFAULT_WORK_PIXELS,
         })
+    }
+
+    /// Runs images larger than `pixels` (at least 10,000) at that size.
+    pub fn with_work_pixels(mut self, pixels: u64) -> Self {
+        self.work_pixels = pixels.max(10_000);
+        self
     }
 
     /// Label names: background, then the CAM network's classes.
@@ -72,16 +90,45 @@ impl CamIrnSegmenter {
 
 impl Segmenter for CamIrnSegmenter {
     fn segment(&mut self, image: &RgbImage) -> std::result::Result<Segmentation, SegmentError> {
-        let rec = cam_for_image(&mut self.cam, image, None, &self.cfg)?;
-        let label = refine(&mut self.irn, image, &rec, &self.params)?;
+        let (w, h) = image.dimensions();
+        let pixels = u64::from(w) * u64::from(h);
+        let small;
+        let work = if pixels > self.work_pixels {
+            let scale = (self.work_pixels as f64 / pixels as f64).sqrt();
+            small = pil_rescale_rgb(image, scale)?;
+            &small
+        } else {
+            image
+        };
+        let rec = cam_for_image(&mut self.cam, work, None, &self.cfg)?;
+        let label = refine(&mut self.irn, work, &rec, &self.params)?;
         let scores = class_confidence(&label, self.cam.info().class_names.len() + 1);
+        let labels = if work.dimensions() == (w, h) {
+            label.pred
+        } else {
+            enlarge_nearest(&label.pred, work.width(), work.height(), w, h)
+        };
         Ok(Segmentation {
-            width: image.width(),
-            height: image.height(),
-            labels: label.pred,
+            width: w,
+            height: h,
+            labels,
             scores,
         })
     }
+}
+
+/// Nearest-neighbour enlargement of a `sw × sh` label map to `w × h` (pixel centres).
+pub fn enlarge_nearest(labels: &[u8], sw: u32, sh: u32, w: u32, h: u32) -> Vec<u8> {
+    let src = |d: u32, sd: u32, dd: u32| {
+        (((f64::from(d) + 0.5) * f64::from(sd) / f64::from(dd)) as u32).min(sd - 1) as usize
+    };
+    let cols: Vec<usize> = (0..w).map(|x| src(x, sw, w)).collect();
+    let mut out = Vec::with_capacity(w as usize * h as usize);
+    for y in 0..h {
+        let row = &labels[src(y, sh, h) * sw as usize..][..sw as usize];
+        out.extend(cols.iter().map(|&c| row[c]));
+    }
+    out
 }
 
 /// Per label value (background first, `classes` entries): the mean confidence of the pixels
@@ -123,6 +170,17 @@ pub fn class_confidence(label: &PseudoLabel, classes: usize) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nearest_enlargement_keeps_blocks() {
+        // 2x2 → 4x6: each source pixel becomes a 2x3 block
+        let out = enlarge_nearest(&[1, 2, 3, 4], 2, 2, 4, 6);
+        let want: Vec<u8> = (0..6)
+            .flat_map(|y| (0..4).map(move |x| [1, 2, 3, 4][(y / 3) * 2 + x / 2]))
+            .collect();
+        assert_eq!(out, want);
+        assert_eq!(enlarge_nearest(&[7, 8, 9], 3, 1, 3, 1), vec![7, 8, 9]);
+    }
 
     #[test]
     fn confidence_is_the_mean_score_of_each_label() {

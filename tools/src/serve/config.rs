@@ -11,7 +11,9 @@ use ssc_core::classes::ClassMap;
 pub struct RemoteLabelStudio {
     /// Base URL of Label Studio (`http://localhost:8080`); plain HTTP only.
     pub url: String,
-    /// API token, sent as `Authorization: Token <key>`.
+    /// API key: a legacy token (sent as `Authorization: Token <key>`) or a personal access
+    /// token (a JWT refresh token, exchanged at `/api/token/refresh` for a `Bearer` access
+    /// token). Sent to this origin only.
     pub api_key: String,
 }
 
@@ -30,8 +32,11 @@ pub struct ServeConfig {
     /// Folder that `/data/upload/<project>/<file>` resolves under (Label Studio's
     /// `<data dir>/media/upload`).
     pub upload_root: Option<PathBuf>,
-    /// Label Studio to fetch other image URLs from.
+    /// Label Studio to fetch other image URLs from; its API key goes to its origin only.
     pub remote: Option<RemoteLabelStudio>,
+    /// Other hosts (`host` or `host:port`) whose absolute image URLs may be fetched, without
+    /// credentials; any other host is refused.
+    pub allow_hosts: Vec<String>,
     /// `from_name` of results when the request's label config names no `BrushLabels`.
     pub from_name: String,
     /// `to_name` of results when the request's label config names no `BrushLabels`.
@@ -40,6 +45,12 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     /// Largest image (width·height) decoded; also bounds fetched image bytes indirectly.
     pub max_pixels: u64,
+    /// Decoded image pixels held at once over all requests (images wait for room before
+    /// decoding); at least `max_pixels`.
+    pub max_pixels_in_flight: u64,
+    /// Folder where annotators' corrections (webhook annotations) are stored; `None` ignores
+    /// them.
+    pub corrections: Option<PathBuf>,
     /// Largest image file read or fetched, in bytes.
     pub max_image_bytes: u64,
     /// How long a request waits for a free segmenter before 503.
@@ -49,7 +60,8 @@ pub struct ServeConfig {
 }
 
 impl ServeConfig {
-    /// Defaults for a class list: 8 MiB bodies, 25 Mpx images, 64 MiB files, 30 s queue wait,
+    /// Defaults for a class list: 8 MiB bodies, 25 Mpx images, 50 Mpx decoded at once, 64 MiB
+    /// files, 30 s queue wait,
     /// no auth, `tag` / `image` control names (those of ssc's labeling config).
     pub fn new(classes: ClassMap) -> Self {
         ServeConfig {
@@ -59,10 +71,13 @@ impl ServeConfig {
             local_root: None,
             upload_root: None,
             remote: None,
+            allow_hosts: Vec::new(),
             from_name: "tag".into(),
             to_name: "image".into(),
             max_body_bytes: 8 << 20,
             max_pixels: 25_000_000,
+            max_pixels_in_flight: 50_000_000,
+            corrections: None,
             max_image_bytes: 64 << 20,
             queue_timeout: Duration::from_secs(30),
             basic_auth: None,

@@ -66,7 +66,8 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::error!("{}", self.message);
         } else {
-            tracing::debug!("{}: {}", self.status, self.message);
+            // a refused request usually means a misconfigured project or backend: say so
+            tracing::warn!("{}: {}", self.status, self.message);
         }
         json_response(self.status, &serde_json::json!({ "error": self.message }))
     }

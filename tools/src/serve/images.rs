@@ -4,16 +4,27 @@
 //! Forms: `/data/local-files/?d=<rel>` (local-files serving) and plain relative paths resolve
 //! under [`ServeConfig::local_root`], `/data/upload/<project>/<file>` under
 //! [`ServeConfig::upload_root`]; the same paths behind `http(s)://host` are treated alike.
-//! Anything else (or a form whose root is not configured) is fetched from
-//! [`ServeConfig::remote`] with `Authorization: Token …`. A relative path that is absolute,
-//! holds `..`, or leads (through a symlink) outside its root is refused with 403, because the
-//! URL comes from the request and must not read arbitrary files of the server.
+//! Anything else (or a form whose root is not configured) is fetched over plain HTTP: from
+//! [`ServeConfig::remote`]'s origin with its API key, from a host of
+//! [`ServeConfig::allow_hosts`] without credentials, and not at all from any other host (403):
+//! the URL comes from the request, and the key must not reach a host that merely appears in
+//! a task. A relative path that is absolute, holds `..`, or leads (through a symlink) outside
+//! its root is refused with 403, because it must not read arbitrary files of the server.
+//!
+//! The API key may be a legacy token (`Authorization: Token <key>`) or a personal access
+//! token (Label Studio ≥ 1.22 disables legacy tokens by default; a PAT is a JWT refresh token
+//! exchanged at `POST /api/token/refresh` for a short-lived `Bearer` access token). The kind
+//! the key looks like is tried first, then the other; the kind that worked is remembered and
+//! an expired access token is refreshed once. When neither works the error says what each
+//! attempt got.
 
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
 
-use axum::http::StatusCode;
+use axum::http::{StatusCode, Uri};
 
 use super::config::ServeConfig;
 use super::error::ApiError;
@@ -28,8 +39,40 @@ pub enum Source {
         /// The decoded relative path.
         rel: String,
     },
-    /// A URL to fetch from Label Studio.
-    Remote(String),
+    /// A URL to fetch: from Label Studio's origin (`credentials`) or an allowed host.
+    Remote {
+        /// Absolute URL.
+        url: String,
+        /// Whether it is Label Studio's origin, i.e. the API key goes with it.
+        credentials: bool,
+    },
+}
+
+/// `(scheme, lower-case host, port)` of an absolute http(s) URL.
+fn origin(url: &str) -> Option<(String, String, u16)> {
+    let uri: Uri = url.parse().ok()?;
+    let scheme = uri.scheme_str()?.to_ascii_lowercase();
+    let default = match scheme.as_str() {
+        "http" => 80,
+        "https" => 443,
+        _ => return None,
+    };
+    let host = uri.host()?.to_ascii_lowercase();
+    Some((scheme, host, uri.port_u16().unwrap_or(default)))
+}
+
+/// Whether `host` / `host:port` of the allow-list names `url`'s host.
+fn allowed(url: &str, allow: &[String]) -> bool {
+    let Some((_, host, port)) = origin(url) else {
+        return false;
+    };
+    allow.iter().any(|a| {
+        let a = a.trim().to_ascii_lowercase();
+        match a.rsplit_once(':') {
+            Some((h, p)) if p.parse::<u16>().is_ok() => h == host && p.parse::<u16>() == Ok(port),
+            _ => a == host,
+        }
+    })
 }
 
 /// Decides where `url` points (see the module docs).
@@ -63,12 +106,39 @@ pub fn resolve(url: &str, cfg: &ServeConfig) -> Result<Source, ApiError> {
     if let Some(s) = found {
         return Ok(s);
     }
+    if url.contains("://") {
+        let ls = cfg.remote.as_ref().and_then(|r| origin(&r.url));
+        let target = origin(url)
+            .ok_or_else(|| ApiError::bad_request(format!("{url}: not an http(s) URL")))?;
+        if ls.as_ref() == Some(&target) {
+            return Ok(Source::Remote {
+                url: url.to_string(),
+                credentials: true,
+            });
+        }
+        if allowed(url, &cfg.allow_hosts) {
+            return Ok(Source::Remote {
+                url: url.to_string(),
+                credentials: false,
+            });
+        }
+        let port = target.2;
+        return Err(ApiError::forbidden(format!(
+            "{url}: refusing to fetch from {}:{port}, which is neither Label Studio's origin \
+             (LABEL_STUDIO_URL{}) nor allowed (--allow-host {}:{port} fetches it without \
+             credentials)",
+            target.1,
+            cfg.remote
+                .as_ref()
+                .map_or(" is not set".to_string(), |r| format!("={}", r.url)),
+            target.1,
+        )));
+    }
     match &cfg.remote {
-        Some(_) if url.contains("://") => Ok(Source::Remote(url.to_string())),
-        Some(r) if url.starts_with('/') => Ok(Source::Remote(format!(
-            "{}{url}",
-            r.url.trim_end_matches('/')
-        ))),
+        Some(r) if url.starts_with('/') => Ok(Source::Remote {
+            url: format!("{}{url}", r.url.trim_end_matches('/')),
+            credentials: true,
+        }),
         _ => Err(ApiError::bad_request(format!(
             "{url}: cannot resolve the image (set --local-root / --upload-root for Label \
              Studio file URLs, or LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY to fetch it)"
@@ -88,28 +158,8 @@ fn strip_origin(url: &str) -> &str {
 
 /// Decodes `%XX` and `+` (form encoding, as Django reads `?d=`); bad escapes are a 400.
 pub fn percent_decode(s: &str, url: &str) -> Result<String, ApiError> {
-    let bad = || ApiError::bad_request(format!("{url}: bad percent-encoding"));
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' => {
-                let hex = s.get(i + 1..i + 3).ok_or_else(bad)?;
-                out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).map_err(|_| bad())
+    ssc_core::formats::corrections::form_decode(s)
+        .ok_or_else(|| ApiError::bad_request(format!("{url}: bad percent-encoding")))
 }
 
 /// `root/rel` after checking it stays inside `root`: 403 for absolute paths, `..` and
@@ -144,22 +194,225 @@ pub fn safe_join(root: &Path, rel: &str) -> Result<PathBuf, ApiError> {
 }
 
 /// Reads the bytes of the image `url` points to, bounded by `cfg.max_image_bytes`.
-pub async fn load(url: &str, cfg: &ServeConfig) -> Result<Vec<u8>, ApiError> {
+pub async fn load(url: &str, cfg: &ServeConfig, fetcher: &Fetcher) -> Result<Vec<u8>, ApiError> {
+    let limit = cfg.max_image_bytes;
     match resolve(url, cfg)? {
         Source::Local { root, rel } => {
-            let limit = cfg.max_image_bytes;
             tokio::task::spawn_blocking(move || read_local(&root, &rel, limit))
                 .await
                 .map_err(|e| ApiError::internal(format!("reading crashed: {e}")))?
         }
-        Source::Remote(full) => {
-            let key = cfg.remote.as_ref().map(|r| r.api_key.clone());
-            let limit = cfg.max_image_bytes;
-            tokio::task::spawn_blocking(move || fetch(&full, key.as_deref(), limit))
+        Source::Remote { url, credentials } => {
+            let fetcher = fetcher.clone();
+            tokio::task::spawn_blocking(move || fetcher.get(&url, credentials, limit))
                 .await
                 .map_err(|e| ApiError::internal(format!("fetch crashed: {e}")))?
         }
     }
+}
+
+/// How an API key is presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyKind {
+    /// `Authorization: Token <key>`.
+    Legacy = 1,
+    /// `Authorization: Bearer <access>` after a refresh-token exchange.
+    Personal = 2,
+}
+
+impl KeyKind {
+    fn name(self) -> &'static str {
+        match self {
+            KeyKind::Legacy => "a legacy token",
+            KeyKind::Personal => "a personal access token",
+        }
+    }
+}
+
+/// A personal access token's current access token.
+#[derive(Debug)]
+struct Access {
+    token: String,
+    at: Instant,
+}
+
+/// Label Studio access tokens live five minutes; renew a little before.
+const ACCESS_LIFETIME: Duration = Duration::from_secs(240);
+
+/// Fetches remote images, keeping what it learnt about the API key (its kind, the current
+/// access token) across requests. Cheap to clone (shared state).
+#[derive(Clone)]
+pub struct Fetcher {
+    inner: std::sync::Arc<FetcherState>,
+}
+
+struct FetcherState {
+    remote: Option<super::config::RemoteLabelStudio>,
+    agent: ureq::Agent,
+    kind: AtomicU8,
+    access: Mutex<Option<Access>>,
+}
+
+/// Whether `key` has the shape of a JWT (three base64url parts).
+fn looks_like_jwt(key: &str) -> bool {
+    let parts: Vec<&str> = key.split('.').collect();
+    parts.len() == 3
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'=')
+        })
+}
+
+impl Fetcher {
+    /// A fetcher for `cfg.remote`'s key.
+    pub fn new(cfg: &ServeConfig) -> Self {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            // ureq's default: Authorization never follows a redirect (presigned storage URLs)
+            .build()
+            .into();
+        Fetcher {
+            inner: std::sync::Arc::new(FetcherState {
+                remote: cfg.remote.clone(),
+                agent,
+                kind: AtomicU8::new(0),
+                access: Mutex::new(None),
+            }),
+        }
+    }
+
+    fn order(&self, key: &str) -> Vec<KeyKind> {
+        let guess = if looks_like_jwt(key) {
+            [KeyKind::Personal, KeyKind::Legacy]
+        } else {
+            [KeyKind::Legacy, KeyKind::Personal]
+        };
+        let known = self.inner.kind.load(Ordering::SeqCst);
+        let mut order = guess.to_vec();
+        if let Some(i) = order.iter().position(|k| *k as u8 == known) {
+            let k = order.remove(i);
+            order.insert(0, k);
+        }
+        order
+    }
+
+    /// A current access token for the personal access token `key`; `renew` forces a refresh.
+    fn access_token(&self, base: &str, key: &str, renew: bool) -> Result<String, String> {
+        let mut cached = self.inner.access.lock().unwrap_or_else(|p| p.into_inner());
+        if !renew
+            && let Some(a) = cached.as_ref()
+            && a.at.elapsed() < ACCESS_LIFETIME
+        {
+            return Ok(a.token.clone());
+        }
+        let url = format!("{}/api/token/refresh/", base.trim_end_matches('/'));
+        let body = serde_json::json!({ "refresh": key }).to_string();
+        let mut resp = self
+            .inner
+            .agent
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .send(body.as_bytes())
+            .map_err(|e| format!("POST {url} failed: {e}"))?;
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        if !(200..300).contains(&status) {
+            return Err(format!("POST {url} answered {status}"));
+        }
+        let token = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["access"].as_str().map(str::to_string))
+            .ok_or_else(|| format!("POST {url} gave no \"access\" token"))?;
+        *cached = Some(Access {
+            token: token.clone(),
+            at: Instant::now(),
+        });
+        Ok(token)
+    }
+
+    /// GETs `url` (plain HTTP), with Label Studio's key when `credentials`, at most `limit`
+    /// bytes.
+    pub fn get(&self, url: &str, credentials: bool, limit: u64) -> Result<Vec<u8>, ApiError> {
+        let bad_gateway = |m: String| ApiError::new(StatusCode::BAD_GATEWAY, m);
+        let remote = self.inner.remote.as_ref().filter(|_| credentials);
+        let Some(remote) = remote.filter(|r| !r.api_key.is_empty()) else {
+            let resp = self
+                .inner
+                .agent
+                .get(url)
+                .call()
+                .map_err(|e| bad_gateway(format!("{url}: fetching failed: {e}")))?;
+            return body(url, resp, limit);
+        };
+        let mut failures = Vec::new();
+        for kind in self.order(&remote.api_key) {
+            let mut renewed = false;
+            loop {
+                let header = match kind {
+                    KeyKind::Legacy => format!("Token {}", remote.api_key),
+                    KeyKind::Personal => {
+                        match self.access_token(&remote.url, &remote.api_key, renewed) {
+                            Ok(t) => format!("Bearer {t}"),
+                            Err(e) => {
+                                failures.push(format!("as {}: {e}", kind.name()));
+                                break;
+                            }
+                        }
+                    }
+                };
+                let resp = self
+                    .inner
+                    .agent
+                    .get(url)
+                    .header("Authorization", header)
+                    .call()
+                    .map_err(|e| {
+                        bad_gateway(format!("{url}: fetching from Label Studio failed: {e}"))
+                    })?;
+                let status = resp.status().as_u16();
+                if status == 401 || status == 403 {
+                    if kind == KeyKind::Personal && !renewed {
+                        // the cached access token may have expired: one fresh exchange
+                        renewed = true;
+                        continue;
+                    }
+                    failures.push(format!("as {}: {url} answered {status}", kind.name()));
+                    break;
+                }
+                self.inner.kind.store(kind as u8, Ordering::SeqCst);
+                return body(url, resp, limit);
+            }
+        }
+        Err(bad_gateway(format!(
+            "{url}: Label Studio refused LABEL_STUDIO_API_KEY {}",
+            failures.join("; ")
+        )))
+    }
+}
+
+fn body(
+    url: &str,
+    resp: ureq::http::Response<ureq::Body>,
+    limit: u64,
+) -> Result<Vec<u8>, ApiError> {
+    let bad_gateway = |m: String| ApiError::new(StatusCode::BAD_GATEWAY, m);
+    match resp.status().as_u16() {
+        200..=299 => {}
+        404 => return Err(ApiError::not_found(format!("{url}: the server says 404"))),
+        s => return Err(bad_gateway(format!("{url}: the server answered {s}"))),
+    }
+    let mut bytes = Vec::new();
+    resp.into_body()
+        .into_reader()
+        .take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| bad_gateway(format!("{url}: {e}")))?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large(url, limit));
+    }
+    Ok(bytes)
 }
 
 /// Reads `root/rel` after [`safe_join`], at most `limit` bytes.
@@ -180,39 +433,6 @@ fn too_large(what: &str, limit: u64) -> ApiError {
         StatusCode::PAYLOAD_TOO_LARGE,
         format!("{what}: image file larger than {limit} bytes"),
     )
-}
-
-/// GETs `url` with the Label Studio token (plain HTTP), at most `limit` bytes.
-fn fetch(url: &str, api_key: Option<&str>, limit: u64) -> Result<Vec<u8>, ApiError> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into();
-    let mut req = agent.get(url);
-    if let Some(k) = api_key {
-        req = req.header("Authorization", format!("Token {k}"));
-    }
-    let bad_gateway = |m: String| ApiError::new(StatusCode::BAD_GATEWAY, m);
-    let resp = req
-        .call()
-        .map_err(|e| bad_gateway(format!("{url}: fetching from Label Studio failed: {e}")))?;
-    let status = resp.status().as_u16();
-    match status {
-        200..=299 => {}
-        404 => return Err(ApiError::not_found(format!("{url}: Label Studio says 404"))),
-        s => return Err(bad_gateway(format!("{url}: Label Studio answered {s}"))),
-    }
-    let mut bytes = Vec::new();
-    resp.into_body()
-        .into_reader()
-        .take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| bad_gateway(format!("{url}: {e}")))?;
-    if bytes.len() as u64 > limit {
-        return Err(too_large(url, limit));
-    }
-    Ok(bytes)
 }
 
 #[cfg(test)]
@@ -253,8 +473,48 @@ mod tests {
         });
         assert_eq!(
             resolve("/data/upload/3/abc.jpg", &r).unwrap(),
-            Source::Remote("http://ls:8080/data/upload/3/abc.jpg".into())
+            Source::Remote {
+                url: "http://ls:8080/data/upload/3/abc.jpg".into(),
+                credentials: true
+            }
         );
+        // the key goes to Label Studio's origin only; other hosts need the allow-list
+        assert_eq!(
+            resolve("http://LS:8080/api/x.jpg", &r).unwrap(),
+            Source::Remote {
+                url: "http://LS:8080/api/x.jpg".into(),
+                credentials: true
+            }
+        );
+        for other in [
+            "http://ls:9999/x.jpg",
+            "http://evil/x.jpg",
+            "https://ls:8080/x.jpg",
+        ] {
+            assert_eq!(
+                resolve(other, &r).unwrap_err().status,
+                StatusCode::FORBIDDEN,
+                "{other}"
+            );
+        }
+        r.allow_hosts = vec!["cdn.example".into(), "ls:9999".into()];
+        assert_eq!(
+            resolve("http://cdn.example:81/x.jpg", &r).unwrap(),
+            Source::Remote {
+                url: "http://cdn.example:81/x.jpg".into(),
+                credentials: false
+            }
+        );
+        assert!(matches!(
+            resolve("http://ls:9999/x.jpg", &r).unwrap(),
+            Source::Remote {
+                credentials: false,
+                ..
+            }
+        ));
+        assert!(resolve("http://ls:9998/x.jpg", &r).is_err());
+        assert!(looks_like_jwt("eyJhbGciOi.eyJ0b2tlbl9.sig-_x"));
+        assert!(!looks_like_jwt("0123456789abcdef0123456789abcdef01234567"));
         r.upload_root = Some("/media/upload".into());
         assert_eq!(
             resolve("/data/upload/3/abc.jpg", &r).unwrap(),

@@ -6,11 +6,13 @@
 //! served with an ONNX one: a DeepLab model, or the CAM + IRN pair of the pseudo-label stage
 //! ([`camirn`]). [`images`] resolves Label Studio image URLs under a local root
 //! (refusing escapes) or fetches them from Label Studio, [`auth`] checks optional basic auth,
-//! [`config`] holds the limits.
+//! [`config`] holds the limits, and [`corrections`] stores annotators' corrections delivered
+//! by Label Studio's webhooks and train call.
 
 pub mod auth;
 pub mod camirn;
 pub mod config;
+pub mod corrections;
 pub mod error;
 pub mod images;
 pub mod predictor;

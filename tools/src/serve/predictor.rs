@@ -5,6 +5,8 @@
 //! ONNX Runtime sessions run with `&mut self`, so each worker owns one segmenter: the pool
 //! holds as many permits as segmenters, and a permit guarantees a free one.
 
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,10 +42,17 @@ pub trait Segmenter: Send {
 }
 
 /// Segmenters shared by the request handlers.
+///
+/// A segmenter leaves the free list only inside the blocking job that runs it, and that job
+/// puts it back (and releases its permit) itself: when the request that started it is dropped
+/// (a client that disconnects or times out), the job still finishes and the worker is not
+/// lost. A segmenter that panics is retired with its permit.
 pub struct Pool {
-    free: Mutex<Vec<Box<dyn Segmenter>>>,
+    free: Arc<Mutex<Vec<Box<dyn Segmenter>>>>,
     permits: Arc<Semaphore>,
     timeout: Duration,
+    workers: usize,
+    retired: Arc<AtomicUsize>,
 }
 
 impl Pool {
@@ -54,14 +63,32 @@ impl Pool {
         }
         Ok(Pool {
             permits: Arc::new(Semaphore::new(segmenters.len())),
-            free: Mutex::new(segmenters),
+            workers: segmenters.len(),
+            free: Arc::new(Mutex::new(segmenters)),
             timeout,
+            retired: Arc::new(AtomicUsize::new(0)),
         })
+    }
+
+    /// Segmenters the pool started with.
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// Segmenters still in service (a panicking one is retired).
+    pub fn alive(&self) -> usize {
+        self.workers - self.retired.load(Ordering::SeqCst)
     }
 
     /// Runs a free segmenter on `image` off the async threads; 503 when none frees up within
     /// the timeout, 500 when the model fails.
-    pub async fn segment(&self, image: RgbImage) -> Result<Segmentation, ApiError> {
+    pub async fn segment(&self, image: Arc<RgbImage>) -> Result<Segmentation, ApiError> {
+        if self.alive() == 0 {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "every model worker has crashed; restart ssc-serve",
+            ));
+        }
         let permit = tokio::time::timeout(self.timeout, self.permits.clone().acquire_owned())
             .await
             .map_err(|_| {
@@ -74,35 +101,50 @@ impl Pool {
                 )
             })?
             .map_err(|_| ApiError::internal("segmenter pool closed"))?;
-        let mut seg = self
-            .lock()
+        let mut seg = lock(&self.free)
             .pop()
             .ok_or_else(|| ApiError::internal("no free segmenter despite a permit"))?;
-        let job = tokio::task::spawn_blocking(move || {
-            let out = seg.segment(&image);
-            (seg, out)
-        });
-        match job.await {
-            Ok((seg, out)) => {
-                self.lock().push(seg);
-                drop(permit);
-                let s = out.map_err(|e| ApiError::internal(format!("model failed: {e}")))?;
-                check_shape(&s)?;
-                Ok(s)
-            }
-            Err(e) => {
-                // the segmenter died with its thread: retire its permit so permits keep
-                // matching the segmenters left
-                permit.forget();
-                Err(ApiError::internal(format!("model crashed: {e}")))
-            }
-        }
+        let free = self.free.clone();
+        let retired = self.retired.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        // Detached on purpose: dropping the request must not drop the segmenter.
+        drop(tokio::task::spawn_blocking(move || {
+            let out = std::panic::catch_unwind(AssertUnwindSafe(|| seg.segment(&image)));
+            let answer = match out {
+                Ok(out) => {
+                    lock(&free).push(seg);
+                    drop(permit);
+                    out.map_err(|e| ApiError::internal(format!("model failed: {e}")))
+                }
+                Err(panic) => {
+                    // the segmenter's state is unknown after a panic: retire it and its permit
+                    // so that permits keep matching the segmenters left
+                    permit.forget();
+                    retired.fetch_add(1, Ordering::SeqCst);
+                    drop(seg);
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "panic".into());
+                    Err(ApiError::internal(format!(
+                        "model crashed ({what}); its worker is retired"
+                    )))
+                }
+            };
+            let _ = tx.send(answer);
+        }));
+        let s = rx
+            .await
+            .map_err(|_| ApiError::internal("model job vanished"))??;
+        check_shape(&s)?;
+        Ok(s)
     }
+}
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Box<dyn Segmenter>>> {
-        // a poisoned lock only means a panic elsewhere; the Vec itself is still valid
-        self.free.lock().unwrap_or_else(|p| p.into_inner())
-    }
+fn lock(m: &Mutex<Vec<Box<dyn Segmenter>>>) -> std::sync::MutexGuard<'_, Vec<Box<dyn Segmenter>>> {
+    // a poisoned lock only means a panic elsewhere; the Vec itself is still valid
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn check_shape(s: &Segmentation) -> Result<(), ApiError> {
@@ -117,7 +159,9 @@ fn check_shape(s: &Segmentation) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Names of the `BrushLabels` control and its image, and the label values it offers.
+/// What a labeling config says about the brush control: the names of the `BrushLabels`
+/// control and of its image, the label values it offers, and the task data key the image
+/// comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrushControl {
     /// `from_name`.
@@ -126,10 +170,13 @@ pub struct BrushControl {
     pub to_name: String,
     /// `<Label value=…>` entries; empty = no restriction.
     pub labels: Vec<String>,
+    /// Key of `task.data` holding the image URL: `photo` for `<Image value="$photo">`.
+    pub data_key: String,
 }
 
-/// Finds the first `<BrushLabels name=… toName=…>` of a labeling config and its labels
-/// (a light tag scan: Label Studio configs are small, flat XML).
+/// Finds the first `<BrushLabels name=… toName=…>` of a labeling config, its labels, and the
+/// `value="$key"` of the `<Image>` it points to (`image` when that tag is not found). A light
+/// tag scan: Label Studio configs are small, flat XML.
 pub fn brush_control(label_config: &str) -> Option<BrushControl> {
     let start = label_config.find("<BrushLabels")?;
     let rest = &label_config[start..];
@@ -142,10 +189,22 @@ pub fn brush_control(label_config: &str) -> Option<BrushControl> {
         .skip(1)
         .filter_map(|tag| attribute(&tag[..tag.find('>').unwrap_or(tag.len())], "value"))
         .collect();
+    let to_name = attribute(head, "toName")?;
+    let data_key = label_config
+        .split("<Image")
+        .skip(1)
+        .map(|tag| &tag[..tag.find('>').unwrap_or(tag.len())])
+        .filter(|tag| tag.starts_with(|c: char| c.is_whitespace()))
+        .find(|tag| attribute(tag, "name").as_deref() == Some(to_name.as_str()))
+        .and_then(|tag| attribute(tag, "value"))
+        .map(|v| v.trim_start_matches('$').to_string())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "image".into());
     Some(BrushControl {
         from_name: attribute(head, "name")?,
-        to_name: attribute(head, "toName")?,
+        to_name,
         labels,
+        data_key,
     })
 }
 
@@ -249,7 +308,11 @@ mod tests {
         let c = brush_control(cfg).unwrap();
         assert_eq!((c.from_name.as_str(), c.to_name.as_str()), ("paint", "img"));
         assert_eq!(c.labels, vec!["cat".to_string(), "a&b".to_string()]);
+        assert_eq!(c.data_key, "image");
         assert!(brush_control("<View><Image name=\"x\"/></View>").is_none());
+        let photo = r#"<View><Image name="other" value="$other"/><Image name='img' value='$photo'/>
+            <BrushLabels name="paint" toName="img"><Label value="cat"/></BrushLabels></View>"#;
+        assert_eq!(brush_control(photo).unwrap().data_key, "photo");
     }
 
     #[test]
@@ -265,6 +328,7 @@ mod tests {
             from_name: "t".into(),
             to_name: "i".into(),
             labels: vec![],
+            data_key: "image".into(),
         };
         let p = prediction(&s, &classes, &all, "v1").unwrap();
         assert_eq!(p["result"].as_array().unwrap().len(), 2);

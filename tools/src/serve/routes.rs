@@ -1,14 +1,26 @@
 //! HTTP routes of `ssc-serve`, the Label Studio ML backend protocol (label-studio-ml ≥ 2,
-//! as Label Studio ≥ 1.10 calls it): `GET /health` (and `/`), `POST /setup`,
-//! `POST /predict`, `POST /webhook`, `GET /metrics`; everything else is a JSON 404/405.
+//! as Label Studio ≥ 1.10 calls it): `GET /health` (and `/`), `GET /versions`,
+//! `POST /setup`, `POST /predict`, `POST /webhook`, `POST /train`, `GET /metrics`; everything
+//! else is a JSON 404/405.
 //!
-//! `/predict` answers `{"results": [prediction per task, in task order], "model_version"}`,
-//! each prediction `{model_version, score, result: [brushlabels …]}` (see
-//! [`super::predictor::prediction`]). Any failing task fails the request with its status, so
-//! Label Studio never receives predictions misaligned with its tasks.
+//! `/predict` answers `{"results": [one entry per task, in task order], "model_version"}`.
+//! A task that worked gets `{model_version, score, result: [brushlabels …]}` (see
+//! [`super::predictor::prediction`]); a task that failed gets `{error, status, task}` and no
+//! `result`, which Label Studio skips while keeping the other entries aligned with their
+//! tasks. Only when every task fails is the answer itself an error (the first task's status).
+//! A batch's tasks run on all workers at once (at most workers + 1 tasks of one request are
+//! loaded at a time), and decoded pixels over all requests are bounded by
+//! [`ServeConfig::max_pixels_in_flight`]: an image waits for room before it is decoded.
+//!
+//! The image's task data key and the result's `from_name` / `to_name` come from the labeling
+//! config: the request's `label_config`, else the one `/setup` delivered for the project,
+//! else the command-line defaults.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::io::Cursor;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -18,17 +30,33 @@ use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use image::RgbImage;
 use serde_json::{Value, json};
 use ssc_core::imageio::{DecodeOptions, read_rgb_bytes_with};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::config::ServeConfig;
+use super::corrections::Corrections;
 use super::error::{ApiError, json_response};
+use super::images::Fetcher;
 use super::predictor::{BrushControl, Pool, Segmenter, brush_control, prediction};
 use super::{auth, images};
+
+/// Pixels per permit of the decoded-pixel budget (tokio takes at most `u32` permits at once).
+const PIXEL_UNIT: u64 = 1024;
 
 struct App {
     cfg: ServeConfig,
     pool: Pool,
+    fetcher: Fetcher,
+    /// Budget of decoded pixels, in [`PIXEL_UNIT`]s.
+    pixels: Arc<Semaphore>,
+    pixels_in_flight: AtomicU64,
+    pixels_peak: AtomicU64,
+    /// Labeling configs delivered by `/setup`, by project (`"<id>.<time>"` as Label Studio
+    /// names it), and the last one.
+    controls: Mutex<(HashMap<String, BrushControl>, Option<BrushControl>)>,
+    corrections: Option<Corrections>,
 }
 
 type Shared = State<Arc<App>>;
@@ -38,14 +66,30 @@ pub fn router(cfg: ServeConfig, segmenters: Vec<Box<dyn Segmenter>>) -> Result<R
     let pool = Pool::new(segmenters, cfg.queue_timeout)?;
     let limit = cfg.max_body_bytes;
     let credentials = cfg.basic_auth.clone();
-    let app = Arc::new(App { cfg, pool });
+    let budget = budget_units(&cfg) as usize;
+    let corrections = match &cfg.corrections {
+        Some(dir) => Some(Corrections::open(dir, cfg.classes.clone())?),
+        None => None,
+    };
+    let app = Arc::new(App {
+        fetcher: Fetcher::new(&cfg),
+        pixels: Arc::new(Semaphore::new(budget)),
+        pixels_in_flight: AtomicU64::new(0),
+        pixels_peak: AtomicU64::new(0),
+        controls: Mutex::new((HashMap::new(), None)),
+        corrections,
+        cfg,
+        pool,
+    });
     let mut r = Router::new()
         .route("/", get(health))
         .route("/health", get(health))
+        .route("/versions", get(versions))
         .route("/metrics", get(metrics))
         .route("/setup", post(setup))
         .route("/predict", post(predict))
         .route("/webhook", post(webhook))
+        .route("/train", post(train))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
@@ -96,15 +140,39 @@ fn ok(body: Value) -> Response {
 }
 
 async fn health(State(app): Shared) -> Response {
-    ok(json!({
-        "status": "UP",
-        "model_class": app.cfg.model_class,
-        "model_version": app.cfg.model_version,
-    }))
+    let alive = app.pool.alive();
+    let status = if alive > 0 {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json_response(
+        status,
+        &json!({
+            "status": if alive > 0 { "UP" } else { "DOWN" },
+            "model_class": app.cfg.model_class,
+            "model_version": app.cfg.model_version,
+            "workers": app.pool.workers(),
+            "workers_alive": alive,
+            "classes": app.cfg.classes.names,
+        }),
+    )
 }
 
-async fn metrics() -> Response {
-    ok(json!({}))
+/// The model versions this backend can serve (Label Studio ≥ 1.10 asks; without the route
+/// it shows "Upgrade your ML backend").
+async fn versions(State(app): Shared) -> Response {
+    ok(json!({ "versions": [app.cfg.model_version], "model_version": app.cfg.model_version }))
+}
+
+async fn metrics(State(app): Shared) -> Response {
+    ok(json!({
+        "decoded_pixels_in_flight": app.pixels_in_flight.load(Ordering::SeqCst),
+        "decoded_pixels_peak": app.pixels_peak.load(Ordering::SeqCst),
+        "decoded_pixels_budget": app.cfg.max_pixels_in_flight.max(app.cfg.max_pixels),
+        "workers": app.pool.workers(),
+        "workers_alive": app.pool.alive(),
+    }))
 }
 
 async fn not_found() -> ApiError {
@@ -127,26 +195,189 @@ fn json_body(
     }
 }
 
+/// Label Studio's project key (`"<id>.<time>"`, or an id).
+fn project_key(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Object(o) => o.get("id").and_then(|id| project_key(Some(id))),
+        _ => None,
+    }
+}
+
+impl App {
+    /// The brush control for a request: its own labeling config, else the project's from
+    /// `/setup`, else the last `/setup`'s, else the command-line names.
+    fn control(&self, label_config: Option<&str>, project: Option<&Value>) -> BrushControl {
+        if let Some(c) = label_config.and_then(brush_control) {
+            return c;
+        }
+        let known = self.controls.lock().unwrap_or_else(|p| p.into_inner());
+        project_key(project)
+            .and_then(|k| {
+                known.0.get(&k).cloned().or_else(|| {
+                    // a bare id matches "<id>.<time>"
+                    let id = k.split('.').next().unwrap_or(&k).to_string();
+                    known
+                        .0
+                        .iter()
+                        .find(|(key, _)| key.split('.').next() == Some(id.as_str()))
+                        .map(|(_, c)| c.clone())
+                })
+            })
+            .or_else(|| known.1.clone())
+            .unwrap_or_else(|| BrushControl {
+                from_name: self.cfg.from_name.clone(),
+                to_name: self.cfg.to_name.clone(),
+                labels: Vec::new(),
+                data_key: "image".into(),
+            })
+    }
+}
+
 async fn setup(
     State(app): Shared,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = json_body(body)?;
-    if let Some(schema) = body.get("schema").and_then(Value::as_str)
-        && brush_control(schema).is_none()
-    {
-        tracing::warn!("project config has no BrushLabels control; predictions use the defaults");
+    if let Some(schema) = body.get("schema").and_then(Value::as_str) {
+        match brush_control(schema) {
+            Some(c) => {
+                tracing::info!(
+                    "setup: project {} uses <Image value=\"${}\"> and BrushLabels {} → {}",
+                    project_key(body.get("project")).unwrap_or_else(|| "?".into()),
+                    c.data_key,
+                    c.from_name,
+                    c.to_name
+                );
+                let mut known = app.controls.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(k) = project_key(body.get("project")) {
+                    known.0.insert(k, c.clone());
+                }
+                known.1 = Some(c);
+            }
+            None => tracing::warn!(
+                "project config has no BrushLabels control; predictions use the defaults"
+            ),
+        }
     }
     Ok(ok(json!({ "model_version": app.cfg.model_version })))
 }
 
-async fn webhook(body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+/// `ANNOTATION_CREATED` / `ANNOTATION_UPDATED` / `ANNOTATIONS_CREATED` store corrections,
+/// `ANNOTATIONS_DELETED` removes them (with `--corrections`); other actions are acknowledged.
+async fn webhook(
+    State(app): Shared,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
     let body = json_body(body)?;
-    tracing::debug!(
-        "webhook {} ignored (ssc-serve does not train)",
-        body.get("action").and_then(|a| a.as_str()).unwrap_or("?")
+    let action = body
+        .get("action")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::bad_request("webhook without an \"action\" string"))?
+        .to_string();
+    let Some(store) = &app.corrections else {
+        tracing::debug!("webhook {action} ignored (no --corrections folder)");
+        return Ok(ok(json!({ "action": action, "stored": 0 })));
+    };
+    match action.as_str() {
+        "ANNOTATION_CREATED" | "ANNOTATION_UPDATED" | "ANNOTATIONS_CREATED" => {
+            let project = body.get("project");
+            let label_config = project
+                .and_then(|p| p.get("label_config"))
+                .and_then(Value::as_str);
+            let control = app.control(label_config, project);
+            let pairs = super::corrections::annotation_pairs(&body)?;
+            let stored = store_all(&app, store, pairs, &control).await?;
+            Ok(ok(json!({ "action": action, "stored": stored })))
+        }
+        "ANNOTATIONS_DELETED" | "ANNOTATION_DELETED" => {
+            let ids = super::corrections::deleted_ids(&body)?;
+            let store = store.clone();
+            let removed = tokio::task::spawn_blocking(move || store.delete(&ids))
+                .await
+                .map_err(|e| ApiError::internal(format!("deleting crashed: {e}")))??;
+            Ok(ok(json!({ "action": action, "removed": removed })))
+        }
+        _ => {
+            tracing::debug!("webhook {action} acknowledged");
+            Ok(ok(json!({ "action": action, "stored": 0 })))
+        }
+    }
+}
+
+/// Validates every pair first, then writes: a malformed payload writes nothing.
+async fn store_all(
+    app: &App,
+    store: &Corrections,
+    pairs: Vec<(Value, Value)>,
+    control: &BrushControl,
+) -> Result<usize, ApiError> {
+    let mut decoded = Vec::with_capacity(pairs.len());
+    for (task, annotation) in &pairs {
+        if let Some(c) = store.decode(task, annotation, control, &app.cfg.model_version)? {
+            decoded.push(c);
+        }
+    }
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || {
+        decoded
+            .iter()
+            .try_for_each(|c| store.write(c))
+            .map(|()| decoded.len())
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("storing crashed: {e}")))?
+}
+
+/// Label Studio's train call (`{annotations: [task with its annotations], label_config}`):
+/// stores the latest annotation of every task as a correction.
+async fn train(
+    State(app): Shared,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = json_body(body)?;
+    let Some(store) = &app.corrections else {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "ssc-serve stores corrections only with --corrections DIR",
+        ));
+    };
+    let tasks = body
+        .get("annotations")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ApiError::bad_request("expected \"annotations\": a list of tasks"))?;
+    let control = app.control(
+        body.get("label_config").and_then(Value::as_str),
+        body.get("project"),
     );
-    Ok(ok(json!({})))
+    let mut pairs = Vec::new();
+    for (i, task) in tasks.iter().enumerate() {
+        let latest = task
+            .get("annotations")
+            .and_then(Value::as_array)
+            .ok_or_else(|| ApiError::bad_request(format!("task #{i}: no \"annotations\" list")))?
+            .iter()
+            .filter(|a| {
+                !a.get("was_cancelled")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false)
+            })
+            .max_by_key(|a| {
+                a.get("updated_at")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            });
+        if let Some(a) = latest {
+            pairs.push((task.clone(), a.clone()));
+        }
+    }
+    let stored = store_all(&app, store, pairs, &control).await?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &json!({ "stored": stored }),
+    ))
 }
 
 async fn predict(
@@ -158,40 +389,145 @@ async fn predict(
         .get("tasks")
         .and_then(Value::as_array)
         .ok_or_else(|| ApiError::bad_request("expected \"tasks\": a list"))?;
-    let cfg = &app.cfg;
-    let control = body
-        .get("label_config")
-        .and_then(Value::as_str)
-        .and_then(brush_control)
-        .unwrap_or_else(|| BrushControl {
-            from_name: cfg.from_name.clone(),
-            to_name: cfg.to_name.clone(),
-            labels: Vec::new(),
-        });
-    let mut results = Vec::with_capacity(tasks.len());
-    for (i, task) in tasks.iter().enumerate() {
-        let url = task["data"]["image"]
-            .as_str()
-            .ok_or_else(|| ApiError::bad_request(format!("task #{i}: no data.image string")))?;
-        results.push(predict_one(&app, url, &control).await?);
+    let control = Arc::new(app.control(
+        body.get("label_config").and_then(Value::as_str),
+        body.get("project"),
+    ));
+    let n = tasks.len();
+    let mut answers: Vec<Option<Result<Value, ApiError>>> = (0..n).map(|_| None).collect();
+    // Dropping the set (a client gone) aborts the tasks not finished; a segmenter already
+    // running finishes on its own and returns to the pool.
+    let mut running = tokio::task::JoinSet::new();
+    let width = app.pool.workers() + 1;
+    let mut next = 0;
+    while next < n || !running.is_empty() {
+        while next < n && running.len() < width {
+            let (app, task, control) = (app.clone(), tasks[next].clone(), control.clone());
+            let i = next;
+            running.spawn(async move { (i, predict_task(&app, &task, &control).await) });
+            next += 1;
+        }
+        if let Some(done) = running.join_next().await {
+            let (i, answer) =
+                done.map_err(|e| ApiError::internal(format!("prediction task crashed: {e}")))?;
+            answers[i] = Some(answer);
+        }
     }
+    let answers: Vec<Result<Value, ApiError>> = answers.into_iter().flatten().collect();
+    if n > 0 && answers.iter().all(Result::is_err) {
+        let first = answers.into_iter().next().and_then(Result::err);
+        return Err(first.unwrap_or_else(|| ApiError::internal("no answer")));
+    }
+    let results: Vec<Value> = answers
+        .into_iter()
+        .zip(tasks)
+        .map(|(a, task)| match a {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!("task {}: {}: {}", task["id"], e.status, e.message);
+                json!({
+                    "task": task.get("id").cloned().unwrap_or(Value::Null),
+                    "error": e.message,
+                    "status": e.status.as_u16(),
+                    "model_version": app.cfg.model_version,
+                })
+            }
+        })
+        .collect();
     Ok(ok(
-        json!({ "results": results, "model_version": cfg.model_version }),
+        json!({ "results": results, "model_version": app.cfg.model_version }),
     ))
 }
 
-async fn predict_one(app: &App, url: &str, control: &BrushControl) -> Result<Value, ApiError> {
-    let bytes = images::load(url, &app.cfg).await?;
-    let opts = DecodeOptions {
-        max_pixels: app.cfg.max_pixels,
-    };
-    let name = url.to_string();
-    let image = tokio::task::spawn_blocking(move || read_rgb_bytes_with(&bytes, &name, &opts))
+/// Holds a share of the decoded-pixel budget and counts the pixels in flight.
+struct PixelGuard<'a> {
+    app: &'a App,
+    pixels: u64,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for PixelGuard<'_> {
+    fn drop(&mut self) {
+        self.app
+            .pixels_in_flight
+            .fetch_sub(self.pixels, Ordering::SeqCst);
+    }
+}
+
+async fn reserve_pixels(app: &App, pixels: u64) -> Result<PixelGuard<'_>, ApiError> {
+    let units = pixels.div_ceil(PIXEL_UNIT).clamp(1, budget_units(&app.cfg));
+    let permit = app
+        .pixels
+        .clone()
+        .acquire_many_owned(units as u32)
         .await
-        .map_err(|e| ApiError::internal(format!("decoding crashed: {e}")))?
-        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+        .map_err(|_| ApiError::internal("pixel budget closed"))?;
+    let now = app.pixels_in_flight.fetch_add(pixels, Ordering::SeqCst) + pixels;
+    app.pixels_peak.fetch_max(now, Ordering::SeqCst);
+    Ok(PixelGuard {
+        app,
+        pixels,
+        _permit: permit,
+    })
+}
+
+/// The decoded-pixel budget in [`PIXEL_UNIT`]s (at least one image of the largest size).
+fn budget_units(cfg: &ServeConfig) -> u64 {
+    cfg.max_pixels_in_flight
+        .max(cfg.max_pixels)
+        .div_ceil(PIXEL_UNIT)
+        .min(Semaphore::MAX_PERMITS as u64)
+        .min(u64::from(u32::MAX))
+}
+
+/// `(width, height)` from the image header, if it can be read.
+fn header_size(bytes: &[u8]) -> Option<(u32, u32)> {
+    image::ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .ok()?
+        .into_dimensions()
+        .ok()
+}
+
+async fn predict_task(app: &App, task: &Value, control: &BrushControl) -> Result<Value, ApiError> {
+    let key = &control.data_key;
+    let url = task["data"][key.as_str()].as_str().ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "task {}: no data.{key} string (the labeling config's <Image value=\"${key}\">)",
+            task.get("id").cloned().unwrap_or(Value::Null)
+        ))
+    })?;
+    let bytes = images::load(url, &app.cfg, &app.fetcher).await?;
+    let max = app.cfg.max_pixels;
+    let pixels = match header_size(&bytes) {
+        Some((w, h)) => {
+            let p = u64::from(w) * u64::from(h);
+            if p > max {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!(
+                        "{url}: image is {w}x{h} = {:.1} megapixels, above the server's limit \
+                         of {:.1} (ssc-serve --max-megapixels)",
+                        p as f64 / 1e6,
+                        max as f64 / 1e6
+                    ),
+                ));
+            }
+            p
+        }
+        // not readable: the decoder below says why
+        None => 1,
+    };
+    let _room = reserve_pixels(app, pixels).await?;
+    let opts = DecodeOptions { max_pixels: max };
+    let name = url.to_string();
+    let image: RgbImage =
+        tokio::task::spawn_blocking(move || read_rgb_bytes_with(&bytes, &name, &opts))
+            .await
+            .map_err(|e| ApiError::internal(format!("decoding crashed: {e}")))?
+            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
     let (w, h) = image.dimensions();
-    let seg = app.pool.segment(image).await?;
+    let seg = app.pool.segment(Arc::new(image)).await?;
     if (seg.width, seg.height) != (w, h) {
         return Err(ApiError::internal(format!(
             "model returned a {}x{} map for a {w}x{h} image",

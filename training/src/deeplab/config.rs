@@ -100,6 +100,10 @@ pub struct DeepLabTrainConfig {
     /// Folder of confidence masks `<id>.png` (§4.8; 0 = unreliable, non-zero = reliable)
     /// used as per-pixel loss weights; `None` weighs every labelled pixel 1.
     pub confidence_dir: Option<PathBuf>,
+    /// Folder of annotators' corrections (`ssc-serve --corrections`): their label maps
+    /// replace the pseudo-masks of the images they name, at full confidence.
+    #[serde(default)]
+    pub corrections_dir: Option<PathBuf>,
 }
 
 /// Backbone strides and dilations for an output stride (§6.1).
@@ -144,6 +148,7 @@ impl DeepLabTrainConfig {
             min_lr: 1e-5,
             requires_pretrained: true,
             confidence_dir: None,
+            corrections_dir: None,
         }
     }
 

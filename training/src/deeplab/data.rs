@@ -13,6 +13,7 @@
 //! streams, so batches do not depend on the thread count and a resumed run sees exactly the
 //! data of an uninterrupted one.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use image::RgbImage;
@@ -178,9 +179,12 @@ pub fn augment(
 /// One training image with its pseudo-mask and optional confidence mask.
 #[derive(Debug, Clone)]
 struct TrainItem {
+    id: String,
     image: PathBuf,
     label: PathBuf,
     confidence: Option<PathBuf>,
+    /// The label is an annotator's correction: every labelled pixel is reliable.
+    corrected: bool,
 }
 
 /// The training images with their pseudo-masks.
@@ -239,9 +243,11 @@ impl DeepLabTrainSet {
                 None => None,
             };
             items.push(TrainItem {
+                id: it.id.clone(),
                 image: it.image.clone(),
                 label,
                 confidence,
+                corrected: false,
             });
         }
         if items.is_empty() {
@@ -268,6 +274,26 @@ impl DeepLabTrainSet {
     /// Whether samples carry confidence masks.
     pub fn has_confidence(&self) -> bool {
         self.items[0].confidence.is_some()
+    }
+
+    /// The image ids, in order.
+    pub fn ids(&self) -> Vec<String> {
+        self.items.iter().map(|it| it.id.clone()).collect()
+    }
+
+    /// Replaces the pseudo-masks of the images in `labels` (id → label PNG, e.g. from
+    /// [`ssc_core::formats::corrections::by_id`]) with those labels, at full confidence;
+    /// returns the ids replaced, in order. Ids that are not training images are ignored.
+    pub fn apply_corrections(&mut self, labels: &HashMap<String, PathBuf>) -> Vec<String> {
+        let mut done = Vec::new();
+        for it in &mut self.items {
+            if let Some(p) = labels.get(&it.id) {
+                it.label = p.clone();
+                it.corrected = true;
+                done.push(it.id.clone());
+            }
+        }
+        done
     }
 }
 
@@ -310,6 +336,7 @@ impl SampleSet for DeepLabTrainSet {
             ));
         }
         let conf = match &it.confidence {
+            Some(_) if it.corrected => Some(LabelMap::filled(size.0, size.1, 255)),
             Some(p) => Some(read_sized(p, &self.classes, size)?),
             None => None,
         };

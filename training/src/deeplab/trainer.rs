@@ -71,7 +71,7 @@ impl DeepLabNetwork {
 pub fn require_weights(cfg: &DeepLabTrainConfig, opts: &DeepLabTrainOptions) -> Result<()> {
     crate::config::require_backbone(
         cfg.requires_pretrained,
-        opts.backbone_weights.is_some(),
+        opts.backbone_weights.is_some() || opts.init_weights.is_some(),
         &cfg.preset,
         "trains DeepLabV2 from an ImageNet backbone",
         "resnet101-cd907fc2.pth",
@@ -79,15 +79,26 @@ pub fn require_weights(cfg: &DeepLabTrainConfig, opts: &DeepLabTrainOptions) -> 
     )
 }
 
-/// Builds the network: the backbone from torchvision weights when given (required when the
-/// preset says so), otherwise torchvision's from-scratch initialisation (seeded); the head
-/// N(0, 0.01²) with zero bias (seeded).
+/// Builds the network: every tensor from `opts.init_weights` when given (fine-tuning a
+/// trained DeepLabV2; the file must hold exactly the network's tensors), else the backbone
+/// from torchvision weights when given (required when the preset says so), otherwise
+/// torchvision's from-scratch initialisation (seeded); the head N(0, 0.01²) with zero bias
+/// (seeded).
 pub fn build_network(
     cfg: &DeepLabTrainConfig,
     opts: &DeepLabTrainOptions,
 ) -> Result<DeepLabNetwork> {
     require_weights(cfg, opts)?;
     let dev = &opts.device;
+    if let Some(p) = &opts.init_weights {
+        let vm = init_vars(cfg, p, dev)?;
+        let net = DeepLabV2::new(
+            &cfg.net,
+            candle_nn::VarBuilder::from_varmap(&vm, DType::F32, dev),
+        )
+        .map_err(|e| TrainError::file(p, format!("not a DeepLabV2 of this config: {e}")))?;
+        return Ok(DeepLabNetwork { net, vars: vm });
+    }
     let vm = match &opts.backbone_weights {
         Some(p) => {
             let sd = load_state_dict(p)?;
@@ -111,6 +122,59 @@ pub fn build_network(
         SeededInit::var_builder(&vm, cfg.seed, DType::F32, dev),
     )?;
     Ok(DeepLabNetwork { net, vars: vm })
+}
+
+/// The variables of a whole trained network from `path`, checked name by name and shape by
+/// shape against the network `cfg` builds: missing, unexpected and misshaped tensors are
+/// reported by name.
+fn init_vars(cfg: &DeepLabTrainConfig, path: &Path, dev: &Device) -> Result<VarMap> {
+    let want = VarMap::new();
+    DeepLabV2::new(
+        &cfg.net,
+        SeededInit::var_builder(&want, cfg.seed, DType::F32, dev),
+    )?;
+    let want: std::collections::BTreeMap<String, Vec<usize>> = var_tensors(&want)?
+        .into_iter()
+        .map(|(k, t)| (k, t.dims().to_vec()))
+        .collect();
+    let sd = load_state_dict(path)?;
+    let vm = sd.var_map(DType::F32, dev)?;
+    let got: std::collections::BTreeMap<String, Vec<usize>> = var_tensors(&vm)?
+        .into_iter()
+        .filter(|(k, _)| !k.ends_with("num_batches_tracked"))
+        .map(|(k, t)| (k, t.dims().to_vec()))
+        .collect();
+    let missing: Vec<&String> = want.keys().filter(|k| !got.contains_key(*k)).collect();
+    let unexpected: Vec<&String> = got.keys().filter(|k| !want.contains_key(*k)).collect();
+    let misshaped: Vec<String> = want
+        .iter()
+        .filter_map(|(k, s)| {
+            got.get(k)
+                .filter(|g| *g != s)
+                .map(|g| format!("{k} {g:?} (expected {s:?})"))
+        })
+        .collect();
+    if !(missing.is_empty() && unexpected.is_empty() && misshaped.is_empty()) {
+        let few = |v: Vec<String>| {
+            let n = v.len();
+            let mut s = v.into_iter().take(5).collect::<Vec<_>>().join(", ");
+            if n > 5 {
+                s.push_str(&format!(" and {} more", n - 5));
+            }
+            s
+        };
+        return Err(TrainError::file(
+            path,
+            format!(
+                "not the weights of this DeepLabV2 (--init): missing [{}], unexpected [{}], \
+                 misshaped [{}]",
+                few(missing.into_iter().cloned().collect()),
+                few(unexpected.into_iter().cloned().collect()),
+                few(misshaped)
+            ),
+        ));
+    }
+    Ok(vm)
 }
 
 /// The trainable parameters (BN running statistics are buffers, not parameters).
