@@ -12,7 +12,8 @@
 # `ssc-train deeplab --init <the pseudo-mask model> --corrections <stored>` fine-tunes for
 # $SIM_EPOCHS epochs. F = 0 fine-tunes the same way without corrections, so the rows differ
 # only by the corrections. Prints a table of val mIoU (best epoch) and writes it to
-# $SSC_RUN/annotator-sim.md. Val images are never corrected.
+# $SSC_RUN/annotator-sim-seed$SSC_SEED/table.md. Val images are never corrected. Finished
+# steps are not redone.
 #
 # Environment: SSC_RUN (runs/main), SSC_SEED (0: the draw and the fine-tuning seed),
 # SIM_EPOCHS (3), SIM_FRACTIONS ("0 10 25 50"), SSC_BIN (prebuilt binaries).
@@ -34,7 +35,7 @@ else
   cargo build --release --locked -p ssc-tools
   BIN=target/release
 fi
-SIM="$RUN/annotator-sim"
+SIM="$RUN/annotator-sim-seed$SEED"
 mkdir -p "$SIM"
 RUN=$(realpath "$RUN")
 DATA="$RUN/synth"
@@ -124,4 +125,4 @@ base=$(python3 -c "import json,sys; print('%.2f' % (100 * json.load(open(sys.arg
     IFS='|' read -r f k m <<<"$r"
     echo "| $f % | $k | $m % |"
   done
-} | tee "$SIM/../annotator-sim.md"
+} | tee "$SIM/table.md"

@@ -15,7 +15,10 @@ use image::{Rgb, RgbImage};
 use serde_json::{Value, json};
 use ssc_core::classes::ClassMap;
 use ssc_core::formats::brush::rle2mask;
-use ssc_tools::serve::{SegmentError, Segmentation, Segmenter, ServeConfig, router, serve};
+use ssc_tools::serve::{
+    RetrainPolicy, Retrained, Retrainer, SegmentError, Segmentation, Segmenter, ServeConfig,
+    router_with, serve,
+};
 
 /// Class 1 where red is high, class 2 where green is high, else background; scores fixed.
 struct Threshold {
@@ -66,6 +69,15 @@ struct Server {
 
 impl Server {
     fn start(cfg: ServeConfig, workers: usize, delay: Duration) -> Server {
+        Server::start_with(cfg, workers, delay, None)
+    }
+
+    fn start_with(
+        cfg: ServeConfig,
+        workers: usize,
+        delay: Duration,
+        retrain: Option<RetrainPolicy>,
+    ) -> Server {
         let calls = Arc::new(AtomicUsize::new(0));
         let running = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
         let segs: Vec<Box<dyn Segmenter>> = (0..workers)
@@ -77,7 +89,7 @@ impl Server {
                 }) as Box<dyn Segmenter>
             })
             .collect();
-        let mut srv = Server::serve_router(router(cfg, segs).unwrap());
+        let mut srv = Server::serve_router(router_with(cfg, segs, retrain).unwrap());
         srv.calls = calls;
         srv.running = running;
         srv
@@ -1081,5 +1093,172 @@ fn corrections_are_stored_validated_and_deleted() {
     assert!(
         std::fs::read_dir(&store).unwrap().next().is_none(),
         "no temp files left behind"
+    );
+}
+
+/// A retraining job that takes `delay`, records (round, corrections in the folder) and
+/// returns a threshold model versioned `test-v1-r<round>`, or fails.
+struct FakeRetrainer {
+    delay: Duration,
+    fail: bool,
+    seen: Arc<std::sync::Mutex<Vec<(usize, usize)>>>,
+}
+
+impl Retrainer for FakeRetrainer {
+    fn retrain(&self, dir: &Path, round: usize) -> Result<Retrained, String> {
+        std::thread::sleep(self.delay);
+        let n = ssc_core::formats::corrections::list(dir)
+            .map_err(|e| e.to_string())?
+            .len();
+        self.seen.lock().unwrap().push((round, n));
+        if self.fail {
+            return Err(format!(
+                "training diverged in round {round} (log: round.log)"
+            ));
+        }
+        Ok(Retrained {
+            segmenters: vec![Box::new(Threshold {
+                delay: Duration::from_millis(5),
+                calls: Arc::new(AtomicUsize::new(0)),
+                running: Arc::new((AtomicUsize::new(0), AtomicUsize::new(0))),
+            })],
+            model_version: format!("test-v1-r{round}"),
+        })
+    }
+}
+
+fn wait_health(srv: &Server, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    let t0 = std::time::Instant::now();
+    loop {
+        let (_, h) = call(srv, "GET", "/health", None, None);
+        if ok(&h) {
+            return h;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "{what}: {h}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn red_correction(task: u64, annotation: u64) -> Vec<u8> {
+    let (w, h) = (6usize, 4usize);
+    let mask: Vec<u8> = (0..w * h)
+        .map(|i| if i % 2 == 0 { 255 } else { 0 })
+        .collect();
+    annotation_webhook(task, annotation, vec![brush_result("red", &mask, w, h)])
+}
+
+/// After `after` corrections one retraining job runs in the background; predictions keep
+/// being answered throughout (none dropped, versions only move forward) and the retrained
+/// model replaces the served one with a new `model_version`. The train call forces a round.
+#[test]
+fn corrections_retrain_and_swap_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    write_images(dir.path());
+    let mut cfg = config(dir.path());
+    cfg.corrections = Some(dir.path().join("corrections"));
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let policy = RetrainPolicy {
+        after: Some(2),
+        retrainer: Arc::new(FakeRetrainer {
+            delay: Duration::from_millis(400),
+            fail: false,
+            seen: seen.clone(),
+        }),
+    };
+    let srv = Server::start_with(cfg, 2, Duration::from_millis(5), Some(policy));
+    let (s, v) = call(&srv, "POST", "/webhook", Some(&red_correction(1, 10)), None);
+    assert_eq!((s, &v["retraining"]), (200, &json!(false)), "{v}");
+    let h = wait_health(&srv, "one pending", |h| {
+        h["retrain"]["pending_corrections"] == 1
+    });
+    assert_eq!(h["retrain"]["state"], "idle");
+    let (s, v) = call(&srv, "POST", "/webhook", Some(&red_correction(2, 20)), None);
+    assert_eq!((s, &v["retraining"]), (200, &json!(true)), "{v}");
+
+    // predictions all the while
+    let versions: Vec<String> = std::thread::scope(|sc| {
+        let poller = sc.spawn(|| {
+            let mut out = Vec::new();
+            let body = predict_body(&["a.png", "sub dir/b.png"]);
+            loop {
+                let (s, v) = call(&srv, "POST", "/predict", Some(&body), None);
+                assert_eq!(s, 200, "{v}");
+                out.push(v["model_version"].as_str().unwrap().to_string());
+                for r in v["results"].as_array().unwrap() {
+                    assert_eq!(r["model_version"], v["model_version"]);
+                    assert!(r["result"].is_array(), "{r}");
+                }
+                if out.last().unwrap() == "test-v1-r1" {
+                    return out;
+                }
+            }
+        });
+        poller.join().unwrap()
+    });
+    assert_eq!(versions.first().map(String::as_str), Some("test-v1"));
+    let first_new = versions.iter().position(|v| v == "test-v1-r1").unwrap();
+    assert!(versions[first_new..].iter().all(|v| v == "test-v1-r1"));
+    let h = wait_health(&srv, "round 1 done", |h| h["retrain"]["state"] == "idle");
+    assert_eq!(h["model_version"], "test-v1-r1");
+    assert_eq!(h["retrain"]["rounds_succeeded"], 1);
+    let (_, v) = call(&srv, "GET", "/versions", None, None);
+    assert_eq!(v["versions"], json!(["test-v1-r1"]));
+    assert_eq!(*seen.lock().unwrap(), vec![(1, 2)]);
+
+    // the train call stores and retrains at once
+    let train = json!({
+        "annotations": [{"id": 3, "data": {"image": "a.png"}, "annotations": [{
+            "id": 30, "updated_at": "2026-12-03T13:00:00Z", "was_cancelled": false,
+            "result": [brush_result("green", &[255u8; 24], 6, 4)]}]}],
+        "project": 1,
+    })
+    .to_string();
+    let (s, v) = call(&srv, "POST", "/train", Some(train.as_bytes()), None);
+    assert_eq!((s, &v["retraining"]), (201, &json!(true)), "{v}");
+    wait_health(&srv, "round 2", |h| h["model_version"] == "test-v1-r2");
+    assert_eq!(*seen.lock().unwrap(), vec![(1, 2), (2, 3)]);
+}
+
+/// A retraining job that fails keeps the served model and says why in `/health`.
+#[test]
+fn a_failed_retrain_keeps_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    write_images(dir.path());
+    let mut cfg = config(dir.path());
+    cfg.corrections = Some(dir.path().join("corrections"));
+    let policy = RetrainPolicy {
+        after: Some(1),
+        retrainer: Arc::new(FakeRetrainer {
+            delay: Duration::from_millis(50),
+            fail: true,
+            seen: Arc::new(std::sync::Mutex::new(Vec::new())),
+        }),
+    };
+    let srv = Server::start_with(cfg, 1, Duration::ZERO, Some(policy));
+    let (s, v) = call(&srv, "POST", "/webhook", Some(&red_correction(1, 10)), None);
+    assert_eq!((s, &v["retraining"]), (200, &json!(true)), "{v}");
+    let h = wait_health(&srv, "failure reported", |h| {
+        h["retrain"]["state"] == "failed"
+    });
+    assert!(
+        h["retrain"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("diverged in round 1"),
+        "{h}"
+    );
+    assert_eq!(h["status"], "UP");
+    assert_eq!(h["model_version"], "test-v1");
+    let (s, v) = call(
+        &srv,
+        "POST",
+        "/predict",
+        Some(&predict_body(&["a.png"])),
+        None,
+    );
+    assert_eq!(
+        (s, v["model_version"].as_str()),
+        (200, Some("test-v1")),
+        "{v}"
     );
 }

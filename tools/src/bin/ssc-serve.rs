@@ -6,7 +6,8 @@
 //! serves until SIGTERM / ctrl-c, finishing the requests in flight.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -20,7 +21,8 @@ use ssc_tools::label_pseudo::read_params;
 use ssc_tools::serve::camirn::CamIrnSegmenter;
 use ssc_tools::serve::routes::shutdown_signal;
 use ssc_tools::serve::{
-    RemoteLabelStudio, SegmentError, Segmentation, Segmenter, ServeConfig, router, serve,
+    RemoteLabelStudio, RetrainPolicy, Retrained, Retrainer, SegmentError, Segmentation, Segmenter,
+    ServeConfig, router_with, serve,
 };
 
 #[derive(Parser)]
@@ -131,6 +133,175 @@ struct Cli {
     /// Seconds a request waits for a free worker before 503.
     #[arg(long, default_value_t = 30.0)]
     queue_timeout: f64,
+    /// Retrain on the corrections (needs --corrections and --model): the `ssc-train deeplab`
+    /// run folder of the served model (its `config.json` and `best.safetensors`, the start
+    /// of every fine-tuning round).
+    #[arg(long, requires_all = ["corrections", "retrain_data", "retrain_pseudo", "model"])]
+    retrain_run: Option<PathBuf>,
+    /// Dataset of the retraining (as `ssc-train deeplab --data`).
+    #[arg(long, requires = "retrain_run")]
+    retrain_data: Option<PathBuf>,
+    /// Pseudo-masks of the retraining (as `ssc-train deeplab --pseudo`); corrections replace
+    /// the masks of the images they name.
+    #[arg(long, requires = "retrain_run")]
+    retrain_pseudo: Option<PathBuf>,
+    /// Split of the retraining.
+    #[arg(long, default_value = "train")]
+    retrain_split: String,
+    /// Fine-tuning epochs per round.
+    #[arg(long, default_value_t = 3)]
+    retrain_epochs: usize,
+    /// Retrain after this many new corrections (webhooks or train calls); without it only
+    /// Label Studio's train call starts a round.
+    #[arg(long, requires = "retrain_run")]
+    retrain_after: Option<usize>,
+    /// CPU threads of the retraining job (the rest keep serving).
+    #[arg(long, default_value_t = 1)]
+    retrain_threads: usize,
+    /// Folder of the rounds (`round-<k>/`: training run, `deeplab.onnx`, `train.log`);
+    /// default: `<corrections>-retrain`.
+    #[arg(long, requires = "retrain_run")]
+    retrain_out: Option<PathBuf>,
+}
+
+/// Fine-tunes the served DeepLab on the corrections with `ssc-train deeplab --init
+/// <run>/best.safetensors --corrections …` in a child process (its own memory, its log in
+/// the round's folder), exports it and opens one session per worker.
+struct DeepLabRetrainer {
+    train_bin: PathBuf,
+    run: PathBuf,
+    data: PathBuf,
+    pseudo: PathBuf,
+    split: String,
+    epochs: usize,
+    threads: usize,
+    out: PathBuf,
+    workers: usize,
+    session: SessionConfig,
+    seg_cfg: SegmentConfig,
+    version: String,
+    names: Vec<String>,
+}
+
+impl Retrainer for DeepLabRetrainer {
+    fn retrain(&self, corrections: &Path, round: usize) -> Result<Retrained, String> {
+        let out = self.out.join(format!("round-{round}"));
+        std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+        let onnx = out.join("deeplab.onnx");
+        let log_path = out.join("train.log");
+        let log =
+            std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
+        let err = log
+            .try_clone()
+            .map_err(|e| format!("{}: {e}", log_path.display()))?;
+        let status = std::process::Command::new(&self.train_bin)
+            .arg("deeplab")
+            .arg("--data")
+            .arg(&self.data)
+            .args(["--split", &self.split])
+            .arg("--pseudo")
+            .arg(&self.pseudo)
+            .arg("--config")
+            .arg(self.run.join("config.json"))
+            .arg("--init")
+            .arg(self.run.join("best.safetensors"))
+            .arg("--corrections")
+            .arg(corrections)
+            .args(["--epochs", &self.epochs.to_string()])
+            .arg("--out")
+            .arg(&out)
+            .arg("--export")
+            .arg(&onnx)
+            .env("RAYON_NUM_THREADS", self.threads.to_string())
+            .stdout(log)
+            .stderr(err)
+            .status()
+            .map_err(|e| format!("cannot run {}: {e}", self.train_bin.display()))?;
+        if !status.success() {
+            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(3).collect();
+            return Err(format!(
+                "ssc-train deeplab failed ({status}); log {}: {}",
+                log_path.display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+            ));
+        }
+        let mut segmenters: Vec<Box<dyn Segmenter>> = Vec::with_capacity(self.workers);
+        for _ in 0..self.workers {
+            let s = DeepLabSegmenter::open(&onnx, &self.session, self.seg_cfg.clone())
+                .map_err(|e| format!("{}: {e}", onnx.display()))?;
+            if s.class_names() != self.names.as_slice() {
+                return Err(format!(
+                    "{}: classes {:?} differ from the served model's {:?}",
+                    onnx.display(),
+                    s.class_names(),
+                    self.names
+                ));
+            }
+            segmenters.push(Box::new(Onnx(s)));
+        }
+        Ok(Retrained {
+            segmenters,
+            model_version: format!("{}-r{round}", self.version),
+        })
+    }
+}
+
+/// The retraining policy of the command line, if any.
+fn retrain_policy(
+    cli: &Cli,
+    cfg: &ServeConfig,
+    session: &SessionConfig,
+    seg_cfg: SegmentConfig,
+) -> Result<Option<RetrainPolicy>> {
+    let Some(run) = &cli.retrain_run else {
+        return Ok(None);
+    };
+    for f in ["config.json", "best.safetensors"] {
+        anyhow::ensure!(
+            run.join(f).is_file(),
+            "--retrain-run {}: no {f} (expected an `ssc-train deeplab` run folder)",
+            run.display()
+        );
+    }
+    anyhow::ensure!(
+        cli.retrain_epochs > 0,
+        "--retrain-epochs must be at least 1"
+    );
+    let corrections = cli
+        .corrections
+        .clone()
+        .context("--retrain-run needs --corrections")?;
+    let exe = std::env::current_exe().context("locating ssc-serve")?;
+    let train_bin = exe.with_file_name(format!("ssc-train{}", std::env::consts::EXE_SUFFIX));
+    anyhow::ensure!(
+        train_bin.is_file(),
+        "retraining runs {}, which is missing (build it: cargo build --release -p ssc-tools)",
+        train_bin.display()
+    );
+    let out = cli.retrain_out.clone().unwrap_or_else(|| {
+        let mut name = corrections.file_name().unwrap_or_default().to_os_string();
+        name.push("-retrain");
+        corrections.with_file_name(name)
+    });
+    Ok(Some(RetrainPolicy {
+        after: cli.retrain_after,
+        retrainer: Arc::new(DeepLabRetrainer {
+            train_bin,
+            run: run.clone(),
+            data: cli.retrain_data.clone().context("--retrain-data")?,
+            pseudo: cli.retrain_pseudo.clone().context("--retrain-pseudo")?,
+            split: cli.retrain_split.clone(),
+            epochs: cli.retrain_epochs,
+            threads: cli.retrain_threads.max(1),
+            out,
+            workers: cli.workers,
+            session: session.clone(),
+            seg_cfg,
+            version: cfg.model_version.clone(),
+            names: cfg.classes.names.clone(),
+        }),
+    }))
 }
 
 /// The ONNX DeepLab segmenter behind the server's trait.
@@ -296,9 +467,14 @@ fn run(cli: Cli) -> Result<()> {
         library: cli.ort_lib.clone(),
         ..SessionConfig::default()
     };
+    let seg_cfg = SegmentConfig {
+        input_size: cli.input_size,
+        scales: scales.clone(),
+    };
     let (segmenters, names) = segmenters(&cli, &session, scales)?;
     let cfg = config(&cli, &names)?;
-    let app = router(cfg, segmenters).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let policy = retrain_policy(&cli, &cfg, &session, seg_cfg)?;
+    let app = router_with(cfg, segmenters, policy).map_err(|e| anyhow::anyhow!("{e}"))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

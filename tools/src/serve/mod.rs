@@ -16,9 +16,11 @@ pub mod corrections;
 pub mod error;
 pub mod images;
 pub mod predictor;
+pub mod retrain;
 pub mod routes;
 
 pub use config::{RemoteLabelStudio, ServeConfig};
 pub use error::ApiError;
 pub use predictor::{SegmentError, Segmentation, Segmenter};
-pub use routes::{router, serve};
+pub use retrain::{RetrainPolicy, Retrained, Retrainer};
+pub use routes::{router, router_with, serve};

@@ -40,14 +40,24 @@ use super::corrections::Corrections;
 use super::error::{ApiError, json_response};
 use super::images::Fetcher;
 use super::predictor::{BrushControl, Pool, Segmenter, brush_control, prediction};
+use super::retrain::{RetrainPolicy, RetrainState};
 use super::{auth, images};
 
 /// Pixels per permit of the decoded-pixel budget (tokio takes at most `u32` permits at once).
 const PIXEL_UNIT: u64 = 1024;
 
+/// The model being served and its version; swapped whole after a retrain, while requests
+/// that started before finish on the one they took.
+struct Served {
+    pool: Pool,
+    version: String,
+}
+
 struct App {
     cfg: ServeConfig,
-    pool: Pool,
+    served: std::sync::RwLock<Arc<Served>>,
+    retrain: Option<RetrainPolicy>,
+    retrain_state: Mutex<RetrainState>,
     fetcher: Fetcher,
     /// Budget of decoded pixels, in [`PIXEL_UNIT`]s.
     pixels: Arc<Semaphore>,
@@ -61,9 +71,113 @@ struct App {
 
 type Shared = State<Arc<App>>;
 
+impl App {
+    /// The model to use for one request.
+    fn served(&self) -> Arc<Served> {
+        self.served
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn retrain_state(&self) -> std::sync::MutexGuard<'_, RetrainState> {
+        self.retrain_state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Starts a retraining job on a background thread when one is due (see
+/// [`RetrainState::take_job`]); returns whether it did.
+fn maybe_retrain(app: &Arc<App>, force: bool) -> bool {
+    let (Some(policy), Some(store)) = (&app.retrain, &app.corrections) else {
+        return false;
+    };
+    let Some(round) = app.retrain_state().take_job(policy.after, force) else {
+        return false;
+    };
+    let (bg, dir, job) = (
+        app.clone(),
+        store.dir().to_path_buf(),
+        policy.retrainer.clone(),
+    );
+    let spawned = std::thread::Builder::new()
+        .name("ssc-retrain".into())
+        .spawn(move || {
+            let app = bg;
+            let old = app.served().version.clone();
+            tracing::info!(
+                "retraining round {round} on the corrections in {} (serving {old} meanwhile)",
+                dir.display()
+            );
+            let t0 = std::time::Instant::now();
+            let out =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.retrain(&dir, round)))
+                    .unwrap_or_else(|_| Err("the retraining job panicked".into()))
+                    .and_then(|r| {
+                        if r.model_version == old {
+                            return Err(format!("the retrained model kept the version {old}"));
+                        }
+                        let pool = Pool::new(r.segmenters, app.cfg.queue_timeout)
+                            .map_err(|e| e.message.clone())?;
+                        Ok(Served {
+                            pool,
+                            version: r.model_version,
+                        })
+                    });
+            let seconds = t0.elapsed().as_secs_f64();
+            let mut st = app.retrain_state();
+            st.running = false;
+            st.last_seconds = Some(seconds);
+            match out {
+                Ok(served) => {
+                    tracing::info!(
+                        "retraining round {round} done in {seconds:.1} s: now serving {} \
+                         (was {old})",
+                        served.version
+                    );
+                    *app.served.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(served);
+                    st.succeeded += 1;
+                    st.last_error = None;
+                }
+                Err(e) => {
+                    tracing::error!(
+                        "retraining round {round} failed after {seconds:.1} s; still serving \
+                         {old}: {e}"
+                    );
+                    st.failed += 1;
+                    st.last_error = Some(e);
+                }
+            }
+            drop(st);
+            // corrections that arrived during the job may make the next one due
+            maybe_retrain(&app, false);
+        });
+    if let Err(e) = spawned {
+        let mut st = app.retrain_state();
+        st.running = false;
+        st.last_error = Some(format!("cannot start the retraining thread: {e}"));
+        return false;
+    }
+    true
+}
+
 /// The backend's router over `segmenters` (one per concurrent inference).
 pub fn router(cfg: ServeConfig, segmenters: Vec<Box<dyn Segmenter>>) -> Result<Router, ApiError> {
+    router_with(cfg, segmenters, None)
+}
+
+/// [`router`] that also retrains on the corrections (needs [`ServeConfig::corrections`]).
+pub fn router_with(
+    cfg: ServeConfig,
+    segmenters: Vec<Box<dyn Segmenter>>,
+    retrain: Option<RetrainPolicy>,
+) -> Result<Router, ApiError> {
     let pool = Pool::new(segmenters, cfg.queue_timeout)?;
+    if retrain.is_some() && cfg.corrections.is_none() {
+        return Err(ApiError::internal(
+            "retraining needs a corrections folder (--corrections)",
+        ));
+    }
+
     let limit = cfg.max_body_bytes;
     let credentials = cfg.basic_auth.clone();
     let budget = budget_units(&cfg) as usize;
@@ -78,8 +192,13 @@ pub fn router(cfg: ServeConfig, segmenters: Vec<Box<dyn Segmenter>>) -> Result<R
         pixels_peak: AtomicU64::new(0),
         controls: Mutex::new((HashMap::new(), None)),
         corrections,
+        served: std::sync::RwLock::new(Arc::new(Served {
+            pool,
+            version: cfg.model_version.clone(),
+        })),
+        retrain,
+        retrain_state: Mutex::new(RetrainState::default()),
         cfg,
-        pool,
     });
     let mut r = Router::new()
         .route("/", get(health))
@@ -140,29 +259,32 @@ fn ok(body: Value) -> Response {
 }
 
 async fn health(State(app): Shared) -> Response {
-    let alive = app.pool.alive();
+    let served = app.served();
+    let alive = served.pool.alive();
     let status = if alive > 0 {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    json_response(
-        status,
-        &json!({
-            "status": if alive > 0 { "UP" } else { "DOWN" },
-            "model_class": app.cfg.model_class,
-            "model_version": app.cfg.model_version,
-            "workers": app.pool.workers(),
-            "workers_alive": alive,
-            "classes": app.cfg.classes.names,
-        }),
-    )
+    let mut body = json!({
+        "status": if alive > 0 { "UP" } else { "DOWN" },
+        "model_class": app.cfg.model_class,
+        "model_version": served.version,
+        "workers": served.pool.workers(),
+        "workers_alive": alive,
+        "classes": app.cfg.classes.names,
+    });
+    if let Some(p) = &app.retrain {
+        body["retrain"] = app.retrain_state().to_json(p.after);
+    }
+    json_response(status, &body)
 }
 
 /// The model versions this backend can serve (Label Studio ≥ 1.10 asks; without the route
 /// it shows "Upgrade your ML backend").
 async fn versions(State(app): Shared) -> Response {
-    ok(json!({ "versions": [app.cfg.model_version], "model_version": app.cfg.model_version }))
+    let v = app.served().version.clone();
+    ok(json!({ "versions": [v], "model_version": v }))
 }
 
 async fn metrics(State(app): Shared) -> Response {
@@ -170,8 +292,8 @@ async fn metrics(State(app): Shared) -> Response {
         "decoded_pixels_in_flight": app.pixels_in_flight.load(Ordering::SeqCst),
         "decoded_pixels_peak": app.pixels_peak.load(Ordering::SeqCst),
         "decoded_pixels_budget": app.cfg.max_pixels_in_flight.max(app.cfg.max_pixels),
-        "workers": app.pool.workers(),
-        "workers_alive": app.pool.alive(),
+        "workers": app.served().pool.workers(),
+        "workers_alive": app.served().pool.alive(),
     }))
 }
 
@@ -261,7 +383,7 @@ async fn setup(
             ),
         }
     }
-    Ok(ok(json!({ "model_version": app.cfg.model_version })))
+    Ok(ok(json!({ "model_version": app.served().version })))
 }
 
 /// `ANNOTATION_CREATED` / `ANNOTATION_UPDATED` / `ANNOTATIONS_CREATED` store corrections,
@@ -289,7 +411,11 @@ async fn webhook(
             let control = app.control(label_config, project);
             let pairs = super::corrections::annotation_pairs(&body)?;
             let stored = store_all(&app, store, pairs, &control).await?;
-            Ok(ok(json!({ "action": action, "stored": stored })))
+            app.retrain_state().pending += stored;
+            let retraining = maybe_retrain(&app, false);
+            Ok(ok(
+                json!({ "action": action, "stored": stored, "retraining": retraining }),
+            ))
         }
         "ANNOTATIONS_DELETED" | "ANNOTATION_DELETED" => {
             let ids = super::corrections::deleted_ids(&body)?;
@@ -315,7 +441,7 @@ async fn store_all(
 ) -> Result<usize, ApiError> {
     let mut decoded = Vec::with_capacity(pairs.len());
     for (task, annotation) in &pairs {
-        if let Some(c) = store.decode(task, annotation, control, &app.cfg.model_version)? {
+        if let Some(c) = store.decode(task, annotation, control, &app.served().version)? {
             decoded.push(c);
         }
     }
@@ -374,9 +500,12 @@ async fn train(
         }
     }
     let stored = store_all(&app, store, pairs, &control).await?;
+    app.retrain_state().pending += stored;
+    // the train call asks for training: retrain now when a retrainer is configured
+    let retraining = maybe_retrain(&app, true);
     Ok(json_response(
         StatusCode::CREATED,
-        &json!({ "stored": stored }),
+        &json!({ "stored": stored, "retraining": retraining }),
     ))
 }
 
@@ -394,17 +523,23 @@ async fn predict(
         body.get("project"),
     ));
     let n = tasks.len();
+    let served = app.served();
     let mut answers: Vec<Option<Result<Value, ApiError>>> = (0..n).map(|_| None).collect();
     // Dropping the set (a client gone) aborts the tasks not finished; a segmenter already
     // running finishes on its own and returns to the pool.
     let mut running = tokio::task::JoinSet::new();
-    let width = app.pool.workers() + 1;
+    let width = served.pool.workers() + 1;
     let mut next = 0;
     while next < n || !running.is_empty() {
         while next < n && running.len() < width {
-            let (app, task, control) = (app.clone(), tasks[next].clone(), control.clone());
+            let (app, served, task, control) = (
+                app.clone(),
+                served.clone(),
+                tasks[next].clone(),
+                control.clone(),
+            );
             let i = next;
-            running.spawn(async move { (i, predict_task(&app, &task, &control).await) });
+            running.spawn(async move { (i, predict_task(&app, &served, &task, &control).await) });
             next += 1;
         }
         if let Some(done) = running.join_next().await {
@@ -429,13 +564,13 @@ async fn predict(
                     "task": task.get("id").cloned().unwrap_or(Value::Null),
                     "error": e.message,
                     "status": e.status.as_u16(),
-                    "model_version": app.cfg.model_version,
+                    "model_version": served.version,
                 })
             }
         })
         .collect();
     Ok(ok(
-        json!({ "results": results, "model_version": app.cfg.model_version }),
+        json!({ "results": results, "model_version": served.version }),
     ))
 }
 
@@ -489,7 +624,12 @@ fn header_size(bytes: &[u8]) -> Option<(u32, u32)> {
         .ok()
 }
 
-async fn predict_task(app: &App, task: &Value, control: &BrushControl) -> Result<Value, ApiError> {
+async fn predict_task(
+    app: &App,
+    served: &Served,
+    task: &Value,
+    control: &BrushControl,
+) -> Result<Value, ApiError> {
     let key = &control.data_key;
     let url = task["data"][key.as_str()].as_str().ok_or_else(|| {
         ApiError::bad_request(format!(
@@ -527,14 +667,14 @@ async fn predict_task(app: &App, task: &Value, control: &BrushControl) -> Result
             .map_err(|e| ApiError::internal(format!("decoding crashed: {e}")))?
             .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
     let (w, h) = image.dimensions();
-    let seg = app.pool.segment(Arc::new(image)).await?;
+    let seg = served.pool.segment(Arc::new(image)).await?;
     if (seg.width, seg.height) != (w, h) {
         return Err(ApiError::internal(format!(
             "model returned a {}x{} map for a {w}x{h} image",
             seg.width, seg.height
         )));
     }
-    prediction(&seg, &app.cfg.classes, control, &app.cfg.model_version)
+    prediction(&seg, &app.cfg.classes, control, &served.version)
 }
 
 /// Completes on ctrl-c or SIGTERM (graceful shutdown of the binary).
