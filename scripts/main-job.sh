@@ -42,15 +42,19 @@ else
 fi
 
 declare -a STAGES=()
-stage() { # stage NAME COMMAND... : runs a stage and records its wall time
-  local name=$1 t0 t1
+rm -f "$RUN/stages.tsv"
+stage() { # stage NAME COMMAND... : runs a stage and records its wall time (and in stages.tsv)
+  local name=$1 t0 t1 ms
   shift
   echo
   echo "== $name"
   t0=$(date +%s%N)
   "$@"
   t1=$(date +%s%N)
-  STAGES+=("$name|$(( (t1 - t0) / 1000000 ))")
+  ms=$(( (t1 - t0) / 1000000 ))
+  STAGES+=("$name|$ms")
+  printf '%s\t%d.%03d\t%s\n' "$name" $((ms / 1000)) $((ms % 1000)) "$(printf '%q ' "$@" | tr '\t\n' '  ')" \
+    >> "$RUN/stages.tsv"
 }
 miou() { grep -E '^mIoU|^best' "$1" | tail -1; }
 
@@ -102,3 +106,6 @@ for s in "${STAGES[@]}"; do
   total=$((total + ms))
 done
 printf '%-34s %d.%d\n' "total" $((total / 1000)) $((total % 1000 / 100))
+echo
+# One self-contained page with the pictures, charts, configs and commands of this run.
+"$BIN/ssc-report" --run "$RUN" --gt "$DATA"

@@ -49,6 +49,13 @@ DATA="$RUN/data"
 SUBSET=background,cat,chair,cow,dog,horse,person,sheep,sofa
 
 declare -a STAGES=()
+rm -f "$RUN/stages.tsv"
+tsv() { # tsv NAME MILLISECONDS COMMAND... : one line of stages.tsv (what ssc-report reads)
+  local name=$1 ms=$2
+  shift 2
+  printf '%s\t%d.%03d\t%s\n' "$name" $((ms / 1000)) $((ms % 1000)) "$(printf '%q ' "$@" | tr '\t\n' '  ')" \
+    >> "$RUN/stages.tsv"
+}
 stage() { # stage NAME COMMAND... : runs a stage (unless its marker exists) and records its wall time
   local name=$1 marker t0 t1
   shift
@@ -58,6 +65,7 @@ stage() { # stage NAME COMMAND... : runs a stage (unless its marker exists) and 
   if [[ -f "$marker" ]]; then
     echo "(done before: $(cat "$marker") s)"
     STAGES+=("$name|$(( $(cat "$marker" | tr -d '.') * 100 ))|cached")
+    tsv "$name (earlier run)" $(( $(cat "$marker" | tr -d '.') * 100 )) "$@"
     return
   fi
   t0=$(date +%s%N)
@@ -66,6 +74,7 @@ stage() { # stage NAME COMMAND... : runs a stage (unless its marker exists) and 
   local ms=$(( (t1 - t0) / 1000000 ))
   printf '%d.%d\n' $((ms / 1000)) $((ms % 1000 / 100)) > "$marker"
   STAGES+=("$name|$ms|")
+  tsv "$name" "$ms" "$@"
 }
 
 # The data view and its splits (deterministic: a hash of each id, independent of the seed).
@@ -150,3 +159,6 @@ for s in "${STAGES[@]}"; do
   total=$((total + ms))
 done
 printf '%-34s %d.%d\n' "total" $((total / 1000)) $((total % 1000 / 100))
+echo
+# One self-contained page with the pictures, charts, configs and commands of this run.
+"$BIN/ssc-report" --run "$RUN" --gt "$DATA"

@@ -8,6 +8,7 @@ pub mod label_cams;
 pub mod label_masks;
 pub mod label_pseudo;
 pub mod outputs;
+pub mod report;
 pub mod serve;
 
 use std::path::Path;

@@ -138,6 +138,8 @@ fn pseudo_label_pipeline_runs_end_to_end() {
             s(&data),
             "--split",
             "train",
+            "--json",
+            s(&d.join("eval-cams.json")),
         ],
     );
     assert!(sweep.contains("best threshold"), "{sweep}");
@@ -206,7 +208,16 @@ fn pseudo_label_pipeline_runs_end_to_end() {
     // Pseudo-masks are valid masks of the right sizes: the evaluator accepts every one.
     let eval = run(
         env!("CARGO_BIN_EXE_ssc-eval"),
-        &["--pred", s(&pseudo), "--gt", s(&data), "--split", "train"],
+        &[
+            "--pred",
+            s(&pseudo),
+            "--gt",
+            s(&data),
+            "--split",
+            "train",
+            "--json",
+            s(&d.join("eval-pseudo.json")),
+        ],
     );
     assert!(eval.contains("images: 16"), "{eval}");
     // A rerun of the pseudo stage finds everything done.
@@ -245,4 +256,39 @@ fn pseudo_label_pipeline_runs_end_to_end() {
             assert!(a == b, "{}: one-pass mask differs", path.display());
         }
     }
+
+    // The report of this run: self-contained, every picture decodes, training curves from the
+    // trainers' logs, a picture row per chosen image with its score.
+    let out = run(
+        env!("CARGO_BIN_EXE_ssc-report"),
+        &["--run", s(d), "--gt", s(&data), "--images", "3"],
+    );
+    assert!(out.contains("report.html"), "{out}");
+    let html = std::fs::read_to_string(d.join("report.html")).unwrap();
+    let pictures = check_self_contained(&html);
+    assert!(
+        html.contains("cam: cls") && html.contains("irn: total"),
+        "training curves"
+    );
+    assert!(
+        html.contains("image mIoU"),
+        "pictures are scored against ground truth"
+    );
+    assert!(html.contains("IR label") && html.contains("pseudo-mask") && html.contains(": CAM "));
+    // 3 rows: image, ground truth, at least one CAM, IR label, pseudo-mask.
+    assert!(pictures >= 3 * 5, "{pictures} pictures");
+    // Without ground truth: the photographs come from the dataset root the CAM stage recorded;
+    // nothing is scored.
+    let bare = d.join("bare.html");
+    run(
+        env!("CARGO_BIN_EXE_ssc-report"),
+        &["--run", s(d), "--images", "2", "--out", s(&bare)],
+    );
+    let html = std::fs::read_to_string(&bare).unwrap();
+    assert!(check_self_contained(&html) >= 2 * 4);
+    assert!(!html.contains("image mIoU") && html.contains("no ground truth"));
+}
+
+fn check_self_contained(html: &str) -> usize {
+    ssc_tools::report::verify_self_contained(html).unwrap_or_else(|e| panic!("report: {e}"))
 }

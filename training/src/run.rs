@@ -7,11 +7,18 @@
 //! the final weights. A trainer plugs in what differs through [`Trainer`]: its data, its
 //! step, its loss terms and what its checkpoint holds.
 //!
+//! Every finished epoch also rewrites [`LOG_FILE`] (one JSON object per line: each step's loss
+//! terms, then the epoch's means, validation score and seconds per step; see [`LogRecord`]),
+//! the record `ssc-report` draws the training curves from. A resumed run keeps the lines of
+//! the epochs its checkpoint holds and drops any later ones, so the log always matches the
+//! weights; a run killed between an epoch's checkpoint and its log lines resumes without
+//! those lines (the weights are unaffected).
+//!
 //! A resumed run continues at the next epoch with the same weights, optimiser state and
 //! counters, and (see [`crate::data`]) the same data, so it gives the same weights as an
 //! uninterrupted run (same device and thread count).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -30,6 +37,68 @@ use crate::optim::OptimiserState;
 pub const BEST_FILE: &str = "best.safetensors";
 /// Epoch and score of [`BEST_FILE`].
 pub const BEST_JSON: &str = "best.json";
+/// The training log in the output folder: one [`LogRecord`] per line.
+pub const LOG_FILE: &str = "train-log.jsonl";
+
+/// One line of [`LOG_FILE`]. Epochs are 1-based; `iteration` counts the steps done so far,
+/// this one included.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LogRecord {
+    /// One optimiser step.
+    Step {
+        /// Epoch the step belongs to.
+        epoch: usize,
+        /// Steps done, this one included.
+        iteration: u64,
+        /// The step's loss terms by name ([`LossSum::NAMES`]).
+        terms: BTreeMap<String, f64>,
+    },
+    /// A finished epoch.
+    Epoch {
+        /// The epoch.
+        epoch: usize,
+        /// Steps done at its end.
+        iteration: u64,
+        /// Mean loss terms over the epoch.
+        terms: BTreeMap<String, f64>,
+        /// Validation mIoU in [0, 1] (trainers that validate).
+        val_miou: Option<f64>,
+        /// Mean wall-clock seconds per step of this epoch.
+        seconds_per_step: f64,
+    },
+}
+
+impl LogRecord {
+    /// The epoch the record belongs to.
+    pub fn epoch(&self) -> usize {
+        match self {
+            LogRecord::Step { epoch, .. } | LogRecord::Epoch { epoch, .. } => *epoch,
+        }
+    }
+}
+
+/// Reads a [`LOG_FILE`]; a line that does not parse is an error naming the file and line.
+pub fn read_log(path: &Path) -> Result<Vec<LogRecord>> {
+    let s = std::fs::read_to_string(path).map_err(|e| TrainError::file(path, e.to_string()))?;
+    s.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l)
+                .map_err(|e| TrainError::file(path, format!("line {}: {e}", i + 1)))
+        })
+        .collect()
+}
+
+fn write_log(path: &Path, records: &[LogRecord]) -> Result<()> {
+    let mut out = String::new();
+    for r in records {
+        out.push_str(&serde_json::to_string(r).map_err(|e| TrainError::State(e.to_string()))?);
+        out.push('\n');
+    }
+    Ok(ssc_core::atomic::write(path, out.as_bytes())?)
+}
 
 /// Run-time choices that do not change the result, common to every trainer.
 #[derive(Debug, Clone)]
@@ -111,6 +180,9 @@ pub fn device(name: &str) -> Result<Device> {
 
 /// The loss terms of one step, summed over an epoch and divided into its mean.
 pub trait LossSum: Copy + Default {
+    /// The terms' names, in the order of [`LossSum::terms`] (the training log's keys).
+    const NAMES: &'static [&'static str];
+
     /// Every term, in a fixed order.
     fn terms(&mut self) -> Vec<&mut f64>;
 
@@ -120,6 +192,16 @@ pub trait LossSum: Copy + Default {
         for (s, t) in self.terms().into_iter().zip(other.terms()) {
             *s += *t;
         }
+    }
+
+    /// The terms by name.
+    fn named(&self) -> BTreeMap<String, f64> {
+        let mut t = *self;
+        Self::NAMES
+            .iter()
+            .zip(t.terms())
+            .map(|(n, v)| (n.to_string(), *v))
+            .collect()
     }
 
     /// Every term divided by `n`.
@@ -133,6 +215,7 @@ pub trait LossSum: Copy + Default {
 }
 
 impl LossSum for f64 {
+    const NAMES: &'static [&'static str] = &["loss"];
     fn terms(&mut self) -> Vec<&mut f64> {
         vec![self]
     }
@@ -311,6 +394,14 @@ pub fn run<T: Trainer>(trainer: &mut T, opts: &TrainOptions) -> Result<RunReport
             update_best(out, trainer, &mut best, state.epoch, score)?;
         }
     }
+    let log_path = out.join(LOG_FILE);
+    let mut log = if opts.resume && state.epoch > 0 && log_path.is_file() {
+        let mut l = read_log(&log_path)?;
+        l.retain(|r| r.epoch() <= state.epoch);
+        l
+    } else {
+        Vec::new()
+    };
     let config_json = checkpoint::write_run_config(out, trainer.config())?;
     let per_epoch = crate::data::batches_per_epoch(&*data, batch_size)?;
     let total = (per_epoch * epochs) as u64;
@@ -335,11 +426,13 @@ pub fn run<T: Trainer>(trainer: &mut T, opts: &TrainOptions) -> Result<RunReport
             format!("{} epoch {}/{}", trainer.name(), epoch + 1, epochs),
         );
         let mut sum = T::Terms::default();
+        let (log_len, mut epoch_time) = (log.len(), 0.0f64);
         for batch in load_epoch(data.clone(), seed, epoch, batch_size, 0) {
             let batch = batch?;
             let t0 = Instant::now();
             let terms = trainer.step(&batch, epoch, state.iteration, total)?;
             let took = t0.elapsed().as_secs_f64();
+            epoch_time += took;
             if steps == 0 {
                 report.first_step_seconds = took;
             } else {
@@ -348,6 +441,11 @@ pub fn run<T: Trainer>(trainer: &mut T, opts: &TrainOptions) -> Result<RunReport
             steps += 1;
             state.iteration += 1;
             sum.add(&terms);
+            log.push(LogRecord::Step {
+                epoch: epoch + 1,
+                iteration: state.iteration,
+                terms: terms.named(),
+            });
             pb.inc(1);
             pb.set_message(trainer.message(&terms));
         }
@@ -375,6 +473,15 @@ pub fn run<T: Trainer>(trainer: &mut T, opts: &TrainOptions) -> Result<RunReport
         } else {
             None
         };
+        let epoch_steps = (log.len() - log_len) as f64;
+        log.push(LogRecord::Epoch {
+            epoch: state.epoch,
+            iteration: state.iteration,
+            terms: mean.named(),
+            val_miou: val,
+            seconds_per_step: epoch_time / epoch_steps.max(1.0),
+        });
+        write_log(&log_path, &log)?;
         report
             .epoch_stats
             .push(trainer.epoch_done(state.epoch, mean, val, best));
@@ -587,6 +694,91 @@ mod tests {
         assert_eq!(resumed.steps.0, 18.0, "optimiser state restored");
         assert_eq!(rest.epoch_stats, straight.epoch_stats[2..]);
         assert_eq!(rest.best, straight.best);
+
+        // The log: one line per step and per epoch, and a resumed run's log is the straight
+        // run's (timings aside).
+        let strip = |l: Vec<LogRecord>| -> Vec<LogRecord> {
+            l.into_iter()
+                .map(|r| match r {
+                    LogRecord::Epoch {
+                        epoch,
+                        iteration,
+                        terms,
+                        val_miou,
+                        ..
+                    } => LogRecord::Epoch {
+                        epoch,
+                        iteration,
+                        terms,
+                        val_miou,
+                        seconds_per_step: 0.0,
+                    },
+                    step => step,
+                })
+                .collect()
+        };
+        let log_a = strip(read_log(&tmp.path().join("a").join(LOG_FILE)).unwrap());
+        assert_eq!(log_a.len(), 18 + 6);
+        let epochs: Vec<_> = log_a
+            .iter()
+            .filter_map(|r| match r {
+                LogRecord::Epoch {
+                    epoch,
+                    iteration,
+                    terms,
+                    val_miou,
+                    ..
+                } => Some((*epoch, *iteration, terms["loss"], *val_miou)),
+                LogRecord::Step { .. } => None,
+            })
+            .collect();
+        let expected: Vec<_> = straight
+            .epoch_stats
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (i + 1, 3 * (i as u64 + 1), s.0, s.1))
+            .collect();
+        assert_eq!(epochs, expected, "epoch lines carry the report's means");
+        let steps_of_2: Vec<f64> = log_a
+            .iter()
+            .filter_map(|r| match r {
+                LogRecord::Step {
+                    epoch: 2, terms, ..
+                } => Some(terms["loss"]),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(steps_of_2.len(), 3);
+        assert!((steps_of_2.iter().sum::<f64>() / 3.0 - straight.epoch_stats[1].0).abs() < 1e-12);
+        let log_b = strip(read_log(&b.join(LOG_FILE)).unwrap());
+        assert_eq!(log_b, log_a);
+    }
+
+    /// A resumed run drops log lines of epochs its checkpoint does not hold.
+    #[test]
+    fn resume_drops_log_lines_past_the_checkpoint() {
+        let tmp = tempfile::tempdir().unwrap();
+        let b = tmp.path().join("b");
+        run_toy(&b, 4, Some(2), false);
+        let mut log = read_log(&b.join(LOG_FILE)).unwrap();
+        assert_eq!(log.len(), 2 * 4);
+        // A line of an epoch 3 that never reached its checkpoint.
+        log.push(LogRecord::Step {
+            epoch: 3,
+            iteration: 7,
+            terms: BTreeMap::from([("loss".to_string(), 123.0)]),
+        });
+        write_log(&b.join(LOG_FILE), &log).unwrap();
+        run_toy(&b, 4, None, true);
+        let log = read_log(&b.join(LOG_FILE)).unwrap();
+        assert_eq!(log.len(), 4 * 4);
+        assert!(log.iter().all(|r| match r {
+            LogRecord::Step { terms, .. } => terms["loss"] != 123.0,
+            _ => true,
+        }));
+        std::fs::write(b.join(LOG_FILE), "{\"kind\": \"step\"}\n").unwrap();
+        let e = read_log(&b.join(LOG_FILE)).unwrap_err().to_string();
+        assert!(e.contains(LOG_FILE) && e.contains("line 1"), "{e}");
     }
 
     /// A run killed after an epoch's checkpoint but before its best files judges that epoch

@@ -50,6 +50,7 @@ pub struct LossTerms {
 }
 
 impl LossSum for LossTerms {
+    const NAMES: &'static [&'static str] = &["cls", "perceptual", "align", "total"];
     fn terms(&mut self) -> Vec<&mut f64> {
         vec![
             &mut self.cls,

@@ -51,6 +51,7 @@ pub struct IrnLossTerms {
 }
 
 impl LossSum for IrnLossTerms {
+    const NAMES: &'static [&'static str] = &["bg_pos", "fg_pos", "neg", "total"];
     fn terms(&mut self) -> Vec<&mut f64> {
         vec![
             &mut self.bg_pos,
