@@ -20,7 +20,7 @@ use image::RgbImage;
 use serde::{Deserialize, Serialize};
 use ssc_core::cam::{CamRecord, REFERENCE_SCALES, ScaleOutput, fuse_scales, keys_from_label};
 use ssc_core::normalize::hflip_chw;
-use ssc_core::resize::pil_rescale_rgb;
+use ssc_core::resize::{pil_bicubic_rgb, pil_rescale_rgb, rescale_size};
 
 use crate::runtime::{Model, ModelInfo};
 use crate::{InferenceError, Result};
@@ -157,7 +157,15 @@ pub fn prepare(img: &RgbImage, scales: &[f64], norm: &Normalizer) -> Result<Prep
             let scaled = if s == 1.0 {
                 img
             } else {
-                owned = pil_rescale_rgb(img, s)?;
+                // An image so small that a scale rounds a side to 0 (a 1×1 image at 0.5) has
+                // no reference behaviour (PIL refuses it); that side keeps one pixel instead,
+                // so every image gets a CAM. Other sizes are the reference's exactly.
+                let (h, w) = rescale_size(size.0, size.1, s);
+                owned = if h == 0 || w == 0 {
+                    pil_bicubic_rgb(img, h.max(1), w.max(1))?
+                } else {
+                    pil_rescale_rgb(img, s)?
+                };
                 &owned
             };
             Ok(ScaleInput {

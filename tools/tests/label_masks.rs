@@ -213,6 +213,14 @@ fn predicted_labels_on_a_nested_unlabelled_folder_report_unreadable_files() {
     std::fs::write(root.join("c/broken.jpg"), &bytes[..bytes.len() / 3]).unwrap();
     std::fs::write(root.join("c/d/notes.png"), "not an image\n").unwrap();
     std::fs::write(root.join("readme.txt"), "hello\n").unwrap();
+    // Images smaller than the network's stride at the smallest scale (a 1×1 image rounds to
+    // 0×0 at scale 0.5) get a mask too.
+    image::RgbImage::from_pixel(1, 1, image::Rgb([200, 40, 40]))
+        .save(root.join("a/one.png"))
+        .unwrap();
+    image::RgbImage::from_fn(3, 2, |x, y| image::Rgb([40 * x as u8, 90 * y as u8, 7]))
+        .save(root.join("a/tiny.png"))
+        .unwrap();
 
     let out = d.join("masks");
     let o = masks_cmd(
@@ -235,12 +243,12 @@ fn predicted_labels_on_a_nested_unlabelled_folder_report_unreadable_files() {
     .output()
     .unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    for id in ["a/x", "a/b/y"] {
+    for id in ["a/x", "a/b/y", "a/one", "a/tiny"] {
         let mask = decoded(&out.join(format!("{id}.png")));
         let img = ssc_core::imageio::read_rgb(root.join(if id == "a/x" {
-            "a/x.jpg"
+            "a/x.jpg".to_string()
         } else {
-            "a/b/y.png"
+            format!("{id}.png")
         }))
         .unwrap();
         assert_eq!(mask.len(), (img.width() * img.height()) as usize, "{id}");
@@ -254,7 +262,7 @@ fn predicted_labels_on_a_nested_unlabelled_folder_report_unreadable_files() {
     let m = json(&out.join("manifest.0-of-1.json"));
     assert_eq!(
         (m["items"].as_u64(), m["written"].as_u64()),
-        (Some(4), Some(2))
+        (Some(6), Some(4))
     );
     let failed: Vec<&str> = m["failures"]
         .as_array()
@@ -264,7 +272,7 @@ fn predicted_labels_on_a_nested_unlabelled_folder_report_unreadable_files() {
         .collect();
     assert_eq!(failed, ["c/broken", "c/d/notes"]);
     let log = text(&o);
-    for name in ["c/broken", "c/d/notes", "2 of 4 item(s) failed"] {
+    for name in ["c/broken", "c/d/notes", "2 of 6 item(s) failed"] {
         assert!(log.contains(name), "{name} not reported:\n{log}");
     }
 }
