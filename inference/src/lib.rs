@@ -3,6 +3,7 @@
 
 pub mod cam;
 pub mod error;
+pub mod labeler;
 pub mod pipeline;
 pub mod refine;
 pub mod runtime;

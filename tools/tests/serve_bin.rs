@@ -5,17 +5,16 @@
 #[path = "../../inference/tests/common/mod.rs"]
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+mod serve_common;
 
-use serde_json::{Value, json};
+use std::process::Command;
+
+use serde_json::Value;
+use serve_common::{Server, painted};
 use ssc_core::formats::brush::rle2mask;
 use ssc_core::rng::Rng;
 use ssc_models::config::DeepLabConfig;
 use ssc_models::onnx::{ExportMeta, Weights, export_deeplab_with};
-
-const SERVE: &str = env!("CARGO_BIN_EXE_ssc-serve");
 
 fn tiny_model(path: &std::path::Path) {
     let mut rng = Rng::new(3);
@@ -51,43 +50,18 @@ fn binary_serves_predictions_and_stops_on_sigterm() {
     });
     img.save(dir.path().join("pic.png")).unwrap();
 
-    let mut child = Command::new(SERVE)
-        .args([
+    let server = Server::start(
+        &[
             "--model",
             model.to_str().unwrap(),
-            "--port",
-            "0",
             "--input-size",
             "64",
-        ])
-        .args([
-            "--local-root",
-            dir.path().to_str().unwrap(),
             "--model-version",
             "tiny",
-        ])
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("server exited before listening")
-            .unwrap();
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    // keep draining the log so the server never blocks on a full pipe
-    let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
-
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into();
+        ],
+        dir.path(),
+    );
+    let (addr, agent) = (server.addr.clone(), server.agent());
     let health: Value = serde_json::from_str(
         &agent
             .get(format!("http://{addr}/health"))
@@ -99,15 +73,8 @@ fn binary_serves_predictions_and_stops_on_sigterm() {
     )
     .unwrap();
     assert_eq!(health["status"], "UP");
-    let body = json!({"tasks": [{"id": 1, "data": {"image": "/data/local-files/?d=pic.png"}}]});
-    let mut resp = agent
-        .post(format!("http://{addr}/predict"))
-        .header("Content-Type", "application/json")
-        .send(body.to_string())
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
-    let v: Value = serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
-    let pred = &v["results"][0];
+    let preds = server.predict(&[(1, "pic.png")]);
+    let pred = &preds[0];
     assert_eq!(pred["model_version"], "tiny");
     let mut covered = vec![0u8; 33 * 21];
     for r in pred["result"].as_array().unwrap() {
@@ -130,26 +97,75 @@ fn binary_serves_predictions_and_stops_on_sigterm() {
         "brushes of different classes overlap"
     );
 
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let t0 = std::time::Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "no shutdown after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success(), "exit status {status:?}");
-    let log = drain.join().unwrap().join("\n");
+    let log = server.stop().join("\n");
     assert!(log.contains("stopped"), "{log}");
+}
+
+/// The same images get the same masks from `ssc-serve` as from `ssc-predict` with the same
+/// settings (one `DeepLabSegmenter` behind both), down to a 1×1 image.
+#[test]
+#[cfg(unix)]
+fn served_masks_equal_the_masks_ssc_predict_writes() {
+    if !common::ort_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("seg.onnx");
+    tiny_model(&model);
+    let photos = dir.path().join("photos");
+    std::fs::create_dir_all(&photos).unwrap();
+    let sizes = [("wide", 33u32, 21u32), ("tall", 9, 40), ("one", 1, 1)];
+    for (name, w, h) in sizes {
+        image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 7) as u8, (y * 11) as u8, 90]))
+            .save(photos.join(format!("{name}.png")))
+            .unwrap();
+    }
+    let out = dir.path().join("pred");
+    let o = Command::new(env!("CARGO_BIN_EXE_ssc-predict"))
+        .arg("--model")
+        .arg(&model)
+        .arg("--input")
+        .arg(&photos)
+        .arg("--out")
+        .arg(&out)
+        .args(["--input-size", "64"])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let names = ssc_inference::runtime::Model::open(&model, &Default::default())
+        .unwrap()
+        .info()
+        .class_names
+        .clone();
+    let server = Server::start(
+        &["--model", model.to_str().unwrap(), "--input-size", "64"],
+        &photos,
+    );
+    let files: Vec<(u64, String)> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, (n, ..))| (i as u64, format!("{n}.png")))
+        .collect();
+    let refs: Vec<(u64, &str)> = files.iter().map(|(i, f)| (*i, f.as_str())).collect();
+    let preds = server.predict(&refs);
+    server.stop();
+    let voc = ssc_core::classes::ClassMap::voc();
+    let mut foreground = 0;
+    for ((name, w, h), pred) in sizes.iter().zip(&preds) {
+        let written = ssc_core::mask::read_mask(&out.join(format!("{name}.png")), &voc).unwrap();
+        assert_eq!((written.width, written.height), (*w as usize, *h as usize));
+        let served = painted(pred, &names, *w as usize, *h as usize);
+        let diff = served
+            .iter()
+            .zip(&written.data)
+            .filter(|(a, b)| a != b)
+            .count();
+        assert_eq!(
+            diff, 0,
+            "{name}: {diff} pixels differ between served and written"
+        );
+        foreground += written.data.iter().filter(|&&v| v != 0).count();
+    }
+    assert!(foreground > 0, "some pixel is not background");
 }

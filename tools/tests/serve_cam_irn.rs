@@ -4,16 +4,12 @@
 //! after the CAM network's classes. Skips without the ONNX Runtime library.
 
 mod label_common;
-
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+mod serve_common;
 
 use label_common::*;
-use serde_json::{Value, json};
+use serde_json::Value;
+use serve_common::{Server, painted};
 use ssc_core::formats::brush::rle2mask;
-
-const SERVE: &str = env!("CARGO_BIN_EXE_ssc-serve");
 
 #[test]
 #[cfg(unix)]
@@ -40,40 +36,8 @@ fn serves_cam_irn_predictions() {
     });
     img.save(dir.path().join("pic.png")).unwrap();
 
-    let mut child = Command::new(SERVE)
-        .arg("--cam-model")
-        .arg(&cam)
-        .arg("--irn-model")
-        .arg(&irn)
-        .args([
-            "--port",
-            "0",
-            "--label-threshold=-1e9",
-            "--cam-scales",
-            "1.0,0.5",
-        ])
-        .arg("--local-root")
-        .arg(dir.path())
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("server exited before listening")
-            .unwrap();
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into();
+    let server = Server::start(&cam_irn_args(&cam, &irn), dir.path());
+    let (addr, agent) = (server.addr.clone(), server.agent());
     let get = |path: &str| -> Value {
         let mut r = agent.get(format!("http://{addr}{path}")).call().unwrap();
         serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
@@ -82,21 +46,8 @@ fn serves_cam_irn_predictions() {
     assert_eq!(health["status"], "UP");
     assert_eq!(health["model_class"], "SscCamIrn");
 
-    let body = json!({
-        "tasks": [{"id": 7, "data": {"image": "/data/local-files/?d=pic.png"}}],
-        "label_config": "<View><Image name=\"img\" value=\"$image\"/>\
-            <BrushLabels name=\"paint\" toName=\"img\"></BrushLabels></View>",
-    });
-    let mut resp = agent
-        .post(format!("http://{addr}/predict"))
-        .header("Content-Type", "application/json")
-        .send(body.to_string())
-        .unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.body_mut().read_to_string().unwrap();
-    assert_eq!(status, 200, "{text}");
-    let v: Value = serde_json::from_str(&text).unwrap();
-    let pred = &v["results"][0];
+    let preds = server.predict(&[(7, "pic.png")]);
+    let pred = &preds[0];
     assert_eq!(pred["model_version"], "ssc-cam");
     let score = pred["score"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&score), "score {score}");
@@ -140,27 +91,7 @@ fn serves_cam_irn_predictions() {
     labels.dedup();
     assert_eq!(labels.len(), results.len(), "one result per class");
 
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let t0 = std::time::Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "no shutdown after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success(), "exit status {status:?}");
-    drain.join().unwrap();
+    server.stop();
 }
 
 /// An image above the work size is labelled as its PIL-style shrink to that size and the
@@ -215,4 +146,108 @@ fn large_images_are_labelled_at_the_work_size() {
     let at = open(u64::from(w * h)).segment(&img).unwrap();
     let above = open(100 * u64::from(w * h)).segment(&img).unwrap();
     assert_eq!(at, above);
+}
+
+/// `ssc-serve` arguments of the CAM + IRN models at scales 1.0 and 0.5 with every class score
+/// above the label threshold.
+fn cam_irn_args(cam: &std::path::Path, irn: &std::path::Path) -> Vec<std::ffi::OsString> {
+    let mut a: Vec<std::ffi::OsString> = vec!["--cam-model".into(), cam.into()];
+    a.extend(["--irn-model".into(), irn.into()]);
+    a.extend(["--label-threshold=-1e9", "--cam-scales", "1.0,0.5"].map(Into::into));
+    a
+}
+
+/// The same image gets the same mask from `ssc-serve` as from `ssc-label masks` (one Labeler
+/// behind both), down to a 1×1 image.
+#[test]
+#[cfg(unix)]
+fn served_masks_equal_the_masks_ssc_label_writes() {
+    if !ort_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cam = tiny_cam_model(dir.path(), 3);
+    let irn = tiny_irn_model(dir.path());
+    let names = ssc_inference::runtime::Model::open(&cam, &Default::default())
+        .unwrap()
+        .info()
+        .class_names
+        .clone();
+    let photos = dir.path().join("photos");
+    std::fs::create_dir_all(&photos).unwrap();
+    let sizes = [
+        ("blob", 45u32, 29u32),
+        ("strip", 70, 9),
+        ("tiny", 3, 2),
+        ("one", 1, 1),
+    ];
+    for (i, (name, w, h)) in sizes.iter().enumerate() {
+        image::RgbImage::from_fn(*w, *h, |x, y| {
+            if (x as i32 - 20).pow(2) + (y as i32 - 14).pow(2) < 100 {
+                image::Rgb([220, 40, 30])
+            } else {
+                image::Rgb([(x * 3) as u8, (y * 5) as u8, 40 * i as u8])
+            }
+        })
+        .save(photos.join(format!("{name}.png")))
+        .unwrap();
+    }
+    let classes = dir.path().join("classes.txt");
+    std::fs::write(&classes, format!("background\n{}\n", names.join("\n"))).unwrap();
+    let out = dir.path().join("masks");
+    let o = label("masks")
+        .arg("--cam-model")
+        .arg(&cam)
+        .arg("--irn-model")
+        .arg(&irn)
+        .args(["--dataset", "folder", "--root"])
+        .arg(&photos)
+        .arg("--classes")
+        .arg(&classes)
+        .args([
+            "--predict-labels",
+            "--label-threshold=-1e9",
+            "--scales",
+            "1.0,0.5",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+
+    let server = Server::start(&cam_irn_args(&cam, &irn), &photos);
+    let files: Vec<(u64, String)> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, (n, ..))| (i as u64, format!("{n}.png")))
+        .collect();
+    let refs: Vec<(u64, &str)> = files.iter().map(|(i, f)| (*i, f.as_str())).collect();
+    let preds = server.predict(&refs);
+    server.stop();
+    assert_eq!(preds.len(), sizes.len());
+    let labels: Vec<String> = std::iter::once("background".to_string())
+        .chain(names.iter().cloned())
+        .collect();
+    let voc = ssc_core::classes::ClassMap::voc();
+    for ((name, w, h), pred) in sizes.iter().zip(&preds) {
+        let written = ssc_core::mask::read_mask(&out.join(format!("{name}.png")), &voc).unwrap();
+        assert_eq!((written.width, written.height), (*w as usize, *h as usize));
+        let served = painted(pred, &labels, *w as usize, *h as usize);
+        let diff = served
+            .iter()
+            .zip(&written.data)
+            .filter(|(a, b)| a != b)
+            .count();
+        assert_eq!(
+            diff, 0,
+            "{name}: {diff} pixels differ between served and written"
+        );
+    }
+    assert!(
+        preds
+            .iter()
+            .any(|p| !p["result"].as_array().unwrap().is_empty()),
+        "some image has a foreground class"
+    );
 }
