@@ -12,7 +12,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # (idempotent; weights/), converted by the same debug build the tests use.
 cargo build --locked -p ssc-tools --bin ssc-export
 SSC_EXPORT=target/debug/ssc-export bash scripts/get-weights.sh lite0
+# (builds the examples too: the end-to-end test runs inference/examples/label_folder.rs)
 cargo test --workspace --locked
+# The library's rustdoc builds without a warning (broken links included).
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 # The `cuda` feature of the whole workspace compiles (CUDA 13.0 toolchain from PyPI wheels, cached
 # in ~/.cache/ssc/cuda-13.0; its own target/cuda so the default binaries stay CPU builds), and
 # that build trains on the CPU and refuses a missing GPU with a clear error.

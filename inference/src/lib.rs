@@ -1,5 +1,17 @@
 //! ssc's at-scale inference on ONNX Runtime (§10.3): CAMs, IRN random walk, pseudo-masks,
 //! predictions. No candle here: the networks run as exported ONNX graphs through `ort`.
+//!
+//! The two objects a program holds:
+//! * [`labeler::Labeler`]: exported CAM + IRN networks → pseudo-mask of one image (its
+//!   image-level labels given or predicted), what `ssc-serve` serves in CAM + IRN mode;
+//! * [`segment::DeepLabSegmenter`]: an exported DeepLabV2 → label map and class confidences
+//!   of one image, what `ssc-predict` and `ssc-serve` run.
+//!
+//! Both hold ONNX Runtime sessions, whose runs need `&mut`: use one per worker thread.
+//! [`runtime`] finds and loads the ONNX Runtime library ([`runtime::find_library`]: an
+//! explicit path, `ORT_DYLIB_PATH`, then the project's `.ort/`). The lower-level steps
+//! ([`cam`], [`refine`], [`pipeline`]) are public for tools that split them over threads.
+//! `examples/label_folder.rs` labels a folder in a few lines.
 
 pub mod cam;
 pub mod error;

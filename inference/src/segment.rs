@@ -53,6 +53,29 @@ pub struct Prediction {
 }
 
 /// An exported DeepLab model ready to segment images (one per worker: runs need `&mut`).
+/// `ssc-predict` and `ssc-serve` both segment with it.
+///
+/// ```no_run
+/// use ssc_inference::runtime::SessionConfig;
+/// use ssc_inference::segment::{DeepLabSegmenter, SegmentConfig};
+///
+/// # fn main() -> ssc_inference::Result<()> {
+/// let mut seg = DeepLabSegmenter::open(
+///     "deeplab.onnx".as_ref(),
+///     &SessionConfig::default(),
+///     SegmentConfig::default(),
+/// )?;
+/// let image = ssc_core::imageio::read_rgb("photo.jpg")?;
+/// let p = seg.predict(&image)?;
+/// let names = seg.class_names();
+/// let found: Vec<&str> = (0..names.len())
+///     .filter(|&c| p.labels.contains(&(c as u8)))
+///     .map(|c| names[c].as_str())
+///     .collect();
+/// println!("{}×{}: {found:?}", p.width, p.height);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct DeepLabSegmenter {
     model: Model,

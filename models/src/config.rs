@@ -175,7 +175,7 @@ pub struct PerceptualConfig {
 }
 
 impl PerceptualConfig {
-    /// **[code]** (the default, what SSC trains with): relu1_1 … relu5_1, weights 1/32, 1/16,
+    /// **\[code\]** (the default, what SSC trains with): relu1_1 … relu5_1, weights 1/32, 1/16,
     /// 1/8, 1/4, 1.
     pub fn code(vgg: &VggConfig) -> Self {
         PerceptualConfig {
@@ -196,7 +196,7 @@ impl PerceptualConfig {
         }
     }
 
-    /// **[paper]** Eq. 5–6: the last ReLU of each block (relu1_2, relu2_2, relu3_4, relu4_4,
+    /// **\[paper\]** Eq. 5–6: the last ReLU of each block (relu1_2, relu2_2, relu3_4, relu4_4,
     /// relu5_4), weights 1/32, 1/16, 1/8, 1/4, 1/2.
     pub fn paper(vgg: &VggConfig) -> Self {
         PerceptualConfig {

@@ -5,7 +5,7 @@
 //!   indexed job (`JOB_COMPLETION_INDEX` with the count from `--shards N` or
 //!   `SSC_NUM_SHARDS`). Items are sorted by id and dealt round-robin, so shards are disjoint,
 //!   their union is the whole dataset, and every shard gets a similar mix of images.
-//! * **Resume**: an item whose outputs exist and pass the tool's check ([`Job::is_done`]) is
+//! * **Resume**: an item whose outputs exist and pass the tool's check ([`Resumable::is_done`]) is
 //!   skipped; anything else is redone. Outputs are written atomically (`ssc_core::atomic`), and
 //!   leftover temporary files of this shard's items (from a killed run) are removed first.
 //! * **Failures** of one item are recorded and the run goes on; the manifest lists them and the

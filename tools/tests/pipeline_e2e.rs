@@ -257,6 +257,39 @@ fn pseudo_label_pipeline_runs_end_to_end() {
         }
     }
 
+    // The library example labels the same images with the same two networks.
+    let example = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("examples").join("label_folder"))
+        .filter(|p| p.is_file());
+    match example {
+        Some(bin) => {
+            let ex_out = d.join("example");
+            let images = data.join("JPEGImages");
+            let printed = run(
+                bin.to_str().unwrap(),
+                &[s(&cam_onnx), s(&irn_onnx), s(&images), s(&ex_out)],
+            );
+            let n = count(&images, "jpg");
+            assert_eq!(count(&ex_out, "png"), n, "{printed}");
+            assert_eq!(printed.lines().count(), n, "{printed}");
+            for e in std::fs::read_dir(&ex_out).unwrap() {
+                let p = e.unwrap().path();
+                let mask = ssc_core::mask::read_mask(&p, &voc).unwrap();
+                let img = ssc_core::imageio::read_rgb(
+                    images.join(p.with_extension("jpg").file_name().unwrap()),
+                )
+                .unwrap();
+                assert_eq!((mask.width as u32, mask.height as u32), img.dimensions());
+            }
+        }
+        None => eprintln!(
+            "SKIP the label_folder example: not built (`cargo test --workspace` builds it)"
+        ),
+    }
+
     // The report of this run: self-contained, every picture decodes, training curves from the
     // trainers' logs, a picture row per chosen image with its score.
     let out = run(

@@ -1,6 +1,6 @@
 //! Superpixels for stage 1 (§5, file format §1.5): Felzenszwalb–Huttenlocher segmentation
 //! ([`fh`]), region features ([`features`]), greedy merge to at most 64 regions ([`merge`]) and
-//! the superpixel PNG format ([`file`]).
+//! the superpixel PNG format ([`mod@file`]).
 
 pub mod features;
 pub mod fh;

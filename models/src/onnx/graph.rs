@@ -278,7 +278,7 @@ impl Graph {
         )
     }
 
-    /// `Shape` of `x` (int64 [rank]).
+    /// `Shape` of `x` (int64 \[rank\]).
     pub fn shape(&mut self, x: &str) -> String {
         self.node("Shape", &[x], vec![])
     }
@@ -298,7 +298,7 @@ impl Graph {
         self.node("Slice", &[x, &s, ends, &a], vec![])
     }
 
-    /// The spatial size `[H, W]` (int64 [2]) of an NCHW value.
+    /// The spatial size `[H, W]` (int64 \[2\]) of an NCHW value.
     pub fn spatial_size(&mut self, x: &str) -> String {
         let s = self.shape(x);
         self.slice_const(&s, &[2], &[4], &[0])
@@ -334,7 +334,7 @@ impl Graph {
     }
 
     /// Bilinear resize (align_corners=False) of an NCHW value to the spatial size `hw`
-    /// (an int64 [2] graph value, e.g. from [`Graph::spatial_size`]).
+    /// (an int64 \[2\] graph value, e.g. from [`Graph::spatial_size`]).
     pub fn resize_to(&mut self, x: &str, hw: &str) -> String {
         let s = self.shape(x);
         let nc = self.slice_const(&s, &[0], &[2], &[0]);

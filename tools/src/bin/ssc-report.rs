@@ -19,7 +19,7 @@ struct Cli {
     /// The run folder (e.g. runs/main).
     #[arg(long)]
     run: PathBuf,
-    /// VOC-layout root with JPEGImages/ and SegmentationClass[Aug]/: the ground truth that
+    /// VOC-layout root with JPEGImages/ and SegmentationClass(Aug)/: the ground truth that
     /// scores and ranks the pictures. Without it the pictures come from the dataset root the
     /// stages recorded and carry no scores.
     #[arg(long)]
