@@ -3,8 +3,12 @@
 //! weights, and exports the best checkpoint to ONNX whose scores match the candle network
 //! (≤ 1e-4) through ONNX Runtime.
 
+mod cli_common;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
+
+use cli_common::{TRAIN, run, synth, text};
 
 use candle_core::{Device, Tensor};
 use ssc_inference::runtime::{Model, SessionConfig, find_library};
@@ -12,25 +16,6 @@ use ssc_training::deeplab::config::DeepLabTrainConfig;
 use ssc_training::deeplab::trainer::{
     BEST_FILE, BEST_JSON, BestRecord, WEIGHTS_FILE, load_deeplab,
 };
-
-const SYNTH: &str = env!("CARGO_BIN_EXE_ssc-synth");
-const TRAIN: &str = env!("CARGO_BIN_EXE_ssc-train");
-
-fn run(bin: &str, args: &[&str]) -> Output {
-    Command::new(bin)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("binary runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn train(root: &Path, out: &Path, extra: &[&str]) -> Output {
     let pseudo = root.join("SegmentationClass");
@@ -55,23 +40,7 @@ fn train(root: &Path, out: &Path, extra: &[&str]) -> Output {
 fn deeplab_trains_exports_and_matches_onnx() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("synth");
-    let o = run(
-        SYNTH,
-        &[
-            "generate",
-            "--out",
-            root.to_str().unwrap(),
-            "--num-images",
-            "16",
-            "--num-val",
-            "8",
-            "--size",
-            "48",
-            "--classes",
-            "3",
-        ],
-    );
-    assert!(o.status.success(), "{}", text(&o));
+    synth(&root, 16, 8, 48, 3);
     // The synthetic preset shrunk further for a test.
     let mut cfg = DeepLabTrainConfig::synthetic(3);
     cfg.net.backbone.as_resnet_mut().unwrap().base_width = 4;
@@ -169,23 +138,7 @@ fn write_correction(dir: &Path, task: u64, image: &str, gt: &Path) {
 fn fine_tunes_from_init_on_corrections() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("synth");
-    let o = run(
-        SYNTH,
-        &[
-            "generate",
-            "--out",
-            root.to_str().unwrap(),
-            "--num-images",
-            "8",
-            "--num-val",
-            "4",
-            "--size",
-            "40",
-            "--classes",
-            "3",
-        ],
-    );
-    assert!(o.status.success(), "{}", text(&o));
+    synth(&root, 8, 4, 40, 3);
     let ids = |split: &str| -> Vec<String> {
         std::fs::read_to_string(root.join(format!("ImageSets/Segmentation/{split}.txt")))
             .unwrap()

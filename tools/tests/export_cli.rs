@@ -17,6 +17,25 @@ fn export(args: &[&str]) -> std::process::Output {
 }
 
 /// Copies every tensor of `files` into one safetensors file, leaving out `drop`.
+/// `ssc-export --arch ARCH --weights W --out ONNX` (must succeed), then the ONNX opened in ONNX
+/// Runtime; `None` (with a notice) when the runtime library is absent.
+fn export_and_open(arch: &str, weights: &Path, onnx: &Path) -> Option<Model> {
+    let o = export(&[
+        "--arch",
+        arch,
+        "--weights",
+        weights.to_str().unwrap(),
+        "--out",
+        onnx.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    if find_library(None).is_err() {
+        eprintln!("SKIP: ONNX Runtime library not found (run scripts/setup-ort.sh)");
+        return None;
+    }
+    Some(Model::open(onnx, &SessionConfig::default()).unwrap())
+}
+
 fn combine(files: &[&Path], drop: Option<&str>, out: &Path) {
     let mut arrays = Vec::new();
     for f in files {
@@ -82,20 +101,9 @@ fn cam_export_matches_the_reference_through_ort() {
         &weights,
     );
     let onnx = tmp.path().join("cam.onnx");
-    let o = export(&[
-        "--arch",
-        "cam",
-        "--weights",
-        weights.to_str().unwrap(),
-        "--out",
-        onnx.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    if find_library(None).is_err() {
-        eprintln!("SKIP: ONNX Runtime library not found (run scripts/setup-ort.sh)");
+    let Some(mut model) = export_and_open("cam", &weights, &onnx) else {
         return;
-    }
-    let mut model = Model::open(&onnx, &SessionConfig::default()).unwrap();
+    };
     assert_eq!(model.info().arch, "cam");
     let cfg: serde_json::Value =
         serde_json::from_slice(&std::fs::read(root.join("cam/config.json")).unwrap()).unwrap();
@@ -172,20 +180,9 @@ fn missing_tensor_is_named_and_deeplab_exports() {
     let dl = tmp.path().join("deeplab.safetensors");
     write(&dl, &refs, None).unwrap();
     let onnx = tmp.path().join("deeplab.onnx");
-    let o = export(&[
-        "--arch",
-        "deeplab",
-        "--weights",
-        dl.to_str().unwrap(),
-        "--out",
-        onnx.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    if find_library(None).is_err() {
-        eprintln!("SKIP: ONNX Runtime library not found (run scripts/setup-ort.sh)");
+    let Some(mut model) = export_and_open("deeplab", &dl, &onnx) else {
         return;
-    }
-    let mut model = Model::open(&onnx, &SessionConfig::default()).unwrap();
+    };
     assert_eq!(model.info().output_stride, 8);
     let (h, w) = (37, 50);
     let x: Vec<f32> = (0..3 * h * w).map(|_| rng.normal() as f32).collect();

@@ -10,8 +10,7 @@ mod serve_common;
 use std::process::Command;
 
 use serde_json::Value;
-use serve_common::{Server, painted};
-use ssc_core::formats::brush::rle2mask;
+use serve_common::{Server, assert_served_equals_written, brush, class_names};
 use ssc_core::rng::Rng;
 use ssc_models::config::DeepLabConfig;
 use ssc_models::onnx::{ExportMeta, Weights, export_deeplab_with};
@@ -82,13 +81,7 @@ fn binary_serves_predictions_and_stops_on_sigterm() {
             (r["original_width"].as_u64(), r["original_height"].as_u64()),
             (Some(33), Some(21))
         );
-        let rle: Vec<u8> = r["value"]["rle"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_u64().unwrap() as u8)
-            .collect();
-        for (c, a) in covered.iter_mut().zip(rle2mask(&rle, 21, 33).unwrap()) {
+        for (c, a) in covered.iter_mut().zip(brush(r, 33, 21)) {
             *c += u8::from(a >= 128);
         }
     }
@@ -133,39 +126,11 @@ fn served_masks_equal_the_masks_ssc_predict_writes() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let names = ssc_inference::runtime::Model::open(&model, &Default::default())
-        .unwrap()
-        .info()
-        .class_names
-        .clone();
+    let names = class_names(&model);
     let server = Server::start(
         &["--model", model.to_str().unwrap(), "--input-size", "64"],
         &photos,
     );
-    let files: Vec<(u64, String)> = sizes
-        .iter()
-        .enumerate()
-        .map(|(i, (n, ..))| (i as u64, format!("{n}.png")))
-        .collect();
-    let refs: Vec<(u64, &str)> = files.iter().map(|(i, f)| (*i, f.as_str())).collect();
-    let preds = server.predict(&refs);
-    server.stop();
-    let voc = ssc_core::classes::ClassMap::voc();
-    let mut foreground = 0;
-    for ((name, w, h), pred) in sizes.iter().zip(&preds) {
-        let written = ssc_core::mask::read_mask(&out.join(format!("{name}.png")), &voc).unwrap();
-        assert_eq!((written.width, written.height), (*w as usize, *h as usize));
-        let served = painted(pred, &names, *w as usize, *h as usize);
-        let diff = served
-            .iter()
-            .zip(&written.data)
-            .filter(|(a, b)| a != b)
-            .count();
-        assert_eq!(
-            diff, 0,
-            "{name}: {diff} pixels differ between served and written"
-        );
-        foreground += written.data.iter().filter(|&&v| v != 0).count();
-    }
+    let foreground = assert_served_equals_written(server, &sizes, &names, &out);
     assert!(foreground > 0, "some pixel is not background");
 }

@@ -8,8 +8,7 @@ mod serve_common;
 
 use label_common::*;
 use serde_json::Value;
-use serve_common::{Server, painted};
-use ssc_core::formats::brush::rle2mask;
+use serve_common::{Server, assert_served_equals_written, brush, class_names};
 
 #[test]
 #[cfg(unix)]
@@ -17,14 +16,7 @@ fn serves_cam_irn_predictions() {
     if !ort_available() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let cam = tiny_cam_model(dir.path(), 3);
-    let irn = tiny_irn_model(dir.path());
-    let names = ssc_inference::runtime::Model::open(&cam, &Default::default())
-        .unwrap()
-        .info()
-        .class_names
-        .clone();
+    let (dir, cam, irn, names) = models();
     let (w, h) = (45u32, 29u32);
     let img = image::RgbImage::from_fn(w, h, |x, y| {
         let inside = (x as i32 - 20).pow(2) + (y as i32 - 14).pow(2) < 100;
@@ -70,13 +62,7 @@ fn serves_cam_irn_predictions() {
             names.contains(&label),
             "{label} is not a class of the model ({names:?})"
         );
-        let rle: Vec<u8> = r["value"]["rle"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_u64().unwrap() as u8)
-            .collect();
-        let mask = rle2mask(&rle, h as usize, w as usize).unwrap();
+        let mask = brush(r, w as usize, h as usize);
         assert!(mask.iter().any(|&a| a >= 128), "{label}: empty brush");
         for (c, a) in covered.iter_mut().zip(mask) {
             *c += u8::from(a >= 128);
@@ -148,6 +134,20 @@ fn large_images_are_labelled_at_the_work_size() {
     assert_eq!(at, above);
 }
 
+/// A temporary folder with tiny CAM (3 classes) and IRN models, and the CAM's class names.
+fn models() -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    Vec<String>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let cam = tiny_cam_model(dir.path(), 3);
+    let irn = tiny_irn_model(dir.path());
+    let names = class_names(&cam);
+    (dir, cam, irn, names)
+}
+
 /// `ssc-serve` arguments of the CAM + IRN models at scales 1.0 and 0.5 with every class score
 /// above the label threshold.
 fn cam_irn_args(cam: &std::path::Path, irn: &std::path::Path) -> Vec<std::ffi::OsString> {
@@ -165,14 +165,7 @@ fn served_masks_equal_the_masks_ssc_label_writes() {
     if !ort_available() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let cam = tiny_cam_model(dir.path(), 3);
-    let irn = tiny_irn_model(dir.path());
-    let names = ssc_inference::runtime::Model::open(&cam, &Default::default())
-        .unwrap()
-        .info()
-        .class_names
-        .clone();
+    let (dir, cam, irn, names) = models();
     let photos = dir.path().join("photos");
     std::fs::create_dir_all(&photos).unwrap();
     let sizes = [
@@ -217,37 +210,9 @@ fn served_masks_equal_the_masks_ssc_label_writes() {
     assert!(o.status.success(), "{}", text(&o));
 
     let server = Server::start(&cam_irn_args(&cam, &irn), &photos);
-    let files: Vec<(u64, String)> = sizes
-        .iter()
-        .enumerate()
-        .map(|(i, (n, ..))| (i as u64, format!("{n}.png")))
-        .collect();
-    let refs: Vec<(u64, &str)> = files.iter().map(|(i, f)| (*i, f.as_str())).collect();
-    let preds = server.predict(&refs);
-    server.stop();
-    assert_eq!(preds.len(), sizes.len());
     let labels: Vec<String> = std::iter::once("background".to_string())
         .chain(names.iter().cloned())
         .collect();
-    let voc = ssc_core::classes::ClassMap::voc();
-    for ((name, w, h), pred) in sizes.iter().zip(&preds) {
-        let written = ssc_core::mask::read_mask(&out.join(format!("{name}.png")), &voc).unwrap();
-        assert_eq!((written.width, written.height), (*w as usize, *h as usize));
-        let served = painted(pred, &labels, *w as usize, *h as usize);
-        let diff = served
-            .iter()
-            .zip(&written.data)
-            .filter(|(a, b)| a != b)
-            .count();
-        assert_eq!(
-            diff, 0,
-            "{name}: {diff} pixels differ between served and written"
-        );
-    }
-    assert!(
-        preds
-            .iter()
-            .any(|p| !p["result"].as_array().unwrap().is_empty()),
-        "some image has a foreground class"
-    );
+    let foreground = assert_served_equals_written(server, &sizes, &labels, &out);
+    assert!(foreground > 0, "some image has a foreground class");
 }

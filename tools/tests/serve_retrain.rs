@@ -6,16 +6,16 @@
 
 #[path = "../../inference/tests/common/mod.rs"]
 mod common;
+mod serve_common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use serve_common::Server;
 use ssc_training::deeplab::config::DeepLabTrainConfig;
 
-const SERVE: &str = env!("CARGO_BIN_EXE_ssc-serve");
 const TRAIN: &str = env!("CARGO_BIN_EXE_ssc-train");
 const SYNTH: &str = env!("CARGO_BIN_EXE_ssc-synth");
 
@@ -63,49 +63,31 @@ fn a_correction_retrains_and_swaps_the_served_model() {
         .unwrap());
 
     let corrections = tmp.path().join("corrections");
-    let mut child = Command::new(SERVE)
-        .args(["--model", path(&onnx), "--port", "0", "--input-size", "48"])
-        .args(["--scales", "", "--local-root", path(&root)])
-        .args(["--corrections", path(&corrections)])
-        .args(["--retrain-run", path(&run), "--retrain-data", path(&root)])
-        .args(["--retrain-pseudo", path(&gt), "--retrain-after", "1"])
-        .args(["--retrain-epochs", "1"])
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("server exited before listening")
-            .unwrap();
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into();
-    let get = |p: &str| -> Value {
-        let mut r = agent.get(format!("http://{addr}{p}")).call().unwrap();
-        serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
-    };
-    let post = |p: &str, body: &Value| -> (u16, Value) {
-        let mut r = agent
-            .post(format!("http://{addr}{p}"))
-            .header("Content-Type", "application/json")
-            .send(body.to_string())
-            .unwrap();
-        let s = r.status().as_u16();
-        (
-            s,
-            serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap(),
-        )
-    };
+    let server = Server::start(
+        &[
+            "--model",
+            path(&onnx),
+            "--input-size",
+            "48",
+            "--scales",
+            "",
+            "--corrections",
+            path(&corrections),
+            "--retrain-run",
+            path(&run),
+            "--retrain-data",
+            path(&root),
+            "--retrain-pseudo",
+            path(&gt),
+            "--retrain-after",
+            "1",
+            "--retrain-epochs",
+            "1",
+        ],
+        &root,
+    );
+    let get = |p: &str| server.get(p);
+    let post = |p: &str, body: &Value| server.post(p, body);
     let health = get("/health");
     assert_eq!(health["model_version"], "ssc-seg");
     assert_eq!(health["retrain"]["state"], "idle");
@@ -166,15 +148,5 @@ fn a_correction_retrains_and_swaps_the_served_model() {
     assert_eq!(used["used"], json!([id]));
     assert!(round.join("deeplab.onnx").is_file() && round.join("train.log").is_file());
 
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = child.wait().unwrap();
-    assert!(status.success(), "exit status {status:?}");
-    drain.join().unwrap();
+    server.stop();
 }

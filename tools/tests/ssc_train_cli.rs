@@ -2,48 +2,16 @@
 //! its refusal to continue as another variant), the ablation table, and clear failures
 //! (ImageNet preset without weights, bad config file).
 
+mod cli_common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-const SYNTH: &str = env!("CARGO_BIN_EXE_ssc-synth");
-const TRAIN: &str = env!("CARGO_BIN_EXE_ssc-train");
-
-fn run(bin: &str, args: &[&str]) -> Output {
-    Command::new(bin)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("binary runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use cli_common::{TRAIN, run, synth, text};
 
 /// A tiny benchmark and a config that shrinks the synthetic preset to 32 px crops.
 fn setup(dir: &Path) -> (PathBuf, PathBuf) {
     let root = dir.join("synth");
-    let o = run(
-        SYNTH,
-        &[
-            "generate",
-            "--out",
-            root.to_str().unwrap(),
-            "--num-images",
-            "8",
-            "--num-val",
-            "2",
-            "--size",
-            "40",
-            "--classes",
-            "3",
-        ],
-    );
-    assert!(o.status.success(), "{}", text(&o));
+    synth(&root, 8, 2, 40, 3);
     let cfg = dir.join("tiny.json");
     std::fs::write(
         &cfg,
