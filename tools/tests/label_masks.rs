@@ -106,15 +106,31 @@ fn one_pass_equals_cams_then_pseudo_and_resumes() {
         assert!(ca.high_res == cb.high_res, "{id}: saved CAMs differ");
     }
     assert!(foreground > 0, "the walk labelled no pixel as foreground");
-    // `ssc-label pseudo --format coco` holds the same masks as its PNGs.
-    let classes = ssc_core::dataset::DatasetSpec::new(
+    let dataset = ssc_core::dataset::DatasetSpec::new(
         ssc_core::dataset::DatasetKind::Voc,
         &root,
         Some("train"),
     )
     .open()
-    .unwrap()
-    .classes;
+    .unwrap();
+    // The library's Labeler, given each image's labels, makes the masks the binary wrote
+    // (whose CAM inference ran in batches of 2).
+    let mut labeler =
+        ssc_inference::labeler::Labeler::open(&cam, &irn, &Default::default()).unwrap();
+    for item in &dataset.items {
+        let image = ssc_core::imageio::read_rgb(&item.image).unwrap();
+        let labels = item.labels.as_deref().unwrap();
+        let out = labeler
+            .label(&image, ssc_inference::labeler::ImageLabels::Given(labels))
+            .unwrap();
+        same(
+            &out.mask.data,
+            &decoded(&one.join(format!("{}.png", item.id))),
+            &format!("Labeler {}", item.id),
+        );
+    }
+    // `ssc-label pseudo --format coco` holds the same masks as its PNGs.
+    let classes = dataset.classes;
     let coco = ssc_core::formats::coco::read_coco(
         &two.join("coco.json"),
         &classes,
