@@ -40,4 +40,76 @@ pub enum InferenceError {
     /// An error of the data layer.
     #[error(transparent)]
     Core(#[from] ssc_core::CoreError),
+    /// Reading or writing a file failed (the context names the file).
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// A JSON file (settings, parameters) could not be parsed or written.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// Some items of a batch run failed; the manifest lists them.
+    #[error("{failed} of {items} item(s) failed (listed in {manifest}); rerun to retry them")]
+    ItemsFailed {
+        /// Failed items.
+        failed: usize,
+        /// Items of the shard.
+        items: usize,
+        /// The manifest's file name.
+        manifest: String,
+    },
+    /// Finished items could not be added to the annotation files (CVAT, COCO, Label Studio).
+    #[error("{0} item(s) are missing from the annotation files; rerun")]
+    MissingFromAnnotations(usize),
+    /// An error with what was being done when it happened (usually the file involved).
+    #[error("{context}: {inner}")]
+    Context {
+        /// What was being done.
+        context: String,
+        /// The error (kept out of `source()` because the message already shows it).
+        inner: Box<InferenceError>,
+    },
 }
+
+impl InferenceError {
+    /// Wraps the error with what was being done.
+    pub fn context(self, context: impl Into<String>) -> Self {
+        InferenceError::Context {
+            context: context.into(),
+            inner: Box::new(self),
+        }
+    }
+}
+
+/// `.context(..)` / `.with_context(|| ..)` on results whose error converts into
+/// [`InferenceError`], and on options (as anyhow offers, but typed).
+pub trait Context<T> {
+    /// Adds `context` to the error.
+    fn context(self, context: impl Into<String>) -> Result<T>;
+    /// Adds the context `f` computes (only on error).
+    fn with_context<S: Into<String>>(self, f: impl FnOnce() -> S) -> Result<T>;
+}
+
+impl<T, E: Into<InferenceError>> Context<T> for std::result::Result<T, E> {
+    fn context(self, context: impl Into<String>) -> Result<T> {
+        self.map_err(|e| e.into().context(context))
+    }
+    fn with_context<S: Into<String>>(self, f: impl FnOnce() -> S) -> Result<T> {
+        self.map_err(|e| e.into().context(f()))
+    }
+}
+
+impl<T> Context<T> for Option<T> {
+    fn context(self, context: impl Into<String>) -> Result<T> {
+        self.ok_or_else(|| InferenceError::Invalid(context.into()))
+    }
+    fn with_context<S: Into<String>>(self, f: impl FnOnce() -> S) -> Result<T> {
+        self.ok_or_else(|| InferenceError::Invalid(f().into()))
+    }
+}
+
+/// `return Err(InferenceError::Invalid(format!(..)))`.
+macro_rules! bail {
+    ($($t:tt)*) => {
+        return Err($crate::error::InferenceError::Invalid(format!($($t)*)))
+    };
+}
+pub(crate) use bail;

@@ -1,21 +1,15 @@
-//! CLI glue of the IRN stage (§4): `ssc-label irlabels` (CAMs → IR labels, §4.1),
-//! `ssc-train irn` (edge-branch training, §4.5–4.6) and the ONNX export of a trained IRN
-//! (§10.3).
-//!
-//! CAM files are read from `<cams>/<id>.safetensors` (the `ssc_core::cam::CamRecord` format);
-//! IR labels are written as 8-bit grey PNGs `<out>/<id>.png` (255 = ignore).
+//! CLI glue of the IRN stage (§4): the arguments of `ssc-label irlabels` (CAMs → IR labels,
+//! §4.1, run by `ssc_inference::jobs::IrLabelsJob`), `ssc-train irn` (edge-branch training,
+//! §4.5–4.6, `ssc_training::irn`) and the ONNX export of a trained IRN (§10.3).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use rayon::prelude::*;
-use ssc_core::cam::CamRecord;
-use ssc_core::irlabel::{IGNORE, IrLabelConfig, ir_label};
-use ssc_core::mask::{LabelMap, read_mask, write_grey_png};
+use ssc_core::irlabel::IrLabelConfig;
 use ssc_core::tensors::TensorFile;
+use ssc_inference::jobs::{IrLabelSummary, IrLabelsJob};
 use ssc_models::onnx::{Weights, export_irn_edge};
 use ssc_training::cam::data::open_split;
 use ssc_training::irn::config::IrnTrainConfig;
@@ -50,162 +44,26 @@ pub struct IrLabelArgs {
     pub overwrite: bool,
 }
 
-/// Quality of IR labels against ground truth.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct IrLabelStats {
-    /// Non-ignored IR pixels with a GT label (GT 255 excluded).
-    pub labelled: u64,
-    /// Of those, pixels whose IR label equals GT.
-    pub correct: u64,
-    /// All pixels of the images with GT.
-    pub pixels: u64,
-    /// Pixels whose IR label is not 255.
-    pub covered: u64,
-}
-
-impl IrLabelStats {
-    /// Fraction of non-ignored IR pixels (with a GT label) that equal GT.
-    pub fn precision(&self) -> f64 {
-        self.correct as f64 / self.labelled.max(1) as f64
-    }
-
-    /// Fraction of pixels that are not ignored.
-    pub fn coverage(&self) -> f64 {
-        self.covered as f64 / self.pixels.max(1) as f64
-    }
-
-    /// Adds one image's IR label and GT (same size).
-    pub fn add(&mut self, ir: &[u8], gt: &[u8]) {
-        self.pixels += ir.len() as u64;
-        for (&a, &g) in ir.iter().zip(gt) {
-            if a == IGNORE {
-                continue;
-            }
-            self.covered += 1;
-            if g != IGNORE {
-                self.labelled += 1;
-                self.correct += (a == g) as u64;
-            }
-        }
-    }
-}
-
-/// What `ir_labels` did.
-#[derive(Debug, Clone, Default)]
-pub struct IrLabelSummary {
-    /// Labels computed in this run.
-    pub written: usize,
-    /// Labels that already existed.
-    pub skipped: usize,
-    /// `(id, error)` of every image that failed.
-    pub failed: Vec<(String, String)>,
-    /// Precision/coverage against GT (`None` when no image has GT).
-    pub stats: Option<IrLabelStats>,
-}
-
-/// One image: the label (computed, or read back when it exists) and whether it was written.
-fn one_label(
-    id: &str,
-    image: &Path,
-    cams: &Path,
-    out: &Path,
-    cfg: &IrLabelConfig,
-    overwrite: bool,
-) -> Result<(LabelMap, bool)> {
-    let dst = out.join(format!("{id}.png"));
-    if !overwrite && dst.is_file() {
-        let m = read_mask(&dst, &ssc_core::classes::ClassMap::voc())?;
-        return Ok((m, false));
-    }
-    let cam_path = cams.join(format!("{id}.safetensors"));
-    let rec = CamRecord::read(&cam_path)?;
-    let img = ssc_core::imageio::read_rgb(image)?;
-    let (h, w) = rec.size;
-    if (img.width() as usize, img.height() as usize) != (w, h) {
-        bail!(
-            "{}: CAM is {w}×{h}, image {} is {}×{}",
-            cam_path.display(),
-            image.display(),
-            img.width(),
-            img.height()
-        );
-    }
-    let data = ir_label(&rec.high_res, &rec.keys, w, h, img.as_raw(), cfg)
-        .with_context(|| format!("IR label of {}", cam_path.display()))?;
-    let map = LabelMap::new(w, h, data)?;
-    write_grey_png(&dst, &map)?;
-    Ok((map, true))
-}
-
-/// Computes the IR labels of a dataset split (in parallel) without exiting; see
-/// [`ir_labels`].
+/// Computes the IR labels of a dataset split (in parallel) without exiting
+/// (`ssc_inference::jobs::IrLabelsJob`); see [`ir_labels`].
 pub fn run_ir_labels(args: &IrLabelArgs, progress: bool) -> Result<IrLabelSummary> {
-    let ds = open_split(&args.dataset, &args.split)
-        .with_context(|| format!("opening {}", args.dataset.display()))?;
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| args.dataset.join("ir_labels"));
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let cfg = IrLabelConfig {
-        conf_fg_thres: args.conf_fg_thres,
-        conf_bg_thres: args.conf_bg_thres,
-        ..IrLabelConfig::ssc()
+    let job = IrLabelsJob {
+        dataset: args.dataset.clone(),
+        split: args.split.clone(),
+        cams: args.cams.clone(),
+        out: args
+            .out
+            .clone()
+            .unwrap_or_else(|| args.dataset.join("ir_labels")),
+        config: IrLabelConfig {
+            conf_fg_thres: args.conf_fg_thres,
+            conf_bg_thres: args.conf_bg_thres,
+            ..IrLabelConfig::ssc()
+        },
+        overwrite: args.overwrite,
+        progress,
     };
-    let pb = if progress {
-        crate::progress(ds.len() as u64, "IR labels")
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    let written = AtomicU64::new(0);
-    let results: Vec<_> =
-        ds.items
-            .par_iter()
-            .map(|it| {
-                let r = one_label(&it.id, &it.image, &args.cams, &out, &cfg, args.overwrite)
-                    .and_then(|(map, new)| {
-                        written.fetch_add(new as u64, Ordering::Relaxed);
-                        let mut st = None;
-                        if let Some(gt) = &it.gt {
-                            let g = read_mask(gt, &ds.classes)?;
-                            if g.size() != map.size() {
-                                bail!(
-                                    "{}: GT size {:?} differs from {:?}",
-                                    gt.display(),
-                                    g.size(),
-                                    map.size()
-                                );
-                            }
-                            let mut s = IrLabelStats::default();
-                            s.add(&map.data, &g.data);
-                            st = Some(s);
-                        }
-                        Ok(st)
-                    });
-                pb.inc(1);
-                (it.id.clone(), r)
-            })
-            .collect();
-    pb.finish_and_clear();
-    let mut summary = IrLabelSummary::default();
-    let mut total: Option<IrLabelStats> = None;
-    for (id, r) in results {
-        match r {
-            Ok(Some(s)) => {
-                let t = total.get_or_insert_with(IrLabelStats::default);
-                t.labelled += s.labelled;
-                t.correct += s.correct;
-                t.pixels += s.pixels;
-                t.covered += s.covered;
-            }
-            Ok(None) => {}
-            Err(e) => summary.failed.push((id, format!("{e:#}"))),
-        }
-    }
-    summary.written = written.into_inner() as usize;
-    summary.skipped = ds.len() - summary.written - summary.failed.len();
-    summary.stats = total;
-    Ok(summary)
+    Ok(job.run()?)
 }
 
 /// `ssc-label irlabels`: IR labels (§4.1) for every image of a split; finished labels are

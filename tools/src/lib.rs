@@ -1,20 +1,19 @@
-//! Shared plumbing of ssc's command-line tools: logging, progress bars, class maps.
+//! Shared plumbing of ssc's command-line tools: logging, progress bars, class maps, the
+//! options every batch tool shares ([`args`]). The labelling and prediction work itself lives
+//! in `ssc_inference` (the jobs, the batch runner, the output sink); the binaries parse their
+//! arguments and call it.
 
-pub mod batch;
+pub mod args;
 pub mod deeplab_cli;
 pub mod export;
 pub mod irn_cli;
-pub mod label_cams;
-pub mod label_masks;
-pub mod label_pseudo;
-pub mod outputs;
 pub mod report;
 pub mod serve;
 
 use std::path::Path;
 
 use anyhow::Result;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use ssc_core::classes::ClassMap;
 
 /// Installs the `tracing` subscriber used by every binary (`RUST_LOG` overrides the level).
@@ -30,16 +29,7 @@ pub fn init_logging() {
 
 /// A progress bar with rate and ETA; hidden when stderr is not a terminal.
 pub fn progress(len: u64, what: &str) -> ProgressBar {
-    let bar = ProgressBar::new(len);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{msg} [{bar:30}] {pos}/{len} ({per_sec}, ETA {eta}) {elapsed_precise}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar.set_message(what.to_string());
-    bar
+    ssc_inference::batch::progress_bar(len, what)
 }
 
 /// Resolves a class map from a CLI value: `voc`, `coco`, or a file (one name per line, or a

@@ -1,11 +1,11 @@
-//! `ssc_tools::batch::run` with a toy job: failures are recorded without stopping the run,
+//! `ssc_inference::batch::run` with a toy job: failures are recorded without stopping the run,
 //! the manifest is written per shard, invalid outputs are redone, and only this shard's
 //! leftover temporary files are removed.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
-use ssc_tools::batch::{self, Job, Resumable, RunOptions, Shard};
+use ssc_inference::batch::{self, Job, Resumable, RunOptions, Shard};
 
 /// Writes `<out>/<id>.txt` containing the id; ids containing `bad` fail.
 struct Echo {
@@ -26,6 +26,8 @@ impl Resumable for Echo {
 }
 
 impl Job for Echo {
+    type Error = anyhow::Error;
+
     fn process(&self, item: &String) -> Result<()> {
         if item.contains("bad") {
             bail!("cannot process {item}");

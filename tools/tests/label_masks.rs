@@ -129,6 +129,43 @@ fn one_pass_equals_cams_then_pseudo_and_resumes() {
             &format!("Labeler {}", item.id),
         );
     }
+    // The library's MasksJob (what the binary runs), called directly with the progress output
+    // off, writes the same masks and a manifest of every item; a second run finds them done.
+    let lib = d.join("library");
+    let job = ssc_inference::jobs::MasksJob {
+        cam_model: cam.clone(),
+        irn_model: irn.clone(),
+        dataset: ssc_core::dataset::DatasetSpec::new(
+            ssc_core::dataset::DatasetKind::Voc,
+            &root,
+            Some("train"),
+        ),
+        out: lib.clone(),
+        cam: Default::default(),
+        save_cams: false,
+        masks: Default::default(),
+        params: Default::default(),
+        formats: Default::default(),
+        threads: Some(2),
+        run: ssc_inference::batch::RunOptions {
+            tool: "library test".into(),
+            out_dir: lib.clone(),
+            shard: ssc_inference::batch::Shard::ALL,
+            overwrite: false,
+            progress: false,
+        },
+    };
+    let manifest = job.run().unwrap();
+    assert_eq!((manifest.written, manifest.skipped), (n, 0));
+    assert!(manifest.failures.is_empty(), "{:?}", manifest.failures);
+    for id in train_ids(n) {
+        same(
+            &decoded(&lib.join(format!("{id}.png"))),
+            &decoded(&one.join(format!("{id}.png"))),
+            &format!("MasksJob {id}"),
+        );
+    }
+    assert_eq!(job.run().unwrap().skipped, n, "a rerun resumes");
     // `ssc-label pseudo --format coco` holds the same masks as its PNGs.
     let classes = dataset.classes;
     let coco = ssc_core::formats::coco::read_coco(

@@ -320,3 +320,39 @@ impl DatasetSpec {
 pub fn open(kind: DatasetKind, root: &Path, split: &str) -> Result<Dataset> {
     DatasetSpec::new(kind, root, Some(split)).open()
 }
+
+/// Opens `split` of a VOC-layout dataset. A `classes.txt` at the root (the synthetic
+/// benchmark) gives a custom class list with labels from `cls_labels.json`; otherwise it is
+/// read as PASCAL VOC (§1.1).
+pub fn open_split(root: &Path, split: &str) -> Result<Dataset> {
+    let classes_file = root.join("classes.txt");
+    if !classes_file.is_file() {
+        return DatasetSpec::new(DatasetKind::Voc, root, Some(split)).open();
+    }
+    let classes: ClassMap = load_class_map(&classes_file)?;
+    let labels = root.join("cls_labels.json");
+    let all = folder::folder(
+        &root.join("JPEGImages"),
+        labels.is_file().then_some(labels.as_path()),
+        classes,
+    )?;
+    let list = root
+        .join("ImageSets")
+        .join("Segmentation")
+        .join(format!("{split}.txt"));
+    let ids = read_id_list(&list)?;
+    let mut items = Vec::with_capacity(ids.len());
+    for (id, line) in ids {
+        let mut it = all.get(&id).cloned().ok_or_else(|| {
+            CoreError::format(&list, format!("line {line}: image `{id}` not found"))
+        })?;
+        let gt = root.join("SegmentationClass").join(format!("{id}.png"));
+        it.gt = gt.is_file().then_some(gt);
+        items.push(it);
+    }
+    Ok(Dataset {
+        name: format!("{}:{split}", root.display()),
+        classes: all.classes,
+        items,
+    })
+}

@@ -1,6 +1,6 @@
 //! `ssc-convert`: a folder of label masks (§1.2 label maps) to annotation-tool formats (VOC
 //! palette PNGs, CVAT "Segmentation mask 1.1" zip, COCO JSON, Label Studio tasks + config),
-//! through the shared output sink `ssc_tools::outputs` (the streaming `ssc_core::formats`
+//! through the shared output sink `ssc_inference::outputs` (the streaming `ssc_core::formats`
 //! writers).
 //!
 //! Masks are read one at a time and handed to every requested writer, so memory stays flat
@@ -16,8 +16,9 @@ use clap::Parser;
 use ssc_core::classes::ClassMap;
 use ssc_core::formats::MaskSource;
 use ssc_core::mask::{check_values, read_mask};
-use ssc_tools::batch::Shard;
-use ssc_tools::outputs::{FormatArgs, OutputPaths, Outputs};
+use ssc_inference::batch::Shard;
+use ssc_inference::outputs::{OutputPaths, Outputs};
+use ssc_tools::args::FormatArgs;
 
 #[derive(Parser)]
 #[command(
@@ -123,7 +124,7 @@ fn run(cli: Cli) -> Result<()> {
         voc_root: Some(voc),
         shard: Shard::ALL,
     };
-    let outputs = Outputs::create(paths, &classes, &cli.formats)?;
+    let outputs = Outputs::create(paths, &classes, &cli.formats.options())?;
     let bar = ssc_tools::progress(masks.len() as u64, "converting");
     let mut bad: Vec<String> = Vec::new();
     for (id, path) in &masks {

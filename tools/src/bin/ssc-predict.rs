@@ -1,49 +1,16 @@
-//! `ssc-predict`: segment image folders with an exported DeepLab (§6.5 multi-scale inference,
-//! optional flip, optional dense CRF of §6.6) through ONNX Runtime.
-//!
-//! Every image under `--input` (a folder, searched recursively, or a list file) gets a palette
-//! PNG at `<out>/<id>.png`, where the id is the image's path relative to the input folder
-//! without its extension, so nested folders are mirrored. On request: colour overlays
-//! `<out>/overlays/<id>.jpg`, per-pixel class scores `<out>/scores/<id>.safetensors` (tensor
-//! `scores`, f32 `K × H × W`, class names in the metadata) or `.npy` (the same array), and the
-//! aggregate formats of `ssc_tools::outputs` (CVAT, COCO, Label Studio).
-//!
-//! The CRF sees the real RGB image: the reference feeds the mean-subtracted image wrapped to
-//! uint8 (a bug, spec §6.6 and §11.4), which we do not reproduce.
-//!
-//! At scale (`ssc_tools::batch`): `--threads` workers each own one ONNX Runtime session and
-//! one image at a time (bounded memory); items are taken in id order so the aggregate files
-//! need only a small reorder buffer; shards, resume (an image whose mask, overlay and scores
-//! exist and match its size is skipped), per-image failures listed at the end and in
-//! `manifest.<i>-of-<n>.json`, non-zero exit when any image failed. Items finished by an
-//! earlier run are read back from their PNGs into the aggregate files, with score 1 (the
-//! per-class scores of a prediction are not stored).
+//! `ssc-predict`: segment image folders with an exported DeepLab through ONNX Runtime,
+//! sharded and resumable. This file parses the command line; the work is
+//! `ssc_inference::jobs::PredictJob` (masks as VOC PNGs and the aggregate formats of
+//! `ssc_inference::outputs`: CVAT, COCO, Label Studio; overlays; class scores).
 
-use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
-use clap::{Parser, ValueEnum};
-use image::RgbImage;
-use serde::Serialize;
-use ssc_core::classes::{ClassMap, VOC_NAMES};
-use ssc_core::crf::CrfParams;
-use ssc_core::formats::MaskSource;
+use anyhow::{Context, Result};
+use clap::Parser;
+use ssc_inference::jobs::predict::{PredictJob, ScoresFormat};
 use ssc_inference::runtime::{Device, SessionConfig};
-use ssc_inference::segment::{DeepLabSegmenter, SegmentConfig};
-use ssc_tools::batch::{self, BatchArgs, Failure, Resumable, RunOptions, Tracker};
-use ssc_tools::outputs::{FormatArgs, OutputPaths, Outputs};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
-enum ScoresFormat {
-    /// `scores/<id>.safetensors`, tensor `scores` (f32 K×H×W), class names in the metadata.
-    Safetensors,
-    /// `scores/<id>.npy` (f32 K×H×W, C order).
-    Npy,
-}
+use ssc_inference::segment::SegmentConfig;
+use ssc_tools::args::{BatchArgs, FormatArgs};
 
 #[derive(Parser)]
 #[command(
@@ -93,272 +60,6 @@ struct Cli {
     batch: BatchArgs,
 }
 
-/// One input image.
-struct Entry {
-    /// Relative path without extension (`/`-separated); names every output.
-    id: String,
-    /// Relative path with extension (what the annotation formats reference).
-    rel: String,
-    /// The file.
-    image: PathBuf,
-}
-
-/// `(id, relative path, file)` of every image under a folder.
-fn folder_entries(root: &Path) -> Result<Vec<Entry>> {
-    let ds = ssc_core::dataset::folder(root, None, ClassMap::voc())
-        .with_context(|| format!("cannot read the image folder {}", root.display()))?;
-    Ok(ds
-        .items
-        .into_iter()
-        .map(|it| {
-            let rel = it
-                .image
-                .strip_prefix(root)
-                .map(rel_string)
-                .unwrap_or_else(|_| it.id.clone());
-            Entry {
-                id: it.id,
-                rel,
-                image: it.image,
-            }
-        })
-        .collect())
-}
-
-fn rel_string(p: &Path) -> String {
-    p.components()
-        .map(|c| c.as_os_str().to_string_lossy())
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
-/// Entries of a list file: ids are the paths relative to the deepest folder holding every
-/// listed image, without extension.
-fn list_entries(list: &Path) -> Result<Vec<Entry>> {
-    let text = std::fs::read_to_string(list)
-        .with_context(|| format!("cannot read the image list {}", list.display()))?;
-    let base = list.parent().unwrap_or(Path::new("."));
-    let mut files = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let p = Path::new(line);
-        if p.components()
-            .any(|c| matches!(c, std::path::Component::ParentDir))
-        {
-            bail!(
-                "{}:{}: `{line}`: `..` is not allowed (ids mirror the paths)",
-                list.display(),
-                n + 1
-            );
-        }
-        files.push(if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            base.join(p)
-        });
-    }
-    if files.is_empty() {
-        bail!("{}: the image list is empty", list.display());
-    }
-    let mut common: PathBuf = files[0].parent().unwrap_or(Path::new("")).to_path_buf();
-    for f in &files[1..] {
-        while !f.starts_with(&common) {
-            if !common.pop() {
-                break;
-            }
-        }
-    }
-    let mut seen = HashSet::new();
-    let mut out = Vec::with_capacity(files.len());
-    for f in files {
-        let rel = rel_string(f.strip_prefix(&common).unwrap_or(&f));
-        let id = match rel.rfind('.') {
-            Some(dot) if !rel[dot..].contains('/') => rel[..dot].to_string(),
-            _ => rel.clone(),
-        };
-        if !seen.insert(id.clone()) {
-            bail!(
-                "{}: two images have the id `{id}` (outputs are named by id)",
-                list.display()
-            );
-        }
-        out.push(Entry { id, rel, image: f });
-    }
-    Ok(out)
-}
-
-/// The resolved settings written beside the masks (`predict.json`).
-#[derive(Serialize)]
-struct Settings<'a> {
-    model: &'a Path,
-    input: &'a Path,
-    class_names: &'a [String],
-    input_size: usize,
-    scales: &'a [f64],
-    flip: bool,
-    crf: Option<CrfParams>,
-    scores: Option<ScoresFormat>,
-    formats: Vec<&'static str>,
-    version: &'static str,
-}
-
-/// The settings that decide what a mask looks like: a folder holding masks made otherwise is
-/// not resumed into (its finished items would be kept as they are).
-const MASK_SETTINGS: [&str; 5] = ["class_names", "input_size", "scales", "flip", "crf"];
-
-/// Writes `predict.json`, refusing (unless `overwrite`) a folder whose earlier run used other
-/// mask settings.
-fn write_settings(out: &Path, s: &Settings<'_>, overwrite: bool) -> Result<()> {
-    let path = out.join("predict.json");
-    let new = serde_json::to_value(s)?;
-    if path.is_file() && !overwrite {
-        let old: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)
-            .with_context(|| format!("{}: not valid JSON", path.display()))?;
-        let differ: Vec<&str> = MASK_SETTINGS
-            .into_iter()
-            .filter(|k| old.get(k) != new.get(k))
-            .collect();
-        if !differ.is_empty() {
-            bail!(
-                "{} holds masks made with other settings ({}); choose another --out, or pass \
-                 --overwrite to redo every image",
-                path.display(),
-                differ.join(", ")
-            );
-        }
-    }
-    ssc_core::atomic::write(&path, &serde_json::to_vec_pretty(&new)?)?;
-    Ok(())
-}
-
-struct PredictJob {
-    out: PathBuf,
-    classes: ClassMap,
-    outputs: Outputs,
-    crf: Option<CrfParams>,
-    overlay: bool,
-    scores: Option<ScoresFormat>,
-}
-
-impl PredictJob {
-    fn overlay_path(&self, id: &str) -> PathBuf {
-        self.out.join("overlays").join(format!("{id}.jpg"))
-    }
-
-    fn scores_path(&self, id: &str, f: ScoresFormat) -> PathBuf {
-        let ext = match f {
-            ScoresFormat::Safetensors => "safetensors",
-            ScoresFormat::Npy => "npy",
-        };
-        self.out.join("scores").join(format!("{id}.{ext}"))
-    }
-
-    /// Segments one image and writes its outputs.
-    fn process(&self, seg: &mut DeepLabSegmenter, e: &Entry) -> Result<()> {
-        let img = ssc_core::imageio::read_rgb(&e.image)?;
-        let (w, h) = (img.width(), img.height());
-        let pred = if self.crf.is_some() || self.scores.is_some() {
-            let mut probs = seg
-                .probabilities(&img)
-                .with_context(|| format!("{}: inference", e.image.display()))?;
-            if let Some(crf) = &self.crf {
-                probs.data = crf
-                    .refine_softmax(
-                        &probs.data,
-                        probs.classes,
-                        w as usize,
-                        h as usize,
-                        img.as_raw(),
-                    )
-                    .with_context(|| format!("{}: dense CRF", e.image.display()))?;
-            }
-            if let Some(f) = self.scores {
-                let path = self.scores_path(&e.id, f);
-                let shape = vec![probs.classes, h as usize, w as usize];
-                match f {
-                    ScoresFormat::Safetensors => {
-                        let meta = [(
-                            "class_names".to_string(),
-                            serde_json::to_string(&self.classes.names)?,
-                        )]
-                        .into();
-                        ssc_core::tensors::write(
-                            &path,
-                            &[(
-                                "scores",
-                                ssc_core::tensors::Array::F32(probs.data.clone(), shape),
-                            )],
-                            Some(meta),
-                        )
-                    }
-                    ScoresFormat::Npy => ssc_core::npy::write_f32(&path, &shape, &probs.data),
-                }
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            }
-            probs.prediction()
-        } else {
-            seg.predict(&img)
-                .with_context(|| format!("{}: inference", e.image.display()))?
-        };
-        if self.overlay {
-            let path = self.overlay_path(&e.id);
-            let ov = overlay(&img, &pred.labels, &self.classes);
-            ssc_core::imageio::write_jpeg_rgb(&path, &ov, 90)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-        }
-        let mask = MaskSource::new(e.id.as_str(), w, h, pred.labels)?
-            .with_image(e.rel.as_str())
-            .with_scores(pred.scores);
-        self.outputs.add(mask)
-    }
-}
-
-/// The image with every non-background pixel blended half-and-half with its class colour.
-fn overlay(img: &RgbImage, labels: &[u8], classes: &ClassMap) -> RgbImage {
-    let palette = classes.palette();
-    let mut out = img.clone();
-    for (p, &l) in out.pixels_mut().zip(labels) {
-        if l != 0 {
-            let c = palette[l as usize];
-            for k in 0..3 {
-                p[k] = ((u16::from(p[k]) + u16::from(c[k])) / 2) as u8;
-            }
-        }
-    }
-    out
-}
-
-impl Resumable for PredictJob {
-    type Item = Entry;
-
-    fn id<'a>(&self, item: &'a Entry) -> &'a str {
-        &item.id
-    }
-
-    fn outputs(&self, item: &Entry) -> Vec<PathBuf> {
-        let mut v = vec![self.outputs.mask_path(&item.id)];
-        if self.overlay {
-            v.push(self.overlay_path(&item.id));
-        }
-        if let Some(f) = self.scores {
-            v.push(self.scores_path(&item.id, f));
-        }
-        v
-    }
-
-    /// Done when the mask decodes with the image's size and the other outputs exist (never
-    /// without `voc` masks: see `ssc_tools::outputs`).
-    fn is_done(&self, item: &Entry) -> bool {
-        let Ok(size) = ssc_core::imageio::image_size(&item.image) else {
-            return false;
-        };
-        self.outputs.is_done(&item.id, size) && self.outputs(item).iter().all(|p| p.is_file())
-    }
-}
-
 fn parse_scales(raw: &[String]) -> Result<Vec<f64>> {
     raw.iter()
         .filter(|s| !s.trim().is_empty())
@@ -371,158 +72,28 @@ fn parse_scales(raw: &[String]) -> Result<Vec<f64>> {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let scales = parse_scales(&cli.scales)?;
-    let device: Device = cli.device.parse()?;
-    let session = SessionConfig {
-        device,
-        intra_threads: 1,
-        library: cli.ort_lib.clone(),
-    };
-    let seg_cfg = SegmentConfig {
-        input_size: cli.input_size,
-        scales: scales.clone(),
-    };
-    let open = || -> Result<DeepLabSegmenter> {
-        Ok(
-            DeepLabSegmenter::open(&cli.model, &session, seg_cfg.clone())
-                .with_context(|| format!("cannot open the model {}", cli.model.display()))?
-                .with_flip(cli.flip),
-        )
-    };
-    // Opened up front: a bad model or runtime fails the run before any work.
-    let first = open()?;
-    let names = first.class_names().to_vec();
-    let classes = if names.iter().map(String::as_str).eq(VOC_NAMES) {
-        ClassMap::voc()
-    } else {
-        ClassMap::custom(names)
-    };
-
-    let entries = if cli.input.is_dir() {
-        folder_entries(&cli.input)?
-    } else if cli.input.is_file() {
-        list_entries(&cli.input)?
-    } else {
-        bail!(
-            "--input {}: no such folder or list file",
-            cli.input.display()
-        );
-    };
-    if entries.is_empty() {
-        bail!("{}: no images found", cli.input.display());
-    }
-    std::fs::create_dir_all(&cli.out)
-        .with_context(|| format!("cannot create {}", cli.out.display()))?;
-
-    let opts = RunOptions::from_args("ssc-predict", &cli.out, &cli.batch)?;
-    let pool = batch::thread_pool(cli.batch.threads)?;
-    let workers = pool.current_num_threads();
-    let outputs = Outputs::create(
-        OutputPaths::flat(&cli.out, opts.shard),
-        &classes,
-        &cli.formats,
-    )?
-    .with_window(4 * workers + 4);
-    let crf = cli.crf.then(CrfParams::stage2);
-    let settings = Settings {
-        model: &cli.model,
-        input: &cli.input,
-        class_names: &classes.names,
-        input_size: cli.input_size,
-        scales: &scales,
-        flip: cli.flip,
-        crf: crf.clone(),
-        scores: cli.scores,
-        formats: cli.formats.formats().iter().map(|f| f.name()).collect(),
-        version: env!("CARGO_PKG_VERSION"),
-    };
-    write_settings(&cli.out, &settings, cli.batch.overwrite)?;
     let job = PredictJob {
-        out: cli.out.clone(),
-        classes,
-        outputs,
-        crf,
+        segment: SegmentConfig {
+            input_size: cli.input_size,
+            scales: parse_scales(&cli.scales)?,
+        },
+        session: SessionConfig {
+            device: cli.device.parse::<Device>()?,
+            intra_threads: 1,
+            library: cli.ort_lib,
+        },
+        flip: cli.flip,
+        crf: cli.crf,
         overlay: cli.overlay,
         scores: cli.scores,
+        formats: cli.formats.options(),
+        threads: cli.batch.threads,
+        run: cli.batch.run_options("ssc-predict", &cli.out)?,
+        model: cli.model,
+        input: cli.input,
+        out: cli.out,
     };
-
-    let plan = batch::plan(&job, &entries, &opts);
-    let todo: HashSet<&str> = plan.todo.iter().map(|e| e.id.as_str()).collect();
-    // Every item of the shard in id order; finished ones only feed the aggregate files.
-    let mine = opts
-        .shard
-        .select(entries.iter().collect(), |e: &&Entry| &e.id);
-    job.outputs.set_order(mine.iter().map(|e| e.id.as_str()))?;
-    let tracker = Tracker::new(&opts, plan.total, plan.skipped);
-    let next = AtomicUsize::new(0);
-    let spare = Mutex::new(Some(first));
-    let late: Mutex<Vec<Failure>> = Mutex::new(Vec::new());
-    let open_err: Mutex<Option<String>> = Mutex::new(None);
-    pool.broadcast(|_| {
-        let mut seg: Option<DeepLabSegmenter> = None;
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(e) = mine.get(i) else { break };
-            job.outputs.admit(&e.id);
-            if !todo.contains(e.id.as_str()) {
-                if let Err(err) = job.outputs.add_existing(&e.id, &e.rel, None) {
-                    job.outputs.skip(&e.id);
-                    late.lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push(Failure {
-                            id: e.id.clone(),
-                            message: format!("{err:#}"),
-                        });
-                }
-                continue;
-            }
-            if seg.is_none() {
-                let taken = spare.lock().unwrap_or_else(|p| p.into_inner()).take();
-                match taken.map_or_else(&open, Ok) {
-                    Ok(s) => seg = Some(s),
-                    Err(err) => {
-                        // cannot happen after the first open succeeded, but never hang
-                        *open_err.lock().unwrap_or_else(|p| p.into_inner()) =
-                            Some(format!("{err:#}"));
-                    }
-                }
-            }
-            let result = match seg.as_mut() {
-                // a panic must not leave the reorder buffer waiting for this item
-                Some(s) => {
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.process(s, e)))
-                        .unwrap_or_else(|_| {
-                            Err(anyhow::anyhow!("{}: internal error (panic)", e.id))
-                        })
-                }
-                None => Err(anyhow::anyhow!("no inference session for this worker")),
-            };
-            if result.is_err() {
-                job.outputs.skip(&e.id);
-            }
-            tracker.record(&e.id, result);
-        }
-    });
-    let manifest = tracker.finish()?;
-    let finished = job.outputs.finish()?;
-    for f in &finished.files {
-        println!("wrote {}", f.display());
-    }
-    if let Some(e) = open_err.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        tracing::error!("a worker could not open the model: {e}");
-    }
-    let mut late = late.into_inner().unwrap_or_else(|p| p.into_inner());
-    late.extend(finished.failures);
-    if !late.is_empty() {
-        for f in &late {
-            eprintln!("not in the annotation files: {}: {}", f.id, f.message);
-        }
-        bail!(
-            "{} item(s) are missing from the annotation files; rerun",
-            late.len()
-        );
-    }
-    manifest.into_result()?;
+    job.run()?.into_result()?;
     Ok(())
 }
 

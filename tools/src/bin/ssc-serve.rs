@@ -15,9 +15,9 @@ use clap::Parser;
 use image::RgbImage;
 use ssc_core::classes::ClassMap;
 use ssc_inference::cam::CamConfig;
+use ssc_inference::jobs::pseudo::read_params;
 use ssc_inference::runtime::SessionConfig;
 use ssc_inference::segment::{DeepLabSegmenter, SegmentConfig};
-use ssc_tools::label_pseudo::read_params;
 use ssc_tools::serve::camirn::CamIrnSegmenter;
 use ssc_tools::serve::routes::shutdown_signal;
 use ssc_tools::serve::{
@@ -419,7 +419,7 @@ fn segmenters(
             predict_labels: true,
             label_threshold: cli.label_threshold,
         };
-        let params = read_params(&cli.walk_params)?;
+        let params = read_params(cli.walk_params.as_deref())?;
         for _ in 0..cli.workers {
             let s = CamIrnSegmenter::open(cam, irn, session, cam_cfg.clone(), params.clone())
                 .with_context(|| format!("opening {} + {}", cam.display(), irn.display()))?

@@ -1,7 +1,7 @@
 //! `ssc-superpixels`: ICD-style superpixels (§5: FH segmentation, greedy merge to at most 64
 //! regions) for every image of a dataset, written as `<out>/<id>.png` in the §1.5 format.
 //!
-//! At scale through `ssc_tools::batch`: shards, resume (a finished, readable file of the right
+//! At scale through `ssc_inference::batch`: shards, resume (a finished, readable file of the right
 //! size is skipped), one failing image does not stop the run, a manifest per shard, and the
 //! resolved parameters in `<out>/superpixels.json`.
 
@@ -12,7 +12,8 @@ use clap::Parser;
 use serde::{Deserialize, Serialize};
 use ssc_core::dataset::{DatasetSpec, Item};
 use ssc_core::superpixels::{self, Params};
-use ssc_tools::batch::{self, BatchArgs, DatasetArgs, Job, Resumable, RunOptions};
+use ssc_inference::batch::{self, Job, Resumable};
+use ssc_tools::args::{BatchArgs, DatasetArgs};
 
 #[derive(Parser)]
 #[command(
@@ -140,6 +141,8 @@ impl Resumable for SuperpixelJob {
 }
 
 impl Job for SuperpixelJob {
+    type Error = anyhow::Error;
+
     fn process(&self, item: &Item) -> Result<()> {
         let img = ssc_core::imageio::read_rgb(&item.image)?;
         let seg = superpixels::superpixels_image(&img, &self.params)?;
@@ -156,7 +159,7 @@ fn run() -> Result<()> {
     let cli = Cli::parse();
     let params = params(&cli)?;
     let ds = cli.data.open()?;
-    let opts = RunOptions::from_args("ssc-superpixels", &cli.out, &cli.batch)?;
+    let opts = cli.batch.run_options("ssc-superpixels", &cli.out)?;
     write_settings(
         &cli.out,
         &Settings {
@@ -171,5 +174,6 @@ fn run() -> Result<()> {
     };
     let pool = batch::thread_pool(cli.batch.threads)?;
     let manifest = pool.install(|| batch::run(&job, &ds.items, &opts))?;
-    manifest.into_result().map(|_| ())
+    manifest.into_result()?;
+    Ok(())
 }

@@ -6,52 +6,21 @@ use std::path::{Path, PathBuf};
 
 use image::RgbImage;
 use rayon::prelude::*;
-use ssc_core::classes::ClassMap;
-use ssc_core::dataset::{self, Dataset, DatasetKind, DatasetSpec};
+use ssc_core::dataset::{self, Dataset};
+use ssc_core::imageio;
 use ssc_core::resize::{pil_bicubic_rgb, pil_nearest, rescale_size};
 use ssc_core::rng::Rng;
 use ssc_core::superpixels::{self, file as spfile};
-use ssc_core::{CoreError, imageio};
 
 use super::config::DataConfig;
 use crate::data::{CropBox, SampleSet, normalise_flip};
 pub use crate::data::{epoch_order, load_epoch, sample_rng};
 use crate::error::{Result, TrainError};
 
-/// Opens `split` of a VOC-layout dataset. A `classes.txt` at the root (the synthetic
-/// benchmark) gives a custom class list with labels from `cls_labels.json`; otherwise it is
-/// read as PASCAL VOC (§1.1).
+/// Opens `split` of a VOC-layout dataset (the synthetic benchmark's custom classes
+/// included); it lives in `ssc_core::dataset` because the inference side reads splits too.
 pub fn open_split(root: &Path, split: &str) -> Result<Dataset> {
-    let classes_file = root.join("classes.txt");
-    if !classes_file.is_file() {
-        return Ok(DatasetSpec::new(DatasetKind::Voc, root, Some(split)).open()?);
-    }
-    let classes: ClassMap = dataset::load_class_map(&classes_file)?;
-    let labels = root.join("cls_labels.json");
-    let all = dataset::folder(
-        &root.join("JPEGImages"),
-        labels.is_file().then_some(labels.as_path()),
-        classes,
-    )?;
-    let list = root
-        .join("ImageSets")
-        .join("Segmentation")
-        .join(format!("{split}.txt"));
-    let ids = dataset::read_id_list(&list)?;
-    let mut items = Vec::with_capacity(ids.len());
-    for (id, line) in ids {
-        let mut it = all.get(&id).cloned().ok_or_else(|| {
-            CoreError::format(&list, format!("line {line}: image `{id}` not found"))
-        })?;
-        let gt = root.join("SegmentationClass").join(format!("{id}.png"));
-        it.gt = gt.is_file().then_some(gt);
-        items.push(it);
-    }
-    Ok(Dataset {
-        name: format!("{}:{split}", root.display()),
-        classes: all.classes,
-        items,
-    })
+    Ok(dataset::open_split(root, split)?)
 }
 
 /// One augmented sample.

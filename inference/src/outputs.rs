@@ -1,10 +1,10 @@
-//! Output formats of the per-image labelling tools (`ssc-predict`, `ssc-label`, `ssc-convert`):
-//! VOC palette PNGs (§1.2 label maps, §10.6) and the annotation-tool files of
+//! The output sink of the labelling and prediction jobs (`ssc-label`, `ssc-predict`,
+//! `ssc-convert`): VOC palette PNGs (§1.2 label maps, §10.6) and the annotation-tool files of
 //! `ssc_core::formats` (CVAT zip, COCO JSON, Label Studio tasks + config).
 //!
-//! [`FormatArgs`] is the shared command line (`--format voc,cvat,coco,labelstudio` and the
-//! writers' options); [`Outputs`] is the sink a batch run feeds one finished mask at a time from
-//! its worker threads:
+//! [`OutputOptions`] names the formats (`voc`, `cvat`, `coco`, `labelstudio`) and the writers'
+//! options; [`Outputs`] is the sink a batch run feeds one finished mask at a time from its
+//! worker threads:
 //!
 //! * **voc** masks are written at once, atomically, at `<masks>/<id>.png` (ids are relative
 //!   paths without extension, so nested input folders are mirrored), by the calling thread.
@@ -27,11 +27,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 
-use anyhow::{Context, Result, bail};
-use clap::ValueEnum;
 use ssc_core::classes::ClassMap;
-use ssc_core::formats::coco::{CocoMode, CocoOptions, CocoOutput, CocoWriter};
-use ssc_core::formats::cvat::{CvatOptions, CvatWriter, IgnoreAs};
+use ssc_core::formats::coco::{CocoOptions, CocoWriter};
+use ssc_core::formats::cvat::{CvatOptions, CvatWriter};
 use ssc_core::formats::labelstudio::{
     LabelStudioOptions, LabelStudioWriter, write_labeling_config,
 };
@@ -39,9 +37,11 @@ use ssc_core::formats::{MaskSource, MaskWriter};
 use ssc_core::mask::{LabelMap, read_mask, write_grey_png, write_palette_png};
 
 use crate::batch::{Failure, Shard, Tracker};
+use crate::error::{Context, InferenceError, Result, bail};
 
 /// One output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Format {
     /// Palette PNG per image at `<out>/<id>.png` (VOC colours, values = class indices).
     Voc,
@@ -65,77 +65,37 @@ impl Format {
     }
 }
 
-/// COCO annotations per class or per instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum CocoModeArg {
-    /// One crowd annotation per class present in an image.
-    Class,
-    /// One annotation per connected component.
-    Instance,
-}
-
-/// How CVAT zips carry ignore pixels (255).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum IgnoreArg {
-    /// Paint ignore pixels as background.
-    Background,
-    /// Declare an `ignore` label in the VOC void colour (read back as 255).
-    Label,
-}
-
-/// The output-format options every labelling tool shares (flatten into its clap struct).
-#[derive(clap::Args, Debug, Clone)]
-pub struct FormatArgs {
-    /// Output formats (repeat or separate with commas): voc, cvat, coco, labelstudio.
-    #[arg(
-        long = "format",
-        visible_alias = "to",
-        value_enum,
-        value_delimiter = ',',
-        default_value = "voc"
-    )]
+/// The formats of a run and each writer's options.
+#[derive(Debug, Clone)]
+pub struct OutputOptions {
+    /// Output formats, in the order given (duplicates are ignored).
     pub formats: Vec<Format>,
-    /// COCO: annotations per class (`iscrowd` 1) or per connected instance.
-    #[arg(long, value_enum, default_value = "class")]
-    pub coco_mode: CocoModeArg,
-    /// COCO: write the results format (`[{image_id, category_id, segmentation, score}]`, for
-    /// evaluating predictions) instead of a dataset file.
-    #[arg(long)]
-    pub coco_results: bool,
-    /// CVAT: how ignore pixels are written.
-    #[arg(long, value_enum, default_value = "background")]
-    pub cvat_ignore: IgnoreArg,
-    /// Label Studio: prefix of `data.image` (local-files serving by default).
-    #[arg(long, default_value = "/data/local-files/?d=")]
-    pub image_prefix: String,
-    /// Label Studio: name of the BrushLabels control (`from_name`).
-    #[arg(long, default_value = "tag")]
-    pub from_name: String,
-    /// Label Studio: name of the Image object (`to_name`).
-    #[arg(long, default_value = "image")]
-    pub to_name: String,
-    /// Label Studio: `model_version` of the predictions.
-    #[arg(long, default_value = "ssc")]
-    pub model_version: String,
+    /// COCO writer options.
+    pub coco: CocoOptions,
+    /// CVAT writer options.
+    pub cvat: CvatOptions,
+    /// Label Studio writer and labelling-config options.
+    pub labelstudio: LabelStudioOptions,
 }
 
-impl Default for FormatArgs {
+impl Default for OutputOptions {
     fn default() -> Self {
-        FormatArgs {
-            formats: vec![Format::Voc],
-            coco_mode: CocoModeArg::Class,
-            coco_results: false,
-            cvat_ignore: IgnoreArg::Background,
-            image_prefix: "/data/local-files/?d=".into(),
-            from_name: "tag".into(),
-            to_name: "image".into(),
-            model_version: "ssc".into(),
-        }
+        OutputOptions::new(&[Format::Voc])
     }
 }
 
-impl FormatArgs {
-    /// The requested formats, duplicates removed, in command-line order.
+impl OutputOptions {
+    /// `formats` with every writer's default options.
+    pub fn new(formats: &[Format]) -> Self {
+        OutputOptions {
+            formats: formats.to_vec(),
+            coco: CocoOptions::default(),
+            cvat: CvatOptions::default(),
+            labelstudio: LabelStudioOptions::default(),
+        }
+    }
+
+    /// The requested formats, duplicates removed, in the order given.
     pub fn formats(&self) -> Vec<Format> {
         let mut out = Vec::new();
         for &f in &self.formats {
@@ -144,43 +104,6 @@ impl FormatArgs {
             }
         }
         out
-    }
-
-    /// Label Studio writer / config options.
-    pub fn labelstudio(&self) -> LabelStudioOptions {
-        LabelStudioOptions {
-            image_prefix: self.image_prefix.clone(),
-            from_name: self.from_name.clone(),
-            to_name: self.to_name.clone(),
-            model_version: self.model_version.clone(),
-        }
-    }
-
-    /// COCO writer options.
-    pub fn coco(&self) -> CocoOptions {
-        CocoOptions {
-            mode: match self.coco_mode {
-                CocoModeArg::Class => CocoMode::PerClass,
-                CocoModeArg::Instance => CocoMode::PerInstance,
-            },
-            output: if self.coco_results {
-                CocoOutput::Results
-            } else {
-                CocoOutput::Dataset
-            },
-            ..Default::default()
-        }
-    }
-
-    /// CVAT writer options.
-    pub fn cvat(&self) -> CvatOptions {
-        CvatOptions {
-            ignore: match self.cvat_ignore {
-                IgnoreArg::Background => IgnoreAs::Background,
-                IgnoreArg::Label => IgnoreAs::Label,
-            },
-            ..Default::default()
-        }
     }
 }
 
@@ -305,11 +228,11 @@ pub struct Outputs {
 impl Outputs {
     /// Opens the requested formats (the Label Studio config is written at once; the other
     /// aggregate files appear in [`Outputs::finish`]).
-    pub fn create(paths: OutputPaths, classes: &ClassMap, args: &FormatArgs) -> Result<Self> {
+    pub fn create(paths: OutputPaths, classes: &ClassMap, args: &OutputOptions) -> Result<Self> {
         let mut writers: Vec<(Format, Writer)> = Vec::new();
         let formats = args.formats();
         if formats.is_empty() {
-            bail!("no output format given (--format voc,cvat,coco,labelstudio)");
+            bail!("no output format given (voc, cvat, coco, labelstudio)");
         }
         for f in &formats {
             let w: Writer = match f {
@@ -317,19 +240,19 @@ impl Outputs {
                 Format::Cvat => {
                     let path = paths.file("cvat", "zip");
                     Box::new(
-                        CvatWriter::begin(&path, classes, args.cvat())
+                        CvatWriter::begin(&path, classes, args.cvat)
                             .with_context(|| format!("cannot start {}", path.display()))?,
                     )
                 }
                 Format::Coco => {
                     let path = paths.file("coco", "json");
                     Box::new(
-                        CocoWriter::begin(&path, classes, args.coco())
+                        CocoWriter::begin(&path, classes, args.coco)
                             .with_context(|| format!("cannot start {}", path.display()))?,
                     )
                 }
                 Format::Labelstudio => {
-                    let opts = args.labelstudio();
+                    let opts = args.labelstudio.clone();
                     let config = paths.files.join("labelstudio-config.xml");
                     write_labeling_config(&config, classes, &opts)
                         .with_context(|| format!("cannot write {}", config.display()))?;
@@ -517,7 +440,7 @@ impl Outputs {
                 r
             }
         };
-        result.map_err(|e| anyhow::anyhow!(e))
+        result.map_err(InferenceError::Invalid)
     }
 
     /// `true` when the PNG of `id` exists and decodes to `size` (`(width, height)`); always
@@ -588,14 +511,14 @@ impl Outputs {
 /// [`Outputs::add_existing`]). A failed or panicking item is skipped in the order. Returns the
 /// finished items that could not be fed back (missing from the aggregate files).
 #[allow(clippy::too_many_arguments)]
-pub fn run_in_order<T: Sync>(
+pub fn run_in_order<T: Sync, E: std::fmt::Display>(
     pool: &rayon::ThreadPool,
     outputs: &Outputs,
     mine: &[&T],
     todo: &HashSet<&str>,
     id: impl Fn(&T) -> &str + Sync,
-    existing: impl Fn(&T) -> Result<()> + Sync,
-    process: impl Fn(&T) -> Result<()> + Sync,
+    existing: impl Fn(&T) -> Result<(), E> + Sync,
+    process: impl Fn(&T) -> Result<(), E> + Sync,
     tracker: &Tracker,
 ) -> Vec<Failure> {
     let next = AtomicUsize::new(0);
@@ -611,7 +534,8 @@ pub fn run_in_order<T: Sync>(
             let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
                 if done { existing(item) } else { process(item) }
             }))
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("{key}: internal error (panic)")));
+            .map_err(|_| format!("{key}: internal error (panic)"))
+            .and_then(|r| r.map_err(|e| format!("{e:#}")));
             if result.is_err() {
                 outputs.skip(key);
             }
@@ -622,7 +546,7 @@ pub fn run_in_order<T: Sync>(
                     .unwrap_or_else(|p| p.into_inner())
                     .push(Failure {
                         id: key.to_string(),
-                        message: format!("{e:#}"),
+                        message: e,
                     });
             }
         }
@@ -630,24 +554,19 @@ pub fn run_in_order<T: Sync>(
     late.into_inner().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Ends the outputs of a run: finishes the aggregate files, prints their paths, and fails
-/// when items are missing from them (`late`: finished items that could not be fed back).
-pub fn finish_run(outputs: Outputs, mut late: Vec<Failure>) -> Result<()> {
+/// Ends the outputs of a run: finishes the aggregate files and fails when items are missing
+/// from them (`late`: finished items that could not be fed back; each is logged). Returns the
+/// files written.
+pub fn finish_run(outputs: Outputs, mut late: Vec<Failure>) -> Result<Vec<PathBuf>> {
     let finished = outputs.finish()?;
-    for f in &finished.files {
-        println!("wrote {}", f.display());
-    }
     late.extend(finished.failures);
     if !late.is_empty() {
         for f in &late {
-            eprintln!("not in the annotation files: {}: {}", f.id, f.message);
+            tracing::error!("not in the annotation files: {}: {}", f.id, f.message);
         }
-        bail!(
-            "{} item(s) are missing from the annotation files; rerun",
-            late.len()
-        );
+        return Err(InferenceError::MissingFromAnnotations(late.len()));
     }
-    Ok(())
+    Ok(finished.files)
 }
 
 #[cfg(test)]
@@ -664,11 +583,8 @@ mod tests {
             .with_image(format!("{id}.jpg"))
     }
 
-    fn args(formats: &[Format]) -> FormatArgs {
-        FormatArgs {
-            formats: formats.to_vec(),
-            ..Default::default()
-        }
+    fn args(formats: &[Format]) -> OutputOptions {
+        OutputOptions::new(formats)
     }
 
     #[test]

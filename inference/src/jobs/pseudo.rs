@@ -1,69 +1,71 @@
-//! `ssc-label pseudo`: the refinement stage at scale (§4.7–4.8). For every image: its cached
-//! CAM file, the exported IRN edge network, the random walk, and the pseudo-mask (palette PNG
-//! by default, grey on request), plus optional score stacks and confidence masks, and the
-//! CVAT / COCO / Label Studio files of `--format` (§10.6, `crate::outputs`).
+//! The pseudo-mask job (`ssc-label pseudo`, spec §4.7–4.8): the refinement stage at scale. For
+//! every image: its cached CAM file, the exported IRN edge network, the random walk, and the
+//! pseudo-mask (palette PNG by default, grey on request), plus optional score stacks and
+//! confidence masks, and the CVAT / COCO / Label Studio files (§10.6, [`crate::outputs`]).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use anyhow::{Context, Result};
 use ssc_core::cam::CamRecord;
 use ssc_core::classes::ClassMap;
+use ssc_core::dataset::DatasetSpec;
 use ssc_core::dataset::Item;
 use ssc_core::formats::MaskSource;
 use ssc_core::mask::{LabelMap, read_mask, write_grey_png};
 use ssc_core::pseudo::{CONFIDENCE_FRACTION, PseudoLabel};
-use ssc_inference::refine::{RefineParams, refine};
-use ssc_inference::runtime::{Device, Model, SessionConfig};
 
-use crate::batch::{self, BatchArgs, DatasetArgs, Resumable, RunOptions, Shard, Tracker};
-use crate::outputs::{Format, FormatArgs, OutputPaths, Outputs, finish_run, run_in_order};
+use super::image_ref;
+use crate::batch::{self, Resumable, RunOptions, Shard, Tracker};
+use crate::error::{Context, InferenceError, Result, bail};
+use crate::outputs::{Format, OutputOptions, OutputPaths, Outputs, finish_run, run_in_order};
+use crate::refine::{RefineParams, refine};
+use crate::runtime::{Model, SessionConfig};
 
-/// Options of `ssc-label pseudo`.
-#[derive(clap::Args, Debug)]
-pub struct PseudoArgs {
-    #[command(flatten)]
-    pub data: DatasetArgs,
-    /// Exported IRN edge network (`ssc-export --arch irn`).
-    #[arg(long)]
-    pub irn: PathBuf,
-    /// Folder of CAM files `<id>.safetensors` (`ssc-label cams`).
-    #[arg(long)]
-    pub cams: PathBuf,
-    /// Output folder: `<id>.png` pseudo-masks (always written, whatever `--format`) and the
-    /// annotation files of `--format`.
-    #[arg(long)]
-    pub out: PathBuf,
-    /// Write grey PNGs (class ids) instead of palette PNGs.
-    #[arg(long)]
+/// Which files beside each pseudo-mask PNG a job writes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MaskOptions {
+    /// Grey PNGs (class ids) instead of palette PNGs.
     pub grey: bool,
-    /// Also write the score stacks `scores/<id>.safetensors` ((K+1)×H×W, §4.7).
-    #[arg(long)]
+    /// Also the score stacks `scores/<id>.safetensors` ((K+1)×H×W, §4.7).
     pub scores: bool,
-    /// Also write confidence masks `confidence/<id>.png` (0/255, §4.8).
-    #[arg(long)]
+    /// Also the confidence masks `confidence/<id>.png` (0/255, §4.8).
     pub confidence: bool,
-    /// Random-walk / background settings as JSON (`RefineParams`); default: the reference's.
-    #[arg(long)]
-    pub params: Option<PathBuf>,
-    /// ONNX Runtime library (else `ORT_DYLIB_PATH`, else `.ort/lib`).
-    #[arg(long)]
-    pub ort_lib: Option<PathBuf>,
-    /// `cpu` or `cuda[:N]`.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    #[command(flatten)]
-    pub formats: FormatArgs,
-    #[command(flatten)]
-    pub batch: BatchArgs,
+}
+
+/// `ssc-label pseudo` as a library call: for every image of this shard, its CAM file, the
+/// IRN edge network, the random walk and the pseudo-mask `<out>/<id>.png` (always written,
+/// whatever the formats), the files of [`MaskOptions`], the annotation files of `formats`,
+/// `pseudo.json` (the resolved settings) and the manifest.
+#[derive(Debug, Clone)]
+pub struct PseudoJob {
+    /// The dataset whose images are labelled.
+    pub dataset: DatasetSpec,
+    /// The exported IRN edge network (`ssc-export --arch irn`).
+    pub irn: PathBuf,
+    /// Folder of CAM files `<id>.safetensors` ([`crate::jobs::CamsJob`]).
+    pub cams: PathBuf,
+    /// Output folder.
+    pub out: PathBuf,
+    /// Files beside the masks.
+    pub masks: MaskOptions,
+    /// Random-walk and background settings.
+    pub params: RefineParams,
+    /// Device and ONNX Runtime library of the IRN sessions.
+    pub session: SessionConfig,
+    /// Annotation-tool formats (`voc` is always added).
+    pub formats: OutputOptions,
+    /// Worker threads (`None`: all cores).
+    pub threads: Option<usize>,
+    /// Shard, resume and reporting.
+    pub run: RunOptions,
 }
 
 /// Where and how pseudo-masks are written: `<out>/<id>.png` (palette, or grey class ids),
 /// optionally `<out>/scores/<id>.safetensors` and `<out>/confidence/<id>.png`, plus the
-/// annotation-tool files of `--format` (`crate::outputs`). Shared by `ssc-label pseudo` and
-/// the one-pass `ssc-label masks`, so both write identical files; all mask writing goes
-/// through [`MaskOutputs::write`], whose PNG is the one `crate::outputs` writes for `voc`.
+/// annotation-tool files of the formats ([`crate::outputs`]). Shared by [`PseudoJob`] and the
+/// one-pass [`crate::jobs::MasksJob`], so both write identical files; all mask writing goes
+/// through [`MaskOutputs::write`], whose PNG is the one [`crate::outputs`] writes for `voc`.
 pub struct MaskOutputs {
     /// Output folder.
     pub out: PathBuf,
@@ -73,7 +75,7 @@ pub struct MaskOutputs {
     pub scores: bool,
     /// Also write confidence masks.
     pub confidence: bool,
-    /// The PNG masks and the aggregate files, fed in id order (see `crate::outputs`).
+    /// The PNG masks and the aggregate files, fed in id order (see [`crate::outputs`]).
     pub sink: Outputs,
 }
 
@@ -83,23 +85,21 @@ impl MaskOutputs {
     pub fn create(
         out: &Path,
         classes: &ClassMap,
-        grey: bool,
-        scores: bool,
-        confidence: bool,
-        formats: &FormatArgs,
+        masks: MaskOptions,
+        formats: &OutputOptions,
         shard: Shard,
     ) -> Result<Self> {
         let mut formats = formats.clone();
         if !formats.formats.contains(&Format::Voc) {
             formats.formats.insert(0, Format::Voc);
         }
-        let sink =
-            Outputs::create(OutputPaths::flat(out, shard), classes, &formats)?.with_grey(grey);
+        let sink = Outputs::create(OutputPaths::flat(out, shard), classes, &formats)?
+            .with_grey(masks.grey);
         Ok(MaskOutputs {
             out: out.to_path_buf(),
             classes: classes.clone(),
-            scores,
-            confidence,
+            scores: masks.scores,
+            confidence: masks.confidence,
             sink,
         })
     }
@@ -136,9 +136,9 @@ impl MaskOutputs {
             return Ok(());
         }
         if let Some(id) = ids.find(|id| id.starts_with("confidence/")) {
-            anyhow::bail!(
+            bail!(
                 "the mask of image `{id}` would overwrite a confidence mask: move the \
-                 `confidence` sub-folder or drop --confidence"
+                 `confidence` sub-folder or drop the confidence masks (--confidence)"
             );
         }
         Ok(())
@@ -230,17 +230,8 @@ pub fn class_scores(label: &PseudoLabel, classes: usize) -> Vec<f32> {
         .collect()
 }
 
-/// The path the annotation files reference for `item`: relative to the dataset root when
-/// the image lies below it, else as given.
-pub fn image_ref(root: &Path, item: &Item) -> String {
-    item.image
-        .strip_prefix(root)
-        .unwrap_or(&item.image)
-        .to_string_lossy()
-        .replace('\\', "/")
-}
-
-struct PseudoJob {
+/// The per-item work of a [`PseudoJob`] run.
+struct PseudoWork {
     cams: PathBuf,
     root: PathBuf,
     outputs: MaskOutputs,
@@ -251,7 +242,7 @@ struct PseudoJob {
     models: Mutex<Vec<Model>>,
 }
 
-impl PseudoJob {
+impl PseudoWork {
     fn with_model<T>(&self, f: impl FnOnce(&mut Model) -> Result<T>) -> Result<T> {
         let taken = self.models.lock().expect("model pool").pop();
         let mut model = match taken {
@@ -264,7 +255,7 @@ impl PseudoJob {
     }
 }
 
-impl Resumable for PseudoJob {
+impl Resumable for PseudoWork {
     type Item = Item;
 
     fn id<'a>(&self, item: &'a Item) -> &'a str {
@@ -280,21 +271,21 @@ impl Resumable for PseudoJob {
     }
 }
 
-impl PseudoJob {
+impl PseudoWork {
     fn process(&self, item: &Item) -> Result<()> {
         let cam_path = self.cams.join(format!("{}.safetensors", item.id));
         let cam = CamRecord::read(&cam_path)?;
         let image = ssc_core::imageio::read_rgb(&item.image)?;
         let label = self
-            .with_model(|m| Ok(refine(m, &image, &cam, &self.params)?))
+            .with_model(|m| refine(m, &image, &cam, &self.params))
             .with_context(|| format!("{}: refinement", item.image.display()))?;
         self.outputs
             .write(&item.id, &image_ref(&self.root, item), &label)
     }
 }
 
-/// The refinement settings of `--params` (default: the reference's).
-pub fn read_params(path: &Option<PathBuf>) -> Result<RefineParams> {
+/// Refinement settings from a JSON file (`None`: the reference's).
+pub fn read_params(path: Option<&Path>) -> Result<RefineParams> {
     match path {
         None => Ok(RefineParams::default()),
         Some(p) => {
@@ -308,82 +299,79 @@ pub fn read_params(path: &Option<PathBuf>) -> Result<RefineParams> {
 /// Opens an exported IRN edge network, refusing any other kind of model.
 pub fn open_irn(path: &Path, session: &SessionConfig) -> Result<Model> {
     let model = Model::open(path, session)?;
-    anyhow::ensure!(
-        model.info().arch == "irn",
-        "{}: not an IRN edge model (arch `{}`)",
-        path.display(),
-        model.info().arch
-    );
+    if model.info().arch != "irn" {
+        return Err(InferenceError::Invalid(format!(
+            "{}: not an IRN edge model (arch `{}`)",
+            path.display(),
+            model.info().arch
+        )));
+    }
     Ok(model)
 }
 
-/// Runs `ssc-label pseudo`.
-pub fn run(args: &PseudoArgs) -> Result<()> {
-    ssc_inference::runtime::init(args.ort_lib.as_deref())?;
-    let ds = args.data.open()?;
-    let params = read_params(&args.params)?;
-    let settings = serde_json::json!({
-        "stage": "pseudo",
-        "irn": args.irn,
-        "cams": args.cams,
-        "params": params,
-        "dataset": args.data.spec()?,
-        "version": env!("CARGO_PKG_VERSION"),
-    });
-    ssc_core::atomic::write(
-        &args.out.join("pseudo.json"),
-        &serde_json::to_vec_pretty(&settings)?,
-    )?;
-    let session = SessionConfig {
-        device: args.device.parse::<Device>()?,
-        library: args.ort_lib.clone(),
-        ..SessionConfig::default()
-    };
-    // Fail early, before the run, on a bad model file.
-    let first = open_irn(&args.irn, &session)?;
-    let opts = RunOptions::from_args("ssc-label pseudo", &args.out, &args.batch)?;
-    let job = PseudoJob {
-        cams: args.cams.clone(),
-        root: args.data.root.clone(),
-        outputs: MaskOutputs::create(
-            &args.out,
-            &ds.classes,
-            args.grey,
-            args.scores,
-            args.confidence,
-            &args.formats,
-            opts.shard,
-        )?,
-        params,
-        model_path: args.irn.clone(),
-        session,
-        models: Mutex::new(vec![first]),
-    };
-    job.outputs
-        .check_ids(ds.items.iter().map(|i| i.id.as_str()))?;
-    let pool = batch::thread_pool(args.batch.threads)?;
-    let plan = pool.install(|| batch::plan(&job, &ds.items, &opts));
-    let todo: HashSet<&str> = plan.todo.iter().map(|i| i.id.as_str()).collect();
-    // Every item of the shard in id order; finished ones only feed the aggregate files.
-    let mine = opts
-        .shard
-        .select(ds.items.iter().collect(), |i: &&Item| &i.id);
-    let sink = &job.outputs.sink;
-    sink.set_order(mine.iter().map(|i| i.id.as_str()))?;
-    let tracker = Tracker::new(&opts, plan.total, plan.skipped);
-    let late = run_in_order(
-        &pool,
-        sink,
-        &mine,
-        &todo,
-        |i: &Item| i.id.as_str(),
-        |i| job.outputs.add_existing(&i.id, &image_ref(&job.root, i)),
-        |i| job.process(i),
-        &tracker,
-    );
-    let manifest = tracker.finish()?;
-    finish_run(job.outputs.sink, late)?;
-    manifest.into_result().map(|_| ())
+impl PseudoJob {
+    /// Runs the job over this shard: returns the manifest (written to `out`), whose failures
+    /// list the images that could not be labelled ([`batch::Manifest::into_result`]); `Err`
+    /// when the run could not start or its annotation files are incomplete.
+    pub fn run(&self) -> Result<batch::Manifest> {
+        crate::runtime::init(self.session.library.as_deref())?;
+        let ds = super::open_dataset(&self.dataset)?;
+        let settings = serde_json::json!({
+            "stage": "pseudo",
+            "irn": self.irn,
+            "cams": self.cams,
+            "params": self.params,
+            "dataset": self.dataset,
+            "version": env!("CARGO_PKG_VERSION"),
+        });
+        ssc_core::atomic::write(
+            &self.out.join("pseudo.json"),
+            &serde_json::to_vec_pretty(&settings)?,
+        )?;
+        // Fail early, before the run, on a bad model file.
+        let first = open_irn(&self.irn, &self.session)?;
+        let opts = &self.run;
+        let job = PseudoWork {
+            cams: self.cams.clone(),
+            root: self.dataset.root.clone(),
+            outputs: MaskOutputs::create(
+                &self.out,
+                &ds.classes,
+                self.masks,
+                &self.formats,
+                opts.shard,
+            )?,
+            params: self.params.clone(),
+            model_path: self.irn.clone(),
+            session: self.session.clone(),
+            models: Mutex::new(vec![first]),
+        };
+        job.outputs
+            .check_ids(ds.items.iter().map(|i| i.id.as_str()))?;
+        let pool = batch::thread_pool(self.threads)?;
+        let plan = pool.install(|| batch::plan(&job, &ds.items, opts));
+        let todo: HashSet<&str> = plan.todo.iter().map(|i| i.id.as_str()).collect();
+        // Every item of the shard in id order; finished ones only feed the aggregate files.
+        let mine = opts
+            .shard
+            .select(ds.items.iter().collect(), |i: &&Item| &i.id);
+        let sink = &job.outputs.sink;
+        sink.set_order(mine.iter().map(|i| i.id.as_str()))?;
+        let tracker = Tracker::new(opts, plan.total, plan.skipped);
+        let late = run_in_order(
+            &pool,
+            sink,
+            &mine,
+            &todo,
+            |i: &Item| i.id.as_str(),
+            |i| job.outputs.add_existing(&i.id, &image_ref(&job.root, i)),
+            |i| job.process(i),
+            &tracker,
+        );
+        let manifest = tracker.finish()?;
+        super::report_files(finish_run(job.outputs.sink, late)?, opts);
+        Ok(manifest)
+    }
 }
 
 /// Where `ssc-label pseudo` writes the mask of `id` (for tests and scripts).
@@ -425,20 +413,13 @@ mod tests {
     fn grey_masks_and_annotation_files_come_from_one_write() {
         let dir = tempfile::tempdir().unwrap();
         let classes = ClassMap::voc();
-        let formats = FormatArgs {
-            formats: vec![Format::Coco],
-            ..Default::default()
+        let formats = OutputOptions::new(&[Format::Coco]);
+        let masks = MaskOptions {
+            grey: true,
+            scores: false,
+            confidence: true,
         };
-        let out = MaskOutputs::create(
-            dir.path(),
-            &classes,
-            true,
-            false,
-            true,
-            &formats,
-            Shard::ALL,
-        )
-        .unwrap();
+        let out = MaskOutputs::create(dir.path(), &classes, masks, &formats, Shard::ALL).unwrap();
         let label = PseudoLabel {
             height: 1,
             width: 2,

@@ -1,6 +1,7 @@
-//! The at-scale runner shared by every per-image tool (`ssc-superpixels`, `ssc-label`, …).
+//! The at-scale runner of per-image jobs (spec §10.3), shared by the library's labelling jobs
+//! ([`crate::jobs`]) and every per-image tool (`ssc-superpixels`, `ssc-label`, `ssc-predict`).
 //!
-//! * **Shards** ([`Shard`]): `--shard I/N`, else a Slurm job array (`SLURM_ARRAY_TASK_ID`,
+//! * **Shards** ([`Shard`]): an explicit `I/N` (`--shard`), else a Slurm job array (`SLURM_ARRAY_TASK_ID`,
 //!   `SLURM_ARRAY_TASK_MIN`, `SLURM_ARRAY_TASK_COUNT`/`_MAX`, `_STEP`), else a Kubernetes
 //!   indexed job (`JOB_COMPLETION_INDEX` with the count from `--shards N` or
 //!   `SSC_NUM_SHARDS`). Items are sorted by id and dealt round-robin, so shards are disjoint,
@@ -19,7 +20,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use crate::error::{Context, InferenceError, Result, bail};
 use indicatif::ProgressBar;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -67,9 +68,9 @@ impl Shard {
             .split_once('/')
             .with_context(|| format!("--shard `{s}`: expected I/N, e.g. 0/4"))?;
         let num = |v: &str| {
-            v.trim()
-                .parse::<usize>()
-                .with_context(|| format!("--shard `{s}`: `{v}` is not a number"))
+            v.trim().parse::<usize>().map_err(|_| {
+                InferenceError::Invalid(format!("--shard `{s}`: `{v}` is not a number"))
+            })
         };
         Shard::new(num(i)?, num(n)?).with_context(|| format!("--shard `{s}`"))
     }
@@ -92,11 +93,11 @@ impl Shard {
         let var = |k: &str| -> Result<Option<usize>> {
             match env(k).filter(|v| !v.trim().is_empty()) {
                 None => Ok(None),
-                Some(v) => v
-                    .trim()
-                    .parse::<usize>()
-                    .map(Some)
-                    .with_context(|| format!("environment variable {k}=`{v}` is not a number")),
+                Some(v) => v.trim().parse::<usize>().map(Some).map_err(|_| {
+                    InferenceError::Invalid(format!(
+                        "environment variable {k}=`{v}` is not a number"
+                    ))
+                }),
             }
         };
         if let Some(id) = var("SLURM_ARRAY_TASK_ID")? {
@@ -152,76 +153,6 @@ impl Shard {
     }
 }
 
-/// Command-line options every batch tool shares (flatten into the tool's clap struct).
-#[derive(clap::Args, Debug, Clone, Default)]
-pub struct BatchArgs {
-    /// Process shard I of N (`I/N`, 0-based). Default: from SLURM_ARRAY_TASK_ID or
-    /// JOB_COMPLETION_INDEX, else everything.
-    #[arg(long, value_name = "I/N")]
-    pub shard: Option<String>,
-    /// Number of shards when the index comes from JOB_COMPLETION_INDEX (Kubernetes indexed
-    /// jobs; also `SSC_NUM_SHARDS`).
-    #[arg(long, value_name = "N")]
-    pub shards: Option<usize>,
-    /// Worker threads (default: all cores).
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Redo every item even when its output exists.
-    #[arg(long)]
-    pub overwrite: bool,
-}
-
-impl BatchArgs {
-    /// The shard these options and the environment select.
-    pub fn shard(&self) -> Result<Shard> {
-        Shard::resolve(self.shard.as_deref(), self.shards)
-    }
-}
-
-/// Command-line options naming the dataset a batch tool reads (flatten into the tool's clap
-/// struct).
-#[derive(clap::Args, Debug, Clone)]
-pub struct DatasetArgs {
-    /// Dataset layout: `voc`, `coco` or `folder`.
-    #[arg(long, default_value = "voc")]
-    pub dataset: String,
-    /// Dataset root (`VOC2012/`, `coco/`, or the image folder).
-    #[arg(long)]
-    pub root: PathBuf,
-    /// Split (VOC: `train`, `val`, `train_aug`…; COCO: `train`/`val`; ignored for folders).
-    #[arg(long)]
-    pub split: Option<String>,
-    /// Image-level label file instead of the layout's default.
-    #[arg(long)]
-    pub labels: Option<PathBuf>,
-    /// Classes: `voc`, `coco` or a class-list file (default: the layout's own).
-    #[arg(long)]
-    pub classes: Option<String>,
-}
-
-impl DatasetArgs {
-    /// The serialisable dataset spec (written beside the outputs).
-    pub fn spec(&self) -> Result<ssc_core::dataset::DatasetSpec> {
-        let kind: ssc_core::dataset::DatasetKind = self.dataset.parse()?;
-        let mut spec = ssc_core::dataset::DatasetSpec::new(kind, &self.root, self.split.as_deref());
-        spec.labels = self.labels.clone();
-        spec.classes = self.classes.clone();
-        Ok(spec)
-    }
-
-    /// Opens the dataset, naming the root in errors.
-    pub fn open(&self) -> Result<ssc_core::dataset::Dataset> {
-        let spec = self.spec()?;
-        let ds = spec
-            .open()
-            .with_context(|| format!("cannot open the dataset at {}", self.root.display()))?;
-        if ds.is_empty() {
-            bail!("the dataset at {} has no images", self.root.display());
-        }
-        Ok(ds)
-    }
-}
-
 /// What the resume logic needs to know about a per-image job: ids, output files, and whether
 /// an item is finished. Tools that schedule their own work (the CAM pipeline) implement only
 /// this and use [`plan`] and [`Tracker`].
@@ -241,8 +172,10 @@ pub trait Resumable: Sync {
 
 /// A per-image job run by [`run`].
 pub trait Job: Resumable {
+    /// The error of one item (recorded with `{:#}`, so an `anyhow::Error` shows its chain).
+    type Error: std::fmt::Display;
     /// Processes the item; errors are recorded and the run goes on.
-    fn process(&self, item: &Self::Item) -> Result<()>;
+    fn process(&self, item: &Self::Item) -> Result<(), Self::Error>;
 }
 
 /// One failed item.
@@ -306,13 +239,11 @@ impl Manifest {
     /// `Err` naming the failure count when any item failed (the tool then exits non-zero).
     pub fn into_result(self) -> Result<Self> {
         if !self.failures.is_empty() {
-            bail!(
-                "{} of {} item(s) failed (listed in manifest.{}-of-{}.json); rerun to retry them",
-                self.failures.len(),
-                self.items,
-                self.shard.index,
-                self.shard.count
-            );
+            return Err(InferenceError::ItemsFailed {
+                failed: self.failures.len(),
+                items: self.items,
+                manifest: self.shard.manifest_name(),
+            });
         }
         Ok(self)
     }
@@ -329,21 +260,9 @@ pub struct RunOptions {
     pub shard: Shard,
     /// Redo finished items.
     pub overwrite: bool,
-    /// Show a progress bar.
+    /// Show a progress bar and print the summary to stdout (what the command-line tools do);
+    /// `false` leaves only `tracing` logs.
     pub progress: bool,
-}
-
-impl RunOptions {
-    /// Options from the shared CLI flags.
-    pub fn from_args(tool: &str, out_dir: &Path, args: &BatchArgs) -> Result<Self> {
-        Ok(RunOptions {
-            tool: tool.to_string(),
-            out_dir: out_dir.to_path_buf(),
-            shard: args.shard()?,
-            overwrite: args.overwrite,
-            progress: true,
-        })
-    }
 }
 
 /// This shard's items split into those to do and those already done.
@@ -433,7 +352,7 @@ impl Tracker {
     pub fn new(opts: &RunOptions, total: usize, skipped: usize) -> Self {
         let todo = total - skipped;
         let bar = if opts.progress {
-            crate::progress(todo as u64, &opts.tool)
+            progress_bar(todo as u64, &opts.tool)
         } else {
             ProgressBar::hidden()
         };
@@ -457,7 +376,7 @@ impl Tracker {
     }
 
     /// Records one item's outcome.
-    pub fn record(&self, id: &str, result: Result<()>) {
+    pub fn record<E: std::fmt::Display>(&self, id: &str, result: Result<(), E>) {
         match result {
             Ok(()) => {
                 self.written.fetch_add(1, Ordering::Relaxed);
@@ -507,7 +426,18 @@ impl Tracker {
         let json = serde_json::to_vec_pretty(&manifest)?;
         ssc_core::atomic::write(&path, &json)
             .with_context(|| format!("cannot write the manifest {}", path.display()))?;
-        manifest.print_summary();
+        if self.opts.progress {
+            manifest.print_summary();
+        } else {
+            tracing::info!(
+                "{} shard {}: {} written, {} already done, {} failed",
+                manifest.tool,
+                manifest.shard,
+                manifest.written,
+                manifest.skipped,
+                manifest.failures.len()
+            );
+        }
         Ok(manifest)
     }
 }
@@ -529,11 +459,26 @@ pub fn thread_pool(threads: Option<usize>) -> Result<rayon::ThreadPool> {
     let mut b = rayon::ThreadPoolBuilder::new();
     if let Some(n) = threads {
         if n == 0 {
-            bail!("--threads must be at least 1");
+            bail!("the thread count must be at least 1 (--threads)");
         }
         b = b.num_threads(n);
     }
-    b.build().context("cannot start the worker threads")
+    b.build()
+        .map_err(|e| InferenceError::Invalid(format!("cannot start the worker threads: {e}")))
+}
+
+/// A progress bar with rate and ETA; hidden when stderr is not a terminal.
+pub fn progress_bar(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:30}] {pos}/{len} ({per_sec}, ETA {eta}) {elapsed_precise}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_message(what.to_string());
+    bar
 }
 
 #[cfg(test)]

@@ -1,81 +1,65 @@
-//! `ssc-label cams`: multi-scale CAMs (§3.1–3.3) of every image, one `<out>/<id>.safetensors`
-//! per image (`keys`, `cam`, `high_res`, as `ssc_core::cam::CamRecord`). Runs on the bounded
-//! pipeline of `ssc_inference::pipeline` (decode → one session per inference worker → fuse and
-//! atomic write) with shards, resume, per-item failures and a manifest from `crate::batch`.
+//! The CAM job (`ssc-label cams`, spec §3.1–3.3): multi-scale CAMs of every image, one
+//! `<out>/<id>.safetensors` per image (`keys`, `cam`, `high_res`, as
+//! `ssc_core::cam::CamRecord`). Runs on the bounded pipeline of [`crate::pipeline`] (decode →
+//! one session per inference worker → fuse and atomic write) with shards, resume, per-item
+//! failures and a manifest from [`crate::batch`].
 //!
 //! The CAM stage ([`CamStage`]: options, model checks, sessions, per-image decode and batched
-//! inference) is shared with the one-pass `ssc-label masks` (`crate::label_masks`), which runs
-//! the same stage and refines its output in memory instead of writing it.
+//! inference) is shared with the one-pass [`crate::jobs::masks`], which runs the same stage and
+//! refines its output in memory instead of writing it.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use ssc_core::cam::ScaleOutput;
 use ssc_core::dataset::{Dataset, DatasetSpec, Item};
-use ssc_inference::cam::{self, CamConfig, Normalizer, Prepared};
-use ssc_inference::pipeline::{self, PipelineConfig, StageTimes};
-use ssc_inference::runtime::{self, Device, Model, ModelInfo, SessionConfig};
 
-use crate::batch::{self, BatchArgs, DatasetArgs, Resumable, RunOptions, Tracker};
+use crate::batch::{self, Resumable, RunOptions, Tracker};
+use crate::cam::{self, CamConfig, Normalizer, Prepared};
+use crate::error::{Context, Result, bail};
+use crate::pipeline::{self, PipelineConfig, StageTimes};
+use crate::runtime::{self, Device, Model, ModelInfo, SessionConfig};
 
-/// Options of the CAM stage shared by `ssc-label cams` and `ssc-label masks`.
-#[derive(clap::Args, Debug, Clone)]
-pub struct CamOptions {
-    /// Keep the classes the model finds instead of the dataset's image labels (score: mean of
-    /// the flip-averaged ReLU CAM at scale 1.0, in logit units).
-    #[arg(long)]
-    pub predict_labels: bool,
-    /// Score above which a class counts as present with --predict-labels (the best class is
-    /// always kept).
-    #[arg(long, default_value_t = 0.5)]
-    pub label_threshold: f32,
-    /// Image scales, comma-separated.
-    #[arg(long, default_value = "1.0,0.5,1.5,2.0", value_delimiter = ',')]
-    pub scales: Vec<f64>,
-    /// Most images per network run (same-sized images are batched together).
-    #[arg(long, default_value_t = 1)]
+/// Options of the CAM stage shared by [`CamsJob`] and [`crate::jobs::masks::MasksJob`].
+#[derive(Debug, Clone)]
+pub struct CamStageOptions {
+    /// Scales, label prediction and its threshold.
+    pub config: CamConfig,
+    /// Most images per network run (same-sized images are batched together; ≥ 1).
     pub batch: usize,
-    /// `cpu`, `cuda` or `cuda:N`.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    /// The ONNX Runtime library (else ORT_DYLIB_PATH, else `.ort/lib` from
-    /// `scripts/setup-ort.sh`).
-    #[arg(long)]
+    /// Where the network runs.
+    pub device: Device,
+    /// The ONNX Runtime library (else `ORT_DYLIB_PATH`, else the project's `.ort/lib`).
     pub ort_lib: Option<PathBuf>,
 }
 
-impl CamOptions {
-    /// The validated CAM settings.
-    pub fn config(&self) -> Result<CamConfig> {
-        let cfg = CamConfig {
-            scales: self.scales.clone(),
-            predict_labels: self.predict_labels,
-            label_threshold: self.label_threshold,
-        };
-        cfg.validate()?;
-        if self.batch == 0 {
-            bail!("--batch must be at least 1");
+impl Default for CamStageOptions {
+    fn default() -> Self {
+        CamStageOptions {
+            config: CamConfig::default(),
+            batch: 1,
+            device: Device::Cpu,
+            ort_lib: None,
         }
-        Ok(cfg)
     }
 }
 
-/// Options of `ssc-label cams`.
-#[derive(clap::Args, Debug)]
-pub struct CamsArgs {
+/// `ssc-label cams` as a library call: the CAM file `<out>/<id>.safetensors` of every image
+/// of this shard of a dataset, `cams.json` (the resolved settings) and the manifest.
+#[derive(Debug, Clone)]
+pub struct CamsJob {
     /// The exported CAM network (`ssc-export --arch cam`).
-    #[arg(long)]
     pub model: PathBuf,
-    #[command(flatten)]
-    pub data: DatasetArgs,
-    /// Output folder: `<id>.safetensors`, `cams.json`, `manifest.<i>-of-<n>.json`.
-    #[arg(long)]
+    /// The dataset whose images are labelled.
+    pub dataset: DatasetSpec,
+    /// Output folder.
     pub out: PathBuf,
-    #[command(flatten)]
-    pub cam: CamOptions,
-    #[command(flatten)]
-    pub batch_args: BatchArgs,
+    /// CAM stage options.
+    pub cam: CamStageOptions,
+    /// Worker threads (`None`: all cores).
+    pub threads: Option<usize>,
+    /// Shard, resume and reporting.
+    pub run: RunOptions,
 }
 
 /// The resolved settings written beside the CAMs (`cams.json`).
@@ -95,16 +79,18 @@ pub struct Settings {
 pub fn write_settings(dir: &Path, s: &Settings) -> Result<()> {
     let path = dir.join("cams.json");
     if path.is_file() {
-        let old: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)
-            .with_context(|| format!("{}: not valid JSON", path.display()))?;
+        let old: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?,
+        )
+        .with_context(|| format!("{}: not valid JSON", path.display()))?;
         let old_cam = old
             .get("cam")
             .and_then(|c| serde_json::from_value::<CamConfig>(c.clone()).ok());
         let same_classes = old.get("class_names") == Some(&serde_json::json!(s.class_names));
         if old_cam.as_ref() != Some(&s.cam) || !same_classes {
             bail!(
-                "{} holds CAMs made with other settings or classes; choose another --out or \
-                 delete the folder",
+                "{} holds CAMs made with other settings or classes; choose another output \
+                 folder or delete it",
                 path.display()
             );
         }
@@ -137,18 +123,22 @@ impl CamStage {
     /// are predicted, which needs no dataset labels).
     pub fn open(
         model: &Path,
-        opts: &CamOptions,
+        opts: &CamStageOptions,
         threads: Option<usize>,
         ds: &Dataset,
     ) -> Result<Self> {
-        let cfg = opts.config()?;
-        let device: Device = opts.device.parse()?;
+        let cfg = opts.config.clone();
+        cfg.validate()?;
+        if opts.batch == 0 {
+            bail!("the CAM batch size must be at least 1");
+        }
+        let device = opts.device;
         let lib = runtime::init(opts.ort_lib.as_deref())?;
         tracing::info!("ONNX Runtime: {}", lib.display());
         let threads =
             threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         if threads == 0 {
-            bail!("--threads must be at least 1");
+            bail!("the thread count must be at least 1");
         }
         // One session per inference worker (ort's `run` takes `&mut self`); one intra-op
         // thread each was fastest on CPU.
@@ -234,7 +224,7 @@ impl CamStage {
 
     /// Decodes and prepares one image (decode stage).
     pub fn prepare(&self, image: &image::RgbImage) -> Result<Prepared> {
-        Ok(cam::prepare(image, &self.cfg.scales, &self.norm)?)
+        cam::prepare(image, &self.cfg.scales, &self.norm)
     }
 }
 
@@ -359,44 +349,47 @@ fn cam_file_ok(path: &Path, (h, w): (usize, usize), classes: usize) -> Result<bo
     }))
 }
 
-/// Runs `ssc-label cams`.
-pub fn run(args: &CamsArgs) -> Result<()> {
-    let ds = args.data.open()?;
-    let mut stage = CamStage::open(&args.model, &args.cam, args.batch_args.threads, &ds)?;
-    let opts = RunOptions::from_args("ssc-label cams", &args.out, &args.batch_args)?;
-    write_settings(&args.out, &stage.settings(args.data.spec()?))?;
-    let job = CamFiles {
-        dir: args.out.clone(),
-        classes: stage.info.class_names.len(),
-    };
-    let pool = batch::thread_pool(Some(stage.threads))?;
-    let plan = pool.install(|| batch::plan(&job, &ds.items, &opts));
-    let tracker = Tracker::new(&opts, plan.total, plan.skipped);
-    let n = if plan.todo.is_empty() {
-        1
-    } else {
-        stage.workers()
-    };
-    let sessions = stage.sessions(n)?;
-    let pcfg = stage.pipeline_config(sessions.len());
-    let stage = &stage;
-    let times = pipeline::run(
-        &plan.todo,
-        &pcfg,
-        sessions,
-        |item: &&Item| -> Result<Prepared> {
-            stage.prepare(&ssc_core::imageio::read_rgb(&item.image)?)
-        },
-        |model: &mut Model, batch: Vec<(usize, Prepared)>| {
-            infer_batch(model, batch.iter().map(|(_, p)| p))
-        },
-        |item: &&Item, (outputs, size)| {
-            let rec = cam::finish(&outputs, size, item.labels.as_deref(), &stage.cfg)?;
-            rec.write(&job.path(item), &item.id)?;
-            Ok(())
-        },
-        |item: &&Item, r: Result<()>| tracker.record(&item.id, r),
-    );
-    log_stage_times(&times, ["decode+prepare", "inference", "fuse+write"]);
-    tracker.finish()?.into_result().map(|_| ())
+impl CamsJob {
+    /// Runs the job over this shard: returns the manifest (written to `out`), whose failures
+    /// list the images that could not be labelled ([`batch::Manifest::into_result`]).
+    pub fn run(&self) -> Result<batch::Manifest> {
+        let ds = super::open_dataset(&self.dataset)?;
+        let mut stage = CamStage::open(&self.model, &self.cam, self.threads, &ds)?;
+        write_settings(&self.out, &stage.settings(self.dataset.clone()))?;
+        let job = CamFiles {
+            dir: self.out.clone(),
+            classes: stage.info.class_names.len(),
+        };
+        let opts = &self.run;
+        let pool = batch::thread_pool(Some(stage.threads))?;
+        let plan = pool.install(|| batch::plan(&job, &ds.items, opts));
+        let tracker = Tracker::new(opts, plan.total, plan.skipped);
+        let n = if plan.todo.is_empty() {
+            1
+        } else {
+            stage.workers()
+        };
+        let sessions = stage.sessions(n)?;
+        let pcfg = stage.pipeline_config(sessions.len());
+        let stage = &stage;
+        let times = pipeline::run(
+            &plan.todo,
+            &pcfg,
+            sessions,
+            |item: &&Item| -> Result<Prepared> {
+                stage.prepare(&ssc_core::imageio::read_rgb(&item.image)?)
+            },
+            |model: &mut Model, batch: Vec<(usize, Prepared)>| {
+                infer_batch(model, batch.iter().map(|(_, p)| p))
+            },
+            |item: &&Item, (outputs, size)| {
+                let rec = cam::finish(&outputs, size, item.labels.as_deref(), &stage.cfg)?;
+                rec.write(&job.path(item), &item.id)?;
+                Ok(())
+            },
+            |item: &&Item, r: Result<()>| tracker.record(&item.id, r),
+        );
+        log_stage_times(&times, ["decode+prepare", "inference", "fuse+write"]);
+        tracker.finish()
+    }
 }

@@ -1,0 +1,65 @@
+//! The labelling jobs at scale (spec §10.3): what `ssc-label cams`, `ssc-label pseudo` and
+//! `ssc-label masks` run, as library calls. Each job is a plain struct of settings (the
+//! dataset, the exported networks, the output folder, [`crate::batch::RunOptions`] for shard
+//! and resume) with a `run()` that labels this shard and returns the manifest:
+//!
+//! * [`cams::CamsJob`]: multi-scale CAM files (§3.1–3.3);
+//! * [`irlabels::IrLabelsJob`]: IR labels from CAM files (§4.1), what the IRN trains on;
+//! * [`pseudo::PseudoJob`]: pseudo-masks from CAM files and the IRN edge network (§4.7–4.8);
+//! * [`masks::MasksJob`]: both in one pass, no CAM files in between;
+//! * [`predict::PredictJob`]: DeepLab predictions of an image folder or list (`ssc-predict`,
+//!   §6.5–6.6).
+//!
+//! Masks and the annotation-tool files go through [`crate::outputs`]; the pseudo-mask of one
+//! image alone comes from [`crate::labeler::Labeler`], which computes the same masks.
+
+pub mod cams;
+pub mod irlabels;
+pub mod masks;
+pub mod predict;
+pub mod pseudo;
+
+use std::path::Path;
+
+use ssc_core::dataset::{Dataset, DatasetSpec, Item};
+
+pub use cams::{CamStage, CamStageOptions, CamsJob};
+pub use irlabels::{IrLabelStats, IrLabelSummary, IrLabelsJob};
+pub use masks::MasksJob;
+pub use predict::PredictJob;
+pub use pseudo::{MaskOptions, MaskOutputs, PseudoJob};
+
+use crate::error::{Context, Result, bail};
+
+/// Opens a dataset, naming its root in errors; a dataset without images is an error.
+pub fn open_dataset(spec: &DatasetSpec) -> Result<Dataset> {
+    let ds = spec
+        .open()
+        .with_context(|| format!("cannot open the dataset at {}", spec.root.display()))?;
+    if ds.is_empty() {
+        bail!("the dataset at {} has no images", spec.root.display());
+    }
+    Ok(ds)
+}
+
+/// The path the annotation files reference for `item`: relative to the dataset root when
+/// the image lies below it, else as given.
+pub fn image_ref(root: &Path, item: &Item) -> String {
+    item.image
+        .strip_prefix(root)
+        .unwrap_or(&item.image)
+        .to_string_lossy()
+        .replace('\\', "/")
+}
+
+/// Reports the annotation files a job wrote: printed to stdout when the run shows progress
+/// (the command-line tools), logged otherwise.
+fn report_files(files: Vec<std::path::PathBuf>, opts: &crate::batch::RunOptions) {
+    for f in files {
+        if opts.progress {
+            println!("wrote {}", f.display());
+        } else {
+            tracing::info!("wrote {}", f.display());
+        }
+    }
+}
