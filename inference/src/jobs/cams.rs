@@ -16,7 +16,7 @@ use ssc_core::dataset::{Dataset, DatasetSpec, Item};
 
 use crate::batch::{self, Resumable, RunOptions, Tracker};
 use crate::cam::{self, CamConfig, Normalizer, Prepared};
-use crate::error::{Context, Result, bail};
+use crate::error::{Result, bail};
 use crate::pipeline::{self, PipelineConfig, StageTimes};
 use crate::runtime::{self, Device, Model, ModelInfo, SessionConfig};
 
@@ -77,26 +77,18 @@ pub struct Settings {
 
 /// Writes `<dir>/cams.json`, refusing a folder holding CAMs made with other settings.
 pub fn write_settings(dir: &Path, s: &Settings) -> Result<()> {
-    let path = dir.join("cams.json");
-    if path.is_file() {
-        let old: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?,
-        )
-        .with_context(|| format!("{}: not valid JSON", path.display()))?;
+    let new = serde_json::to_value(s)?;
+    super::write_settings_file(&dir.join("cams.json"), &new, None, "CAMs", |old| {
+        let mut d = Vec::new();
         let old_cam = old
             .get("cam")
             .and_then(|c| serde_json::from_value::<CamConfig>(c.clone()).ok());
-        let same_classes = old.get("class_names") == Some(&serde_json::json!(s.class_names));
-        if old_cam.as_ref() != Some(&s.cam) || !same_classes {
-            bail!(
-                "{} holds CAMs made with other settings or classes; choose another output \
-                 folder or delete it",
-                path.display()
-            );
+        if old_cam.as_ref() != Some(&s.cam) {
+            d.push("cam".to_string());
         }
-    }
-    ssc_core::atomic::write(&path, &serde_json::to_vec_pretty(s)?)?;
-    Ok(())
+        d.extend(super::differing(old, &new, &["class_names"]));
+        d
+    })
 }
 
 /// An opened CAM network with its checked settings: everything the CAM stage of a pipeline

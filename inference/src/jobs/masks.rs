@@ -26,7 +26,7 @@ use super::image_ref;
 use super::pseudo::{MaskOptions, MaskOutputs, open_irn};
 use crate::batch::{self, Failure, Resumable, RunOptions, Tracker};
 use crate::cam::{self, Prepared};
-use crate::error::{Context, InferenceError, Result, bail};
+use crate::error::{Context, InferenceError, Result};
 use crate::outputs::{OutputOptions, finish_run};
 use crate::pipeline;
 use crate::refine::{RefineParams, edge_map, refine_with_edge};
@@ -99,24 +99,13 @@ struct Inferred {
 /// Writes `masks.json`, refusing a folder whose masks were made with other CAM or walk
 /// settings (a resumed run would mix them) unless everything is redone.
 fn write_run_settings(out: &Path, settings: &serde_json::Value, overwrite: bool) -> Result<()> {
-    let path = out.join("masks.json");
-    if path.is_file() && !overwrite {
-        let old: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?,
-        )
-        .with_context(|| format!("{}: not valid JSON", path.display()))?;
-        for key in ["cam", "params", "class_names"] {
-            if old.get(key) != settings.get(key) {
-                bail!(
-                    "{} holds masks made with other `{key}` settings; choose another output \
-                     folder, delete the folder or redo everything (--overwrite)",
-                    path.display()
-                );
-            }
-        }
-    }
-    ssc_core::atomic::write(&path, &serde_json::to_vec_pretty(settings)?)?;
-    Ok(())
+    super::write_settings_file(
+        &out.join("masks.json"),
+        settings,
+        Some(overwrite),
+        "masks",
+        |old| super::differing(old, settings, &["cam", "params", "class_names"]),
+    )
 }
 
 impl MasksJob {

@@ -1,5 +1,5 @@
-//! The labelling jobs at scale (spec §10.3): what `ssc-label cams`, `ssc-label pseudo` and
-//! `ssc-label masks` run, as library calls. Each job is a plain struct of settings (the
+//! The per-image jobs at scale (spec §10.3): what `ssc-superpixels`, `ssc-label` and
+//! `ssc-predict` run, as library calls. Each job is a plain struct of settings (the
 //! dataset, the exported networks, the output folder, [`crate::batch::RunOptions`] for shard
 //! and resume) with a `run()` that labels this shard and returns the manifest:
 //!
@@ -7,6 +7,7 @@
 //! * [`irlabels::IrLabelsJob`]: IR labels from CAM files (§4.1), what the IRN trains on;
 //! * [`pseudo::PseudoJob`]: pseudo-masks from CAM files and the IRN edge network (§4.7–4.8);
 //! * [`masks::MasksJob`]: both in one pass, no CAM files in between;
+//! * [`superpixels::SuperpixelsJob`]: the superpixels the classifier's training reads (§5);
 //! * [`predict::PredictJob`]: DeepLab predictions of an image folder or list (`ssc-predict`,
 //!   §6.5–6.6).
 //!
@@ -18,8 +19,11 @@ pub mod irlabels;
 pub mod masks;
 pub mod predict;
 pub mod pseudo;
+pub mod superpixels;
 
 use std::path::Path;
+
+use serde_json::Value;
 
 use ssc_core::dataset::{Dataset, DatasetSpec, Item};
 
@@ -28,6 +32,7 @@ pub use irlabels::{IrLabelStats, IrLabelSummary, IrLabelsJob};
 pub use masks::MasksJob;
 pub use predict::PredictJob;
 pub use pseudo::{MaskOptions, MaskOutputs, PseudoJob};
+pub use superpixels::SuperpixelsJob;
 
 use crate::error::{Context, Result, bail};
 
@@ -62,4 +67,48 @@ fn report_files(files: Vec<std::path::PathBuf>, opts: &crate::batch::RunOptions)
             tracing::info!("wrote {}", f.display());
         }
     }
+}
+
+/// Writes a job's resolved settings as JSON to `path`. When an earlier run left that file and
+/// the job does not redo everything (`overwrite`: `None` for jobs without that option),
+/// `differs` names the settings of that run that differ from these; a folder made with other
+/// settings is refused, since resuming into it would mix two kinds of output (`what`: the
+/// kind, for the message).
+fn write_settings_file(
+    path: &Path,
+    settings: &Value,
+    overwrite: Option<bool>,
+    what: &str,
+    differs: impl FnOnce(&Value) -> Vec<String>,
+) -> Result<()> {
+    if path.is_file() && overwrite != Some(true) {
+        let old: Value = serde_json::from_slice(
+            &std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
+        )
+        .with_context(|| format!("{}: not valid JSON", path.display()))?;
+        let differ = differs(&old);
+        if !differ.is_empty() {
+            bail!(
+                "{} holds {what} made with other parameters ({}); choose another output folder \
+                 or delete it{}",
+                path.display(),
+                differ.join(", "),
+                if overwrite.is_some() {
+                    ", or redo everything (--overwrite)"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    ssc_core::atomic::write(path, &serde_json::to_vec_pretty(settings)?)?;
+    Ok(())
+}
+
+/// The keys among `keys` whose values differ between `old` and `new`.
+fn differing(old: &Value, new: &Value, keys: &[&str]) -> Vec<String> {
+    keys.iter()
+        .filter(|k| old.get(**k) != new.get(**k))
+        .map(|k| k.to_string())
+        .collect()
 }

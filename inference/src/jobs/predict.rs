@@ -197,28 +197,14 @@ const MASK_SETTINGS: [&str; 5] = ["class_names", "input_size", "scales", "flip",
 /// Writes `predict.json`, refusing (unless `overwrite`) a folder whose earlier run used other
 /// mask settings.
 fn write_settings(out: &Path, s: &Settings<'_>, overwrite: bool) -> Result<()> {
-    let path = out.join("predict.json");
     let new = serde_json::to_value(s)?;
-    if path.is_file() && !overwrite {
-        let old: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?,
-        )
-        .with_context(|| format!("{}: not valid JSON", path.display()))?;
-        let differ: Vec<&str> = MASK_SETTINGS
-            .into_iter()
-            .filter(|k| old.get(k) != new.get(k))
-            .collect();
-        if !differ.is_empty() {
-            bail!(
-                "{} holds masks made with other settings ({}); choose another output folder, \
-                 or redo every image (--overwrite)",
-                path.display(),
-                differ.join(", ")
-            );
-        }
-    }
-    ssc_core::atomic::write(&path, &serde_json::to_vec_pretty(&new)?)?;
-    Ok(())
+    super::write_settings_file(
+        &out.join("predict.json"),
+        &new,
+        Some(overwrite),
+        "masks",
+        |old| super::differing(old, &new, &MASK_SETTINGS),
+    )
 }
 
 /// The per-item work of a [`PredictJob`] run.
