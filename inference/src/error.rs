@@ -46,6 +46,40 @@ pub enum InferenceError {
     /// A JSON file (settings, parameters) could not be parsed or written.
     #[error(transparent)]
     Json(#[from] serde_json::Error),
+    /// A model file is another kind of network than the one needed.
+    #[error("{path}: a `{arch}` network, but a `{expected}` network is needed (ssc.arch)")]
+    WrongModel {
+        /// The model file.
+        path: PathBuf,
+        /// Its `ssc.arch` metadata.
+        arch: String,
+        /// The kind needed (`cam`, `irn`, `deeplab`).
+        expected: &'static str,
+    },
+    /// A dataset, folder or list holds no image.
+    #[error("{0}: no images")]
+    NoImages(PathBuf),
+    /// An output folder holds the outputs of a run with other settings; resuming into it
+    /// would mix the two.
+    #[error(
+        "{path} holds {what} made with other parameters ({}); choose another output folder or \
+         delete it{}",
+        differ.join(", "),
+        if *can_overwrite { ", or redo everything (--overwrite)" } else { "" }
+    )]
+    SettingsMismatch {
+        /// The settings file of the earlier run.
+        path: PathBuf,
+        /// What the folder holds (`CAMs`, `masks`, …).
+        what: &'static str,
+        /// The settings that differ.
+        differ: Vec<String>,
+        /// Whether the job can redo everything instead.
+        can_overwrite: bool,
+    },
+    /// Code inside a worker panicked on one item (a bug; the run goes on with the others).
+    #[error("internal error (panic) {0}")]
+    Panic(String),
     /// Some items of a batch run failed; the manifest lists them.
     #[error("{failed} of {items} item(s) failed (listed in {manifest}); rerun to retry them")]
     ItemsFailed {

@@ -534,7 +534,7 @@ pub fn run_in_order<T: Sync, E: std::fmt::Display>(
             let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
                 if done { existing(item) } else { process(item) }
             }))
-            .map_err(|_| format!("{key}: internal error (panic)"))
+            .map_err(|_| InferenceError::Panic(format!("on {key}")).to_string())
             .and_then(|r| r.map_err(|e| format!("{e:#}")));
             if result.is_err() {
                 outputs.skip(key);

@@ -166,6 +166,31 @@ fn one_pass_equals_cams_then_pseudo_and_resumes() {
         );
     }
     assert_eq!(job.run().unwrap().skipped, n, "a rerun resumes");
+    // Errors a program can match on: other walk settings in the same folder, a swapped model.
+    let mut other = job.clone();
+    other.params.walk.beta += 1.0;
+    match other.run() {
+        Err(ssc_inference::InferenceError::SettingsMismatch { differ, .. }) => {
+            assert_eq!(differ, ["params"])
+        }
+        r => panic!(
+            "expected a settings mismatch, got {:?}",
+            r.map(|m| m.written)
+        ),
+    }
+    let swapped = ssc_inference::jobs::MasksJob {
+        cam_model: irn.clone(),
+        ..job.clone()
+    };
+    match swapped.run() {
+        Err(ssc_inference::InferenceError::WrongModel { arch, expected, .. }) => {
+            assert_eq!((arch.as_str(), expected), ("irn", "cam"))
+        }
+        r => panic!(
+            "expected a wrong-model error, got {:?}",
+            r.map(|m| m.written)
+        ),
+    }
     // `ssc-label pseudo --format coco` holds the same masks as its PNGs.
     let classes = dataset.classes;
     let coco = ssc_core::formats::coco::read_coco(

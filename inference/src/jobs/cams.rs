@@ -16,7 +16,7 @@ use ssc_core::dataset::{Dataset, DatasetSpec, Item};
 
 use crate::batch::{self, Resumable, RunOptions, Tracker};
 use crate::cam::{self, CamConfig, Normalizer, Prepared};
-use crate::error::{Result, bail};
+use crate::error::{InferenceError, Result, bail};
 use crate::pipeline::{self, PipelineConfig, StageTimes};
 use crate::runtime::{self, Device, Model, ModelInfo, SessionConfig};
 
@@ -142,11 +142,11 @@ impl CamStage {
         let first = Model::open(model, &session)?;
         let info = first.info().clone();
         if info.arch != "cam" {
-            bail!(
-                "{} is a `{}` network; a CAM network is needed (ssc.arch = cam)",
-                model.display(),
-                info.arch
-            );
+            return Err(InferenceError::WrongModel {
+                path: model.to_path_buf(),
+                arch: info.arch,
+                expected: "cam",
+            });
         }
         let fg = ds.classes.len() - 1;
         if info.class_names.len() != fg {

@@ -240,11 +240,7 @@ impl MasksJob {
                     }))
                     .unwrap_or_else(|_| {
                         (0..n)
-                            .map(|_| {
-                                Err(InferenceError::Invalid(
-                                    "internal error (panic) in inference".into(),
-                                ))
-                            })
+                            .map(|_| Err(InferenceError::Panic("in inference".into())))
                             .collect()
                     })
                 },
@@ -267,9 +263,7 @@ impl MasksJob {
                             refine_with_edge(&rec, &inf.edge, params).context("random walk")?;
                         job.masks.write(&item.id, &image, &label)
                     }))
-                    .unwrap_or_else(|_| {
-                        Err(InferenceError::Invalid("internal error (panic)".into()))
-                    })
+                    .unwrap_or_else(|_| Err(InferenceError::Panic("in post-processing".into())))
                 },
                 |item: &&Item, r: Result<()>| {
                     if r.is_err() {

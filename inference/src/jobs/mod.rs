@@ -34,7 +34,7 @@ pub use predict::PredictJob;
 pub use pseudo::{MaskOptions, MaskOutputs, PseudoJob};
 pub use superpixels::SuperpixelsJob;
 
-use crate::error::{Context, Result, bail};
+use crate::error::{Context, InferenceError, Result};
 
 /// Opens a dataset, naming its root in errors; a dataset without images is an error.
 pub fn open_dataset(spec: &DatasetSpec) -> Result<Dataset> {
@@ -42,7 +42,7 @@ pub fn open_dataset(spec: &DatasetSpec) -> Result<Dataset> {
         .open()
         .with_context(|| format!("cannot open the dataset at {}", spec.root.display()))?;
     if ds.is_empty() {
-        bail!("the dataset at {} has no images", spec.root.display());
+        return Err(InferenceError::NoImages(spec.root.clone()));
     }
     Ok(ds)
 }
@@ -78,7 +78,7 @@ fn write_settings_file(
     path: &Path,
     settings: &Value,
     overwrite: Option<bool>,
-    what: &str,
+    what: &'static str,
     differs: impl FnOnce(&Value) -> Vec<String>,
 ) -> Result<()> {
     if path.is_file() && overwrite != Some(true) {
@@ -88,17 +88,12 @@ fn write_settings_file(
         .with_context(|| format!("{}: not valid JSON", path.display()))?;
         let differ = differs(&old);
         if !differ.is_empty() {
-            bail!(
-                "{} holds {what} made with other parameters ({}); choose another output folder \
-                 or delete it{}",
-                path.display(),
-                differ.join(", "),
-                if overwrite.is_some() {
-                    ", or redo everything (--overwrite)"
-                } else {
-                    ""
-                }
-            );
+            return Err(InferenceError::SettingsMismatch {
+                path: path.to_path_buf(),
+                what,
+                differ,
+                can_overwrite: overwrite.is_some(),
+            });
         }
     }
     ssc_core::atomic::write(path, &serde_json::to_vec_pretty(settings)?)?;

@@ -369,7 +369,7 @@ impl PredictJob {
             bail!("{}: no such image folder or list file", cli.input.display());
         };
         if entries.is_empty() {
-            bail!("{}: no images found", cli.input.display());
+            return Err(InferenceError::NoImages(cli.input.clone()));
         }
         std::fs::create_dir_all(&cli.out)
             .with_context(|| format!("cannot create {}", cli.out.display()))?;
@@ -451,12 +451,7 @@ impl PredictJob {
                     // a panic must not leave the reorder buffer waiting for this item
                     Some(s) => {
                         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.process(s, e)))
-                            .unwrap_or_else(|_| {
-                                Err(InferenceError::Invalid(format!(
-                                    "{}: internal error (panic)",
-                                    e.id
-                                )))
-                            })
+                            .unwrap_or_else(|_| Err(InferenceError::Panic(format!("on {}", e.id))))
                     }
                     None => Err(InferenceError::Invalid(
                         "no inference session for this worker".into(),

@@ -300,11 +300,11 @@ pub fn read_params(path: Option<&Path>) -> Result<RefineParams> {
 pub fn open_irn(path: &Path, session: &SessionConfig) -> Result<Model> {
     let model = Model::open(path, session)?;
     if model.info().arch != "irn" {
-        return Err(InferenceError::Invalid(format!(
-            "{}: not an IRN edge model (arch `{}`)",
-            path.display(),
-            model.info().arch
-        )));
+        return Err(InferenceError::WrongModel {
+            path: path.to_path_buf(),
+            arch: model.info().arch.clone(),
+            expected: "irn",
+        });
     }
     Ok(model)
 }
