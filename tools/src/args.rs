@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::ValueEnum;
 use ssc_core::formats::coco::{CocoMode, CocoOptions, CocoOutput};
 use ssc_core::formats::cvat::{CvatOptions, IgnoreAs};
@@ -238,9 +238,6 @@ pub struct CamOptions {
 impl CamOptions {
     /// The library's CAM stage options (validated when the stage opens).
     pub fn stage_options(&self) -> Result<CamStageOptions> {
-        if self.batch == 0 {
-            bail!("--batch must be at least 1");
-        }
         Ok(CamStageOptions {
             config: CamConfig {
                 scales: self.scales.clone(),

@@ -122,7 +122,7 @@ impl CamStage {
         let cfg = opts.config.clone();
         cfg.validate()?;
         if opts.batch == 0 {
-            bail!("the CAM batch size must be at least 1");
+            bail!("the CAM batch size must be at least 1 (--batch)");
         }
         let device = opts.device;
         let lib = runtime::init(opts.ort_lib.as_deref())?;

@@ -124,13 +124,12 @@ impl IrLabelsJob {
     /// Computes the IR labels of the split in parallel; failed images are listed in the
     /// summary, not returned as an error.
     pub fn run(&self) -> Result<IrLabelSummary> {
-        let args = self;
-        let ds = ssc_core::dataset::open_split(&args.dataset, &args.split)
-            .with_context(|| format!("opening {}", args.dataset.display()))?;
-        let out = args.out.clone();
+        let ds = ssc_core::dataset::open_split(&self.dataset, &self.split)
+            .with_context(|| format!("opening {}", self.dataset.display()))?;
+        let out = self.out.clone();
         std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-        let cfg = args.config.clone();
-        let pb = if args.progress {
+        let cfg = self.config.clone();
+        let pb = if self.progress {
             crate::batch::progress_bar(ds.len() as u64, "IR labels")
         } else {
             indicatif::ProgressBar::hidden()
@@ -140,7 +139,7 @@ impl IrLabelsJob {
             .items
             .par_iter()
             .map(|it| {
-                let r = one_label(&it.id, &it.image, &args.cams, &out, &cfg, args.overwrite)
+                let r = one_label(&it.id, &it.image, &self.cams, &out, &cfg, self.overwrite)
                     .and_then(|(map, new)| {
                         written.fetch_add(new as u64, Ordering::Relaxed);
                         let mut st = None;

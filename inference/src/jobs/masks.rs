@@ -113,19 +113,18 @@ impl MasksJob {
     /// list the images that could not be labelled ([`batch::Manifest::into_result`]); `Err`
     /// when the run could not start or its annotation files are incomplete.
     pub fn run(&self) -> Result<batch::Manifest> {
-        let args = self;
         let ds = super::open_dataset(&self.dataset)?;
         let params = &self.params;
-        let mut stage = CamStage::open(&args.cam_model, &args.cam, args.threads, &ds)?;
-        let first_irn = open_irn(&args.irn_model, &stage.session)?;
+        let mut stage = CamStage::open(&self.cam_model, &self.cam, self.threads, &ds)?;
+        let first_irn = open_irn(&self.irn_model, &stage.session)?;
         let opts = &self.run;
         let spec = self.dataset.clone();
         write_run_settings(
-            &args.out,
+            &self.out,
             &serde_json::json!({
                 "stage": "masks",
-                "cam_model": args.cam_model,
-                "irn_model": args.irn_model,
+                "cam_model": self.cam_model,
+                "irn_model": self.irn_model,
                 "class_names": stage.info.class_names,
                 "cam": stage.cfg,
                 "params": params,
@@ -134,8 +133,8 @@ impl MasksJob {
             }),
             opts.overwrite,
         )?;
-        let cams = if args.save_cams {
-            let dir = args.out.join("cams");
+        let cams = if self.save_cams {
+            let dir = self.out.join("cams");
             write_settings(&dir, &stage.settings(spec))?;
             Some(CamFiles {
                 dir,
@@ -146,10 +145,10 @@ impl MasksJob {
         };
         let job = MasksWork {
             masks: MaskOutputs::create(
-                &args.out,
+                &self.out,
                 &ds.classes,
-                args.masks,
-                &args.formats,
+                self.masks,
+                &self.formats,
                 opts.shard,
             )?,
             cams,
@@ -179,13 +178,13 @@ impl MasksJob {
         for cam in stage.sessions(n)? {
             let irn = match irns.pop() {
                 Some(m) => m,
-                None => open_irn(&args.irn_model, &stage.session)?,
+                None => open_irn(&self.irn_model, &stage.session)?,
             };
             workers.push((cam, irn));
         }
         let pcfg = stage.pipeline_config(workers.len());
         let times = {
-            let root = &args.dataset.root;
+            let root = &self.dataset.root;
             let (stage, job, todo) = (&stage, &job, &todo);
             pipeline::run(
                 &mine,

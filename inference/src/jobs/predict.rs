@@ -338,7 +338,6 @@ impl PredictJob {
     /// list the images that could not be segmented ([`batch::Manifest::into_result`]); `Err`
     /// when the run could not start or its annotation files are incomplete.
     pub fn run(&self) -> Result<batch::Manifest> {
-        let cli = self;
         let session = SessionConfig {
             intra_threads: 1,
             ..self.session.clone()
@@ -347,9 +346,9 @@ impl PredictJob {
         let scales = seg_cfg.scales.clone();
         let open = || -> Result<DeepLabSegmenter> {
             Ok(
-                DeepLabSegmenter::open(&cli.model, &session, seg_cfg.clone())
-                    .with_context(|| format!("cannot open the model {}", cli.model.display()))?
-                    .with_flip(cli.flip),
+                DeepLabSegmenter::open(&self.model, &session, seg_cfg.clone())
+                    .with_context(|| format!("cannot open the model {}", self.model.display()))?
+                    .with_flip(self.flip),
             )
         };
         // Opened up front: a bad model or runtime fails the run before any work.
@@ -361,49 +360,52 @@ impl PredictJob {
             ClassMap::custom(names)
         };
 
-        let entries = if cli.input.is_dir() {
-            folder_entries(&cli.input)?
-        } else if cli.input.is_file() {
-            list_entries(&cli.input)?
+        let entries = if self.input.is_dir() {
+            folder_entries(&self.input)?
+        } else if self.input.is_file() {
+            list_entries(&self.input)?
         } else {
-            bail!("{}: no such image folder or list file", cli.input.display());
+            bail!(
+                "{}: no such image folder or list file",
+                self.input.display()
+            );
         };
         if entries.is_empty() {
-            return Err(InferenceError::NoImages(cli.input.clone()));
+            return Err(InferenceError::NoImages(self.input.clone()));
         }
-        std::fs::create_dir_all(&cli.out)
-            .with_context(|| format!("cannot create {}", cli.out.display()))?;
+        std::fs::create_dir_all(&self.out)
+            .with_context(|| format!("cannot create {}", self.out.display()))?;
 
         let opts = &self.run;
         let pool = batch::thread_pool(self.threads)?;
         let workers = pool.current_num_threads();
         let outputs = Outputs::create(
-            OutputPaths::flat(&cli.out, opts.shard),
+            OutputPaths::flat(&self.out, opts.shard),
             &classes,
             &self.formats,
         )?
         .with_window(4 * workers + 4);
-        let crf = cli.crf.then(CrfParams::stage2);
+        let crf = self.crf.then(CrfParams::stage2);
         let settings = Settings {
-            model: &cli.model,
-            input: &cli.input,
+            model: &self.model,
+            input: &self.input,
             class_names: &classes.names,
             input_size: seg_cfg.input_size,
             scales: &scales,
-            flip: cli.flip,
+            flip: self.flip,
             crf: crf.clone(),
-            scores: cli.scores,
+            scores: self.scores,
             formats: self.formats.formats().iter().map(|f| f.name()).collect(),
             version: env!("CARGO_PKG_VERSION"),
         };
-        write_settings(&cli.out, &settings, opts.overwrite)?;
+        write_settings(&self.out, &settings, opts.overwrite)?;
         let job = PredictWork {
-            out: cli.out.clone(),
+            out: self.out.clone(),
             classes,
             outputs,
             crf,
-            overlay: cli.overlay,
-            scores: cli.scores,
+            overlay: self.overlay,
+            scores: self.scores,
         };
 
         let plan = batch::plan(&job, &entries, opts);

@@ -374,11 +374,6 @@ impl PseudoJob {
     }
 }
 
-/// Where `ssc-label pseudo` writes the mask of `id` (for tests and scripts).
-pub fn mask_path(out: &Path, id: &str) -> PathBuf {
-    out.join(format!("{id}.png"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -79,8 +79,8 @@ fn run(cli: Cli) -> Result<()> {
         },
         session: SessionConfig {
             device: cli.device.parse::<Device>()?,
-            intra_threads: 1,
             library: cli.ort_lib,
+            ..SessionConfig::default()
         },
         flip: cli.flip,
         crf: cli.crf,
