@@ -4,6 +4,8 @@
 //!     (operator build + 256 steps) on one thread, and per image over a batch on two threads
 //!     (images in parallel, as `ssc-label` runs them), against the 0.25 s budget and against
 //!     PyTorch's CSR sparse product on the same operator and thread count.
+//! (c) `-- routes`: the planar and the class-interleaved layout against each other (also run
+//!     at the end).
 //! (b) A 40×30 grid: the reference's dense route (n×n matrix, 8 squarings) in PyTorch (float32,
 //!     as IRN) and in our own f64 port, against ours, with the largest score difference.
 //!
@@ -22,7 +24,8 @@ use std::process::Command;
 use rayon::prelude::*;
 use ssc_core::bench_report::BenchRow;
 use ssc_core::randomwalk::dense::dense_walk;
-use ssc_core::randomwalk::{PathIndex, Transition, WalkParams, random_walk};
+use ssc_core::randomwalk::walk::INTERLEAVE_MIN;
+use ssc_core::randomwalk::{PathIndex, Transition, WalkParams, WalkRoute, random_walk};
 use ssc_core::rng::Rng;
 
 const BUDGET: Duration = Duration::from_millis(250);
@@ -148,10 +151,49 @@ fn record(row: &str, ours: f64, peer_name: &str, peer: Option<(f64, f64)>, threa
     BenchRow::new(row, ours, peer_name, peer.map(|p| p.0), threads).record();
 }
 
+/// (c) The two layouts of the walk against each other on the VOC grid, one thread, for a
+/// range of class counts: where the class-interleaved route starts to pay
+/// (`INTERLEAVE_MIN`), and that both give the same bits.
+fn routes(params: &WalkParams, index: &PathIndex) {
+    let steps = params.steps().unwrap();
+    let (h, w) = (94, 125);
+    println!("(c) grid {w}×{h}, {steps} steps, 1 thread: planar vs class-interleaved route");
+    for k in [1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 21, 24, 32, 40] {
+        let (edge, cam) = synthetic(h, w, k, 3);
+        let op = Transition::new(&edge, h, w, index, params.beta).unwrap();
+        let x = masked(&cam, &edge);
+        let (planar, a) = median(3, || {
+            op.propagate_by(&x, k, steps, WalkRoute::Planar).unwrap()
+        });
+        let (il, b) = median(3, || {
+            op.propagate_by(&x, k, steps, WalkRoute::Interleaved)
+                .unwrap()
+        });
+        let same = a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits());
+        println!(
+            "    K {k:>2}: planar {:>8.2} ms, interleaved {:>8.2} ms, ratio {:.2}x{}{}",
+            planar.as_secs_f64() * 1e3,
+            il.as_secs_f64() * 1e3,
+            planar.as_secs_f64() / il.as_secs_f64(),
+            if k >= INTERLEAVE_MIN {
+                " (auto: interleaved)"
+            } else {
+                ""
+            },
+            if same { "" } else { "  RESULTS DIFFER" }
+        );
+    }
+}
+
 fn main() {
     let params = WalkParams::irn();
     let steps = params.steps().unwrap();
     let index = PathIndex::new(params.radius).unwrap();
+    // `cargo bench --bench randomwalk -- routes`: only the route comparison.
+    if std::env::args().any(|a| a == "routes") {
+        routes(&params, &index);
+        return;
+    }
 
     // (a) VOC size.
     let (h, w) = (94, 125);
@@ -237,4 +279,5 @@ fn main() {
         peer("dense", &op, &x, &ours, k, 2, 3),
         2,
     );
+    routes(&params, &index);
 }

@@ -10,4 +10,4 @@ pub mod walk;
 pub use affinity::{pad_edge, padded_affinity, path_affinity};
 pub use labels::{AffinityLabels, affinity_labels};
 pub use paths::PathIndex;
-pub use walk::{Transition, WalkParams, random_walk};
+pub use walk::{Transition, WalkParams, WalkRoute, random_walk};
