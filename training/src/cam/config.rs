@@ -299,7 +299,7 @@ impl CamTrainConfig {
                 bn: BnMode::Batch,
                 // With every stage training, a cap that passes gradient lets layers 1–2
                 // learn peaks that the training-only DRS cuts but inference keeps. Full SSC,
-                // val CAM mIoU over seeds 0–2: 40.2 % detached against 28.7 % with the
+                // val CAM mIoU over seeds 0–2: 43.7 % detached against 24.6 % with the
                 // reference's cap (README, "the synthetic recipe's departures").
                 detach_early_drs_cap: true,
                 // The plain-CAM baseline trains with that cap too, passing gradient (not the
