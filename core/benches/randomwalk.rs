@@ -4,10 +4,10 @@
 //!     (operator build + 256 steps) on one thread, and per image over a batch on two threads
 //!     (images in parallel, as `ssc-label` runs them), against the 0.25 s budget and against
 //!     PyTorch's CSR sparse product on the same operator and thread count.
-//! (c) `-- routes`: the planar and the class-interleaved layout against each other (also run
-//!     at the end).
 //! (b) A 40×30 grid: the reference's dense route (n×n matrix, 8 squarings) in PyTorch (float32,
 //!     as IRN) and in our own f64 port, against ours, with the largest score difference.
+//! (c) `-- routes`: the planar and the class-interleaved layout against each other (also run
+//!     at the end).
 //!
 //! The PyTorch peers (`scripts/peers/randomwalk_peer.py`) run in the same run when `python3`
 //! imports torch; each pair is also appended to `$SSC_BENCH_JSON`
