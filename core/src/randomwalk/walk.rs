@@ -117,8 +117,9 @@ pub struct Transition {
     weights: Vec<f32>,
     /// The weights again, chunk by chunk for [`Self::step`]: for every full chunk of
     /// [`WALK_CHUNK`] pixels from `lo` and every direction, its forward weights then its
-    /// mirror weights, so that one chunk's weights are one contiguous run.
-    chunked: Vec<f32>,
+    /// mirror weights, so that one chunk's weights are one contiguous run. Built on first use
+    /// (walks whose every class group takes the interleaved route never need it).
+    chunked: OnceLock<Vec<f32>>,
     /// The weights pixel by pixel for the class-interleaved route ([`Self::walk_interleaved`]):
     /// for every pixel from `lo` to `hi` and every direction, its forward then its mirror
     /// weight. Built on first use (only walks of many classes take that route).
@@ -190,16 +191,6 @@ impl Transition {
             }
         }
         let (lo, hi) = (at(0, 0), at(h - 1, w - 1) + 1);
-        let full = (hi - lo) / WALK_CHUNK;
-        let mut chunked = Vec::with_capacity(full * nd * 2 * WALK_CHUNK);
-        for ci in 0..full {
-            let p0 = lo + ci * WALK_CHUNK;
-            for (d, &off) in offsets.iter().enumerate() {
-                let plane = &weights[d * np..(d + 1) * np];
-                chunked.extend_from_slice(&plane[p0..p0 + WALK_CHUNK]);
-                chunked.extend_from_slice(&plane[p0 - off..p0 - off + WALK_CHUNK]);
-            }
-        }
         Ok(Transition {
             h,
             w,
@@ -209,11 +200,29 @@ impl Transition {
             offsets,
             dirs: index.directions().to_vec(),
             weights,
-            chunked,
+            chunked: OnceLock::new(),
             interleaved: OnceLock::new(),
             inv_deg,
             lo,
             hi,
+        })
+    }
+
+    /// The weights chunk by chunk (see the `chunked` field), built on first use.
+    fn chunked(&self) -> &[f32] {
+        self.chunked.get_or_init(|| {
+            let nd = self.offsets.len();
+            let full = (self.hi - self.lo) / WALK_CHUNK;
+            let mut chunked = Vec::with_capacity(full * nd * 2 * WALK_CHUNK);
+            for ci in 0..full {
+                let p0 = self.lo + ci * WALK_CHUNK;
+                for (d, &off) in self.offsets.iter().enumerate() {
+                    let plane = &self.weights[d * self.np..(d + 1) * self.np];
+                    chunked.extend_from_slice(&plane[p0..p0 + WALK_CHUNK]);
+                    chunked.extend_from_slice(&plane[p0 - off..p0 - off + WALK_CHUNK]);
+                }
+            }
+            chunked
         })
     }
 
@@ -324,8 +333,9 @@ impl Transition {
                 cur[dst..dst + self.w].copy_from_slice(&scores[src..src + self.w]);
             }
         }
+        let chunked = self.chunked();
         for _ in 0..steps {
-            self.step(&cur, &mut next, k);
+            self.step(&cur, &mut next, k, chunked);
             std::mem::swap(&mut cur, &mut next);
         }
         for c in 0..k {
@@ -505,40 +515,40 @@ impl Transition {
     /// direction, which bounded the walk. Each output still sums its terms in the same order
     /// (self, then the directions in order, `a·x + b·y` each, no fused multiply-add), so the
     /// result is bit-identical to that pass.
-    fn step(&self, src: &[f32], dst: &mut [f32], k: usize) {
+    fn step(&self, src: &[f32], dst: &mut [f32], k: usize, chunked: &[f32]) {
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx512f") {
                 // SAFETY: the CPU supports AVX-512F, the only requirement of `step_avx512`.
-                unsafe { self.step_avx512(src, dst, k) };
+                unsafe { self.step_avx512(src, dst, k, chunked) };
                 return;
             }
             if std::arch::is_x86_feature_detected!("avx2") {
                 // SAFETY: the CPU supports AVX2, the only requirement of `step_avx2`.
-                unsafe { self.step_avx2(src, dst, k) };
+                unsafe { self.step_avx2(src, dst, k, chunked) };
                 return;
             }
         }
-        self.step_plain(src, dst, k);
+        self.step_plain(src, dst, k, chunked);
     }
 
     /// [`Self::step_plain`] compiled for AVX-512 (the same operations in the same order: no
     /// fused multiply-add is introduced, so the same results).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
-    fn step_avx512(&self, src: &[f32], dst: &mut [f32], k: usize) {
-        self.step_plain(src, dst, k);
+    fn step_avx512(&self, src: &[f32], dst: &mut [f32], k: usize, chunked: &[f32]) {
+        self.step_plain(src, dst, k, chunked);
     }
 
     /// [`Self::step_plain`] compiled for AVX2 (same results, as above).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    fn step_avx2(&self, src: &[f32], dst: &mut [f32], k: usize) {
-        self.step_plain(src, dst, k);
+    fn step_avx2(&self, src: &[f32], dst: &mut [f32], k: usize, chunked: &[f32]) {
+        self.step_plain(src, dst, k, chunked);
     }
 
     #[inline(always)]
-    fn step_plain(&self, src: &[f32], dst: &mut [f32], k: usize) {
+    fn step_plain(&self, src: &[f32], dst: &mut [f32], k: usize, chunked: &[f32]) {
         let (lo, hi, np) = (self.lo, self.hi, self.np);
         let mut p0 = lo;
         while p0 < hi {
@@ -547,7 +557,12 @@ impl Transition {
                 let s = &src[c * np..(c + 1) * np];
                 let o = &mut dst[c * np + p0..c * np + p0 + len];
                 if len == WALK_CHUNK {
-                    self.chunk::<WALK_CHUNK>(s, p0, (p0 - lo) / WALK_CHUNK, o);
+                    self.chunk::<WALK_CHUNK>(
+                        s,
+                        p0,
+                        &chunked[(p0 - lo) / WALK_CHUNK * self.offsets.len() * 2 * WALK_CHUNK..],
+                        o,
+                    );
                 } else {
                     self.chunk_tail(s, p0, o);
                 }
@@ -556,12 +571,11 @@ impl Transition {
         }
     }
 
-    /// The `N` outputs from `p0` (full chunk `ci`) of one class:
+    /// The `N` outputs from `p0` (a full chunk whose weights begin `wc`) of one class:
     /// `o = inv_deg · (s + Σ_d a·x + b·y)`.
     #[inline(always)]
-    fn chunk<const N: usize>(&self, s: &[f32], p0: usize, ci: usize, o: &mut [f32]) {
-        let nd = self.offsets.len();
-        let wc = &self.chunked[ci * nd * 2 * N..(ci + 1) * nd * 2 * N];
+    fn chunk<const N: usize>(&self, s: &[f32], p0: usize, wc: &[f32], o: &mut [f32]) {
+        let wc = &wc[..self.offsets.len() * 2 * N];
         let mut acc: [f32; N] = s[p0..p0 + N].try_into().expect("a full chunk");
         for (w, &off) in wc.chunks_exact(2 * N).zip(&self.offsets) {
             // Forward pair (p, p+d) uses the weight stored at p; the mirror pair (p, p−d)
