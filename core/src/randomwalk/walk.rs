@@ -98,6 +98,40 @@ pub enum WalkRoute {
     Interleaved,
 }
 
+/// Defines a method that runs `$plain` compiled for AVX-512F or AVX2 when the CPU has them
+/// (checked at run time), else as the crate was built. The wrappers only widen the instruction
+/// set: the same operations run in the same order (no fused multiply-add is introduced), so
+/// every dispatch target gives the same bits.
+macro_rules! simd_dispatch {
+    ($(#[$doc:meta])* fn $name:ident$(<$($g:ident),*>)?(&self, $($arg:ident: $ty:ty),*) => $plain:ident) => {
+        $(#[$doc])*
+        fn $name$(<$(const $g: usize),*>)?(&self, $($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                fn avx512$(<$(const $g: usize),*>)?(t: &Transition, $($arg: $ty),*) {
+                    t.$plain$(::<$($g),*>)?($($arg),*)
+                }
+                #[target_feature(enable = "avx2")]
+                fn avx2$(<$(const $g: usize),*>)?(t: &Transition, $($arg: $ty),*) {
+                    t.$plain$(::<$($g),*>)?($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU supports AVX-512F, the only requirement of `avx512`.
+                    unsafe { avx512$(::<$($g),*>)?(self, $($arg),*) };
+                    return;
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU supports AVX2, the only requirement of `avx2`.
+                    unsafe { avx2$(::<$($g),*>)?(self, $($arg),*) };
+                    return;
+                }
+            }
+            self.$plain$(::<$($g),*>)?($($arg),*);
+        }
+    };
+}
+
 /// The sparse transition operator `P = D⁻¹A^{∘β}` of one `h×w` boundary map.
 ///
 /// Immutable once built, so one operator can be shared across threads; each
@@ -400,34 +434,9 @@ impl Transition {
         }
     }
 
-    /// One application of `P` on the interleaved layout (dispatch as [`Self::step`]).
-    fn step_il<const KP: usize>(&self, src: &[f32], dst: &mut [f32], weights: &[f32]) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU supports AVX-512F, the only requirement of `step_il_avx512`.
-                unsafe { self.step_il_avx512::<KP>(src, dst, weights) };
-                return;
-            }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU supports AVX2, the only requirement of `step_il_avx2`.
-                unsafe { self.step_il_avx2::<KP>(src, dst, weights) };
-                return;
-            }
-        }
-        self.step_il_plain::<KP>(src, dst, weights);
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    fn step_il_avx512<const KP: usize>(&self, src: &[f32], dst: &mut [f32], weights: &[f32]) {
-        self.step_il_plain::<KP>(src, dst, weights);
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    fn step_il_avx2<const KP: usize>(&self, src: &[f32], dst: &mut [f32], weights: &[f32]) {
-        self.step_il_plain::<KP>(src, dst, weights);
+    simd_dispatch! {
+        /// One application of `P` on the interleaved layout (dispatch as [`Self::step`]).
+        fn step_il<KP>(&self, src: &[f32], dst: &mut [f32], weights: &[f32]) => step_il_plain
     }
 
     #[inline(always)]
@@ -506,45 +515,17 @@ impl Transition {
         }
     }
 
-    /// One application `dst = P·src` on the padded planar layout.
-    ///
-    /// The pixels go in chunks of [`WALK_CHUNK`]: for each class, a chunk's sums stay in
-    /// registers while every direction adds its two terms, and are written once; the chunk's
-    /// weights (all directions, a few KB) stay in the first-level cache across the classes.
-    /// A pass direction by direction over whole planes read and wrote every output once per
-    /// direction, which bounded the walk. Each output still sums its terms in the same order
-    /// (self, then the directions in order, `a·x + b·y` each, no fused multiply-add), so the
-    /// result is bit-identical to that pass.
-    fn step(&self, src: &[f32], dst: &mut [f32], k: usize, chunked: &[f32]) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU supports AVX-512F, the only requirement of `step_avx512`.
-                unsafe { self.step_avx512(src, dst, k, chunked) };
-                return;
-            }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU supports AVX2, the only requirement of `step_avx2`.
-                unsafe { self.step_avx2(src, dst, k, chunked) };
-                return;
-            }
-        }
-        self.step_plain(src, dst, k, chunked);
-    }
-
-    /// [`Self::step_plain`] compiled for AVX-512 (the same operations in the same order: no
-    /// fused multiply-add is introduced, so the same results).
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    fn step_avx512(&self, src: &[f32], dst: &mut [f32], k: usize, chunked: &[f32]) {
-        self.step_plain(src, dst, k, chunked);
-    }
-
-    /// [`Self::step_plain`] compiled for AVX2 (same results, as above).
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    fn step_avx2(&self, src: &[f32], dst: &mut [f32], k: usize, chunked: &[f32]) {
-        self.step_plain(src, dst, k, chunked);
+    simd_dispatch! {
+        /// One application `dst = P·src` on the padded planar layout.
+        ///
+        /// The pixels go in chunks of [`WALK_CHUNK`]: for each class, a chunk's sums stay in
+        /// registers while every direction adds its two terms, and are written once; the chunk's
+        /// weights (all directions, a few KB) stay in the first-level cache across the classes.
+        /// A pass direction by direction over whole planes read and wrote every output once per
+        /// direction, which bounded the walk. Each output still sums its terms in the same order
+        /// (self, then the directions in order, `a·x + b·y` each, no fused multiply-add), so the
+        /// result is bit-identical to that pass.
+        fn step(&self, src: &[f32], dst: &mut [f32], k: usize, chunked: &[f32]) => step_plain
     }
 
     #[inline(always)]
