@@ -20,16 +20,18 @@
 # mIoU is reported over all 21 classes and over background + the eight classes with ≥ 100
 # images in voc12-subset (cat, chair, cow, dog, horse, person, sheep, sofa).
 #
-# Environment: SSC_RUN (default runs/voc), SSC_SEED (0), SSC_VARIANT (full; or baseline, drs,
-# drs_cdr, drs_cdr_asm_noras), SSC_STOP_AFTER=pseudo to stop after the pseudo-masks (the
-# ablation needs no DeepLab), SSC_BIN=DIR to use prebuilt ssc-* binaries instead of building. Killed runs resume: training stages continue from their last
-# checkpoint and labelling stages skip finished images; a finished stage is not redone.
+# Environment: SSC_RUN (default runs/voc), SSC_SEED (0), SSC_VARIANT (baseline, the plain CAM,
+# which scores best on these photographs (README); or drs, drs_cdr, drs_cdr_asm_noras, full),
+# SSC_STOP_AFTER=pseudo to stop after the pseudo-masks (the ablation needs no DeepLab),
+# SSC_BIN=DIR to use prebuilt ssc-* binaries instead of building. Killed runs resume: training
+# stages continue from their last checkpoint and labelling stages skip finished images; a
+# finished stage is not redone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VOC=$(realpath "${1:-../shared/data/voc12-subset}")
 RUN=${SSC_RUN:-runs/voc}
 SEED=${SSC_SEED:-0}
-VARIANT=${SSC_VARIANT:-full}
+VARIANT=${SSC_VARIANT:-baseline}
 STOP_AFTER=${SSC_STOP_AFTER:-}
 for need in JPEGImages cls_labels.npy ImageSets/Segmentation/train_aug.txt ImageSets/Segmentation/train.txt; do
   [[ -e "$VOC/$need" ]] || { echo "error: $VOC/$need not found (expected a VOC-layout folder)" >&2; exit 1; }
