@@ -72,7 +72,8 @@ fi
 out="${OUT:-$root/target/gpu-check/out}"
 mkdir -p "$out"
 work="$(mktemp -d)"
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+# The step logs go to $out/logs too: on a lent machine they are the only record of a failure.
+trap 'kill $(jobs -p) 2>/dev/null || true; mkdir -p "$out/logs"; cp "$work"/*.log "$out/logs/" 2>/dev/null || true; rm -rf "$work"' EXIT
 rows=()
 row() { # name | ours | peer | ratio / note
     rows+=("| $1 | $2 | $3 | $4 |")
@@ -258,3 +259,12 @@ fi
     echo "|---|---|---|---|"
     printf '%s\n' "${rows[@]}"
 } | tee "$out/gpu-check.md"
+printf '%s\n' "${rows[@]}" | "$py" -c '
+import json, sys
+rows = []
+for line in sys.stdin:
+    cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+    rows.append(dict(zip(["row", "ssc", "peer", "note"], cells)))
+json.dump({"gpu": sys.argv[1], "cores": int(sys.argv[2]), "bundle": sys.argv[3], "rows": rows},
+          open(sys.argv[4], "w"), indent=1)
+' "${gpu:-none}" "$(nproc)" "$(cat "$bundle/commit")" "$out/gpu-check.json"
