@@ -2,7 +2,8 @@
 """The paper's Table VII from finished `scripts/voc-job.sh` runs, as the README prints it.
 
     python3 scripts/voc-table.py runs/voc-*          # one run folder per (variant, seed)
-    python3 scripts/voc-table.py --per-class runs/voc-*   # then IoU per scored class, by variant
+    python3 scripts/voc-table.py --per-class runs/voc-*   # then IoU per scored class, by variant,
+                                                          # and where each class's pixels went
 
 Each run folder needs `cam/config.json` (variant and seed), `eval-cams.json` (CAM seeds) and,
 once the job got that far, `ir-labels.txt` and `eval-pseudo.json`. It prints one row per run
@@ -53,6 +54,7 @@ def load(run: Path):
         row["pseudo21"] = 100 * pseudo["miou"]
         row["pseudo9"] = 100 * pseudo["subset_miou"]
         row["pseudo_classes"] = per_class(pseudo["class_names"], pseudo["per_class_iou"], pseudo["subset"])
+        row["confusion"] = (pseudo["class_names"], pseudo["subset"], pseudo["confusion"])
     except (OSError, json.JSONDecodeError):
         print(f"{run}: no pseudo-mask evaluation yet", file=sys.stderr)
     return row
@@ -73,6 +75,26 @@ def per_class_table(rows, key, title):
             means = [statistics.mean(g[c] for g in group if c in g) for c in classes]
             print(f"| {NAMES.get(variant, variant)} | {len(group)} | "
                   + " | ".join(f"{m:.1f}" for m in means) + " |")
+
+
+def confusion_table(rows):
+    """Where each scored class's ground-truth pixels went in the pseudo-masks, summed over seeds."""
+    print("\nPseudo-masks: what the ground-truth pixels of each class were labelled "
+          "(the three largest shares, summed over the variant's seeds)\n")
+    print("| classifier | ground truth | labelled as |")
+    print("|---|---|---|")
+    for variant in dict.fromkeys(r["variant"] for r in rows):
+        group = [r["confusion"] for r in rows if r["variant"] == variant and "confusion" in r]
+        if not group:
+            continue
+        names, subset = group[0][0], group[0][1]
+        for cls in subset:
+            i = names.index(cls)
+            counts = [sum(g[2][i][j] for g in group) for j in range(len(names))]
+            total = sum(counts) or 1
+            top = sorted(range(len(names)), key=lambda j: -counts[j])[:3]
+            shares = ", ".join(f"{names[j]} {100 * counts[j] / total:.1f} %" for j in top)
+            print(f"| {NAMES.get(variant, variant)} ({len(group)}) | {cls} | {shares} |")
 
 
 def cell(rows, key, pct=True):
@@ -113,6 +135,7 @@ def main():
     if classes:
         per_class_table(rows, "seed_classes", "CAM seeds at the best threshold")
         per_class_table(rows, "pseudo_classes", "Pseudo-masks")
+        confusion_table(rows)
 
 
 if __name__ == "__main__":
