@@ -8,7 +8,7 @@
 Each run folder needs `cam/config.json` (variant and seed), `eval-cams.json` (CAM seeds) and,
 once the job got that far, `ir-labels.txt` and `eval-pseudo.json`. It prints one row per run
 and, for a variant with more than one seed, its mean ± sample standard deviation (n - 1).
-Runs that are not finished are listed on stderr with what they lack, never averaged in.
+What a run lacks is listed on stderr; each mean covers only the runs that have that value.
 """
 
 import json
