@@ -17,7 +17,7 @@ import statistics
 import sys
 from pathlib import Path
 
-ORDER = ["baseline", "drs", "drs_cdr", "drs_cdr_asm_noras", "full"]
+# Table VII's row order.
 NAMES = {
     "baseline": "baseline (plain CAM)",
     "drs": "+ DRS",
@@ -25,6 +25,7 @@ NAMES = {
     "drs_cdr_asm_noras": "+ DRS + CDR + ASM without RAS",
     "full": "full SSC",
 }
+ORDER = list(NAMES)
 
 
 def load(run: Path):
@@ -61,7 +62,8 @@ def load(run: Path):
 
 
 def per_class(names, ious, subset):
-    return {n: 100 * ious[names.index(n)] for n in subset if ious[names.index(n)] is not None}
+    iou = dict(zip(names, ious))
+    return {n: 100 * iou[n] for n in subset if iou[n] is not None}
 
 
 def per_class_table(rows, key, title):
@@ -97,14 +99,13 @@ def confusion_table(rows):
             print(f"| {NAMES.get(variant, variant)} ({len(group)}) | {cls} | {shares} |")
 
 
-def cell(rows, key, pct=True):
+def cell(rows, key):
     values = [r[key] for r in rows if key in r]
     if not values:
         return "-"
-    unit = " %" if pct else ""
     if len(values) == 1:
-        return f"{values[0]:.2f}{unit}"
-    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}{unit}"
+        return f"{values[0]:.2f} %"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f} %"
 
 
 def main():
